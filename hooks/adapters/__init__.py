@@ -1,0 +1,44 @@
+"""Adapter registry. One file per family; ``FAMILIES`` lists them in match order.
+
+To support a new architecture, add ``hooks/adapters/<family>.py`` defining ``ADAPTER``
+(or ``ADAPTERS``) — see :mod:`hooks.adapters.base` — and append its name here.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import UnsupportedModelError
+from .base import Adapter, Site, rebase
+
+FAMILIES = ["gpt2", "llama", "gemma", "esm", "fair_esm", "transformer_lens", "llava", "chameleon", "janus", "emu3"]
+
+
+def all_adapters() -> list:
+    out = []
+    for fam in FAMILIES:
+        try:
+            mod = importlib.import_module(f"{__name__}.{fam}")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith(__name__):
+                continue
+            raise
+        out.extend(getattr(mod, "ADAPTERS", None) or [mod.ADAPTER])
+    return out
+
+
+def find_adapter(model) -> Adapter:
+    """The adapter for ``model``, rebased onto where its layers live."""
+    adapters = all_adapters()
+    for a in adapters:
+        if a.matches(model):
+            return rebase(a, model)
+    cfg = getattr(model, "config", None)
+    raise UnsupportedModelError(
+        f"No adapter for {type(model).__name__} (model_type={getattr(cfg, 'model_type', None)!r}). "
+        f"Supported families: {', '.join(a.name for a in adapters)}. To add one, write "
+        "hooks/adapters/<family>.py with a declarative Adapter (see hooks/adapters/base.py) and list it in "
+        "hooks.adapters.FAMILIES; raw module paths work meanwhile via hooks.wrap(model, adapter=...)."
+    )
+
+
+__all__ = ["Adapter", "Site", "find_adapter", "all_adapters", "FAMILIES"]

@@ -1,0 +1,94 @@
+"""Batched iteration over datasets: lists, ``datasets.Dataset`` objects and local files.
+
+    for batch in iter_batches("prompts.jsonl", batch_size=16, text_key="text"):
+        ...   # batch is a list of strings
+
+Accepted: a list of strings/sequences, a ``datasets.Dataset`` (column ``text_key``, or the
+first string column), a ``.txt`` file (one example per line), a ``.jsonl``/``.json`` file
+(field ``text_key``), a ``.csv``/``.parquet`` file, or a ``.fasta`` file (sequences).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import HookError
+
+TEXT_KEYS = ("text", "sequence", "prompt", "seq")
+
+
+def _pick_key(columns, text_key):
+    if text_key is not None:
+        if text_key not in columns:
+            raise HookError(f"Column {text_key!r} not found; available: {list(columns)}.")
+        return text_key
+    for k in TEXT_KEYS:
+        if k in columns:
+            return k
+    raise HookError(f"No text column found (looked for {TEXT_KEYS}); pass text_key=... Columns: {list(columns)}.")
+
+
+def read_fasta(path) -> list:
+    seqs, cur = [], []
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(">"):
+            if cur:
+                seqs.append("".join(cur))
+            cur = []
+        elif line.strip():
+            cur.append(line.strip())
+    if cur:
+        seqs.append("".join(cur))
+    return seqs
+
+
+def load_examples(data, text_key=None) -> list:
+    """Materialise ``data`` as a list of examples (strings or sequences)."""
+    if isinstance(data, (str, Path)) and Path(data).exists():
+        p = Path(data)
+        suf = p.suffix.lower()
+        if suf in (".txt", ""):
+            return [ln for ln in p.read_text().splitlines() if ln.strip()]
+        if suf in (".fasta", ".fa", ".faa"):
+            return read_fasta(p)
+        if suf == ".jsonl":
+            rows = [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+        elif suf == ".json":
+            rows = json.loads(p.read_text())
+            if isinstance(rows, dict):
+                rows = rows.get("data", rows.get("examples"))
+        elif suf in (".csv", ".parquet"):
+            import pandas as pd
+
+            df = pd.read_csv(p) if suf == ".csv" else pd.read_parquet(p)
+            return [str(x) for x in df[_pick_key(df.columns, text_key)].tolist()]
+        else:
+            raise HookError(f"Unsupported data file {p.name}; use .txt, .jsonl, .json, .csv, .parquet or .fasta.")
+        if rows and isinstance(rows[0], dict):
+            key = _pick_key(rows[0].keys(), text_key)
+            return [r[key] for r in rows]
+        return list(rows)
+    if isinstance(data, (str, Path)):
+        if isinstance(data, str) and not any(sep in data for sep in "/\\") and not Path(data).suffix:
+            return [data]
+        raise HookError(f"Data file {str(data)!r} does not exist.")
+    if hasattr(data, "column_names") and hasattr(data, "__getitem__"):  # datasets.Dataset
+        key = _pick_key(data.column_names, text_key)
+        return list(data[key])
+    if isinstance(data, Iterable):
+        return list(data)
+    raise HookError(f"Cannot iterate over {type(data).__name__}; pass a list, a Dataset or a file path.")
+
+
+def iter_batches(data, batch_size: int = 8, *, text_key=None, progress: bool = True, desc: str = "batches") -> Iterator[list]:
+    examples = load_examples(data, text_key)
+    if not examples:
+        raise HookError("The dataset is empty.")
+    rng = range(0, len(examples), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        rng = tqdm(rng, desc=desc, total=len(rng), leave=False)
+    for i in rng:
+        yield examples[i : i + batch_size]

@@ -1,0 +1,149 @@
+"""Loading and wrapping models.
+
+    model = hooks.load("gpt2")                                # HF id (offline when cached)
+    model = hooks.load("/path/to/saved_dir", dtype="bfloat16", device="cuda")
+    model = hooks.load("esm2_t6_8M_UR50D.pt")                 # fair-esm checkpoint
+    model = hooks.load("tl:gpt2")                             # TransformerLens HookedTransformer
+    model = hooks.wrap(my_hf_model, tokenizer)                # an already-built model
+
+Weights are read from safetensors when the checkpoint has them and otherwise with
+``weights_only=True``; ``trust_remote_code`` stays off unless you pass it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import HookError
+from .model import HookedModel
+
+VLM_TYPES = ("llava", "chameleon", "janus", "emu3", "llava_next", "pixtral")
+
+
+def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None) -> HookedModel:
+    """Wrap a built model (HF, TransformerLens or fair-esm) in a :class:`HookedModel`."""
+    from .adapters import rebase
+
+    if adapter is not None:
+        adapter = rebase(adapter, model)
+    model.eval()
+    tok = tokenizer_or_processor
+    hm = HookedModel(model, getattr(tok, "tokenizer", tok), adapter)
+    hm.processor = tok if tok is not None and hasattr(tok, "tokenizer") else None
+    return hm
+
+
+def _dtype(dtype):
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return "auto"
+    try:
+        return getattr(torch, str(dtype))
+    except AttributeError:
+        raise HookError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16'.") from None
+
+
+def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_implementation: str = "sdpa",
+         trust_remote_code: bool = False, local_files_only: bool | None = None) -> HookedModel:
+    """Load a model by HF id, local directory, HF cache, fair-esm checkpoint or ``tl:NAME``."""
+    name = str(name_or_path)
+    dt = _dtype(dtype)
+    if name.startswith("tl:"):
+        from .adapters.transformer_lens import load_tl
+
+        hm = load_tl(name[3:], dtype=dt, device=device)
+        return hm
+    if name.endswith(".pt") or name.startswith("esm:") or name.startswith("fair-esm:"):
+        from .adapters.fair_esm import load_fair_esm
+
+        return load_fair_esm(name.split(":", 1)[-1] if ":" in name and not Path(name).exists() else name, device=device)
+    from transformers import AutoConfig
+
+    kw = dict(trust_remote_code=trust_remote_code)
+    if local_files_only is not None:
+        kw["local_files_only"] = local_files_only
+    try:
+        cfg = AutoConfig.from_pretrained(name, **kw)
+    except OSError as e:
+        if local_files_only is None:
+            try:
+                kw["local_files_only"] = True
+                cfg = AutoConfig.from_pretrained(name, **kw)
+            except OSError:
+                raise HookError(
+                    f"Could not load {name!r}: not a local directory, not in the HF cache, and the hub is unreachable "
+                    f"({e.__class__.__name__}). Download it once with network, or pass a local path."
+                ) from None
+        else:
+            raise HookError(f"Could not load {name!r}: {e}") from None
+    cls = _model_class(cfg)
+    from .attention import ensure_registered
+
+    ensure_registered()
+    mkw = dict(kw, attn_implementation=attn_implementation)
+    if dt is not None:
+        mkw["dtype"] = dt
+    if device_map is not None:
+        mkw["device_map"] = device_map
+    model = cls.from_pretrained(name, **mkw)
+    if device is not None and device_map is None:
+        model.to(device)
+    tok = _tokenizer(name, cfg, kw)
+    return wrap(model, tok)
+
+
+def _model_class(cfg):
+    import transformers as T
+
+    mt = cfg.model_type
+    if mt == "esm":
+        return T.EsmForMaskedLM
+    if mt in VLM_TYPES or hasattr(cfg, "vision_config") or hasattr(cfg, "vq_config"):
+        for name in ("AutoModelForImageTextToText", "AutoModelForVision2Seq"):
+            auto = getattr(T, name, None)
+            if auto is not None and type(cfg) in auto._model_mapping:
+                return auto
+    if type(cfg) in T.AutoModelForCausalLM._model_mapping:
+        return T.AutoModelForCausalLM
+    if type(cfg) in T.AutoModelForMaskedLM._model_mapping:
+        return T.AutoModelForMaskedLM
+    return T.AutoModel
+
+
+def _tokenizer(name, cfg, kw):
+    import transformers as T
+
+    loaders = [T.AutoProcessor, T.AutoTokenizer] if cfg.model_type in VLM_TYPES else [T.AutoTokenizer]
+    for loader in loaders:
+        try:
+            return loader.from_pretrained(name, **kw)
+        except Exception:  # noqa: BLE001 - a model without a tokenizer is allowed
+            continue
+    return None
+
+
+def save_pretrained_atomic(model, tokenizer, path) -> None:
+    """Save an HF model (safetensors) + tokenizer into ``path`` atomically (temp dir, rename)."""
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

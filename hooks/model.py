@@ -1,0 +1,324 @@
+"""HookedModel: a wrapped model with canonical sites, traces, runs and generation.
+
+    model = hooks.load("gpt2")                    # or hooks.wrap(hf_model, tokenizer)
+    model.sites                                   # {"embed": "B×P×768", "resid_pre.0": ..., ...}
+    res = model.run(["Hello world"], interventions=[Cache("resid_post.*", positions="last")])
+    res.cache["resid_post.11"].shape              # (1, 768)
+    out = model.generate(["Once"], interventions=[Steer("resid_post.6", vector=v, scale=8)],
+                         max_new_tokens=20)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from . import attention, hf_backend
+from . import positions as P
+from . import sites as S
+from .errors import HookError, SpecError
+from .interventions import Cache, Intervention, Knockout, load_spec
+from .trace import Trace
+
+
+@dataclass
+class RunResult:
+    output: Any
+    logits: Optional[torch.Tensor]
+    cache: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+
+
+@dataclass
+class GenerateResult:
+    sequences: torch.Tensor
+    texts: Optional[list]
+    prompt_len: int
+    cache: dict = field(default_factory=dict)
+
+
+class HookedModel:
+    """A model plus its adapter: canonical sites, traces and batched runs."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer=None, adapter=None):
+        from .adapters import find_adapter
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.adapter = adapter or find_adapter(model)
+        self.backend = self.adapter.extra.get("backend", hf_backend)
+        self._table = S.build_table(model, self.adapter)
+        self.n_layers = S.n_layers(model, self.adapter)
+        backend_kind = self.adapter.attention_backend
+        self.attention_enabled = attention.enable(model) if backend_kind == "hf" else backend_kind is not None
+        if backend_kind != "hf" or not self.attention_enabled:
+            self._table = {k: v for k, v in self._table.items() if v.kind != "attn" or self.attention_enabled}
+        self._ctx: Optional[P.BatchContext] = None
+        self._ctx_users = 0
+        self._ctx_handle = None
+        self._suspended = 0
+        self._gen: dict = {}
+        self._prev_ids = None
+        self._shapes = None
+
+    # -- info ----------------------------------------------------------------------
+    def __repr__(self):
+        return f"HookedModel({type(self.model).__name__}, adapter={self.adapter.name}, layers={self.n_layers})"
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    @property
+    def site_names(self) -> list:
+        return list(self._table)
+
+    @property
+    def sites(self) -> dict:
+        """Canonical sites with their shapes (B batch, P positions, K keys), from one dry run."""
+        if self._shapes is None:
+            self._shapes = self._dry_run_shapes()
+        return {k: self._shapes.get(k, "?") for k in self._table}
+
+    def module_names(self) -> list:
+        return [n for n, _ in self.model.named_modules() if n]
+
+    def resolve_sites(self, names) -> list:
+        return S.resolve(self._table, self.model, names)
+
+    def knockout_bindings(self, iv: Knockout) -> list:
+        layers = iv.layers
+        if layers == "all" or layers is None:
+            layers = list(range(self.n_layers))
+        elif isinstance(layers, int):
+            layers = [layers]
+        layers = [int(L) for L in layers]
+        for L in layers:
+            if not -self.n_layers <= L < self.n_layers:
+                raise SpecError(f"Knockout layer {L} is out of range: this model has {self.n_layers} layers (0..{self.n_layers - 1}).")
+        kind = "attn_pattern" if iv.mode == "zero" else "attn_scores"
+        if not self.attention_enabled:
+            attention.require(self.model, False)
+        return self.resolve_sites([f"{kind}.{L % self.n_layers}" for L in layers])
+
+    # -- batch context ------------------------------------------------------------
+    def _acquire_context_hook(self):
+        if self._ctx_users == 0:
+            self._ctx_handle = self.model.register_forward_pre_hook(self._set_context, with_kwargs=True)
+        self._ctx_users += 1
+
+    def _release_context_hook(self):
+        self._ctx_users -= 1
+        if self._ctx_users == 0 and self._ctx_handle is not None:
+            self._ctx_handle.remove()
+            self._ctx_handle = None
+            self._ctx = None
+
+    def _set_context(self, module, args, kwargs):
+        ids, am, shape = self.backend.call_inputs(args, kwargs)
+        if shape is None:
+            self._ctx = None
+            return None
+        B, q = shape
+        if am is None:
+            am = torch.ones(B, q, dtype=torch.bool, device=ids.device if ids is not None else self.device)
+        am = am.bool()
+        L = am.shape[1]
+        start = L - q
+        if ids is not None:
+            if start == 0 or self._prev_ids is None or self._prev_ids.shape[1] != start:
+                full = ids
+            else:
+                full = torch.cat([self._prev_ids.to(ids.device), ids], 1)
+            self._prev_ids = full
+        else:
+            full = None
+        self._ctx = P.BatchContext(
+            attention_mask=am,
+            input_ids=full,
+            window_start=start,
+            prompt_len=self._gen.get("prompt_len"),
+            span_fn=(lambda f=full, m=am: self.spans(f, m)),
+            tokenizer=self.tokenizer,
+        )
+        return None
+
+    def _fallback_context(self, x: torch.Tensor) -> P.BatchContext:
+        return P.BatchContext(attention_mask=torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))
+
+    def spans(self, input_ids, attention_mask) -> dict:
+        """Named position spans of a batch (VLM modalities, ESM residues/cls/eos)."""
+        if self.adapter.spans is None or input_ids is None:
+            return {}
+        return self.adapter.spans(self, input_ids, attention_mask.bool())
+
+    # -- running --------------------------------------------------------------------
+    def prepare(self, batch) -> dict:
+        return self.backend.prepare(self, batch)
+
+    def forward(self, inputs: dict, **kw):
+        return self.backend.forward(self, inputs, **kw)
+
+    def logits_of(self, output):
+        return self.backend.logits_of(output)
+
+    def trace(self, batch=None, *, grad: bool = False, **forward_kwargs) -> Trace:
+        """Context manager; see :mod:`hooks.trace`."""
+        return Trace(self, batch, grad=grad, **forward_kwargs)
+
+    def run(self, batch, interventions=(), *, grad: bool = False, **forward_kwargs) -> RunResult:
+        """One forward with interventions (a list, or a spec file / YAML string)."""
+        ivs = _as_interventions(interventions)
+        with self.trace(batch, grad=grad, **forward_kwargs) as tr:
+            results = [tr.add(iv) for iv in ivs]
+        cache: dict = {}
+        for r in results:
+            if r is not None:
+                cache.update(r)
+        return RunResult(tr.output, tr.logits, cache, tr.inputs)
+
+    @torch.no_grad()
+    def generate(self, batch, interventions=(), *, max_new_tokens: int = 20, do_sample: bool = False, **gen_kwargs) -> GenerateResult:
+        """Greedy (or sampled) generation with interventions active at every step.
+
+        Each intervention's ``apply_to`` decides whether it acts on prompt positions
+        (``"prompt"``), on generated tokens (``"new"``) or both (``"all"``, default); its
+        position selector is resolved on the whole sequence at every step, so ``"last"``
+        is the newest token and ``"all"`` covers prompt and new tokens.
+        """
+        gen = self.adapter.extra.get("generate")
+        if gen is not None:
+            return gen(self, batch, interventions, max_new_tokens=max_new_tokens, do_sample=do_sample, **gen_kwargs)
+        ivs = _as_interventions(interventions)
+        side = self.adapter.padding_side
+        if self.tokenizer is not None and side is None:
+            old = self.tokenizer.padding_side
+            self.tokenizer.padding_side = "left"
+        try:
+            inputs = self.prepare(batch)
+        finally:
+            if self.tokenizer is not None and side is None:
+                self.tokenizer.padding_side = old
+        prompt_len = inputs["input_ids"].shape[1]
+        self._gen = {"prompt_len": prompt_len}
+        pad = getattr(self.tokenizer, "pad_token_id", None) if self.tokenizer is not None else None
+        try:
+            with self.trace() as tr:
+                results = [tr.add(iv) for iv in ivs]
+                seqs = self.model.generate(
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad, **gen_kwargs
+                )
+        finally:
+            self._gen = {}
+        cache: dict = {}
+        for r in results:
+            if r is not None:
+                cache.update(r)
+        texts = None
+        if self.tokenizer is not None:
+            texts = self.tokenizer.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True)
+        return GenerateResult(seqs, texts, prompt_len, cache)
+
+    # -- statistics used by Ablate / Patch -----------------------------------------------
+    def _collect_rows(self, batch, bindings, positions) -> dict:
+        """Per-row selected activations of a clean run: {site: [tensor (n_b, ...)]}."""
+        self._suspended += 1
+        try:
+            with Trace(self, batch, internal=True) as tr:
+                res = tr.add(Cache([b.name for b in bindings], positions, layout="flat"))
+        finally:
+            self._suspended -= 1
+        out = {}
+        for b in bindings:
+            counts = res.masks[b.name].sum(1).tolist()
+            out[b.name] = list(torch.split(res[b.name], counts))
+        return out
+
+    def _reference_stats(self, iv, bindings) -> dict:
+        from .data import iter_batches
+
+        if iv.how == "mean":
+            sums, n = {}, 0
+            for batch in iter_batches(iv.reference, batch_size=8, progress=False):
+                rows = self._collect_rows(batch, bindings, "all")
+                for name, rs in rows.items():
+                    flat = torch.cat(rs).double()
+                    sums[name] = sums.get(name, 0) + flat.sum(0)
+                n += sum(r.shape[0] for r in next(iter(rows.values())))
+            if n == 0:
+                raise SpecError("Ablate(how='mean') got an empty reference.")
+            return {k: (v / n).float() for k, v in sums.items()}
+        rows: dict = {}
+        for batch in iter_batches(iv.reference, batch_size=8, progress=False):
+            for name, rs in self._collect_rows(batch, bindings, "all").items():
+                rows.setdefault(name, []).extend(rs)
+        if not rows or not next(iter(rows.values())):
+            raise SpecError("Ablate(how='resample') got an empty reference.")
+        return rows
+
+    def _patch_source(self, iv, bindings) -> dict:
+        src = iv.source
+        is_cache = isinstance(src, dict) and bool(src) and "input_ids" not in src and "pixel_values" not in src
+        if is_cache:
+            masks = getattr(src, "masks", {})
+            out = {}
+            for b in bindings:
+                if b.name not in src:
+                    raise SpecError(f"Patch source cache has no {b.name!r} (it has {sorted(src)}).")
+                t = src[b.name]
+                if isinstance(t, list):
+                    raise SpecError(f"Patch source {b.name!r} holds a list (generation cache); patch from a single forward.")
+                m = masks.get(b.name)
+                if m is not None and m.dim() == 2 and t.dim() >= 2 and t.shape[:2] == m.shape:  # padded
+                    from .ops import to_canon
+
+                    t = to_canon(t, "attn") if b.layout == "attn" else t
+                    out[b.name] = [t[i][m[i].to(t.device)] for i in range(t.shape[0])]
+                elif m is not None and t.shape[0] == int(m.sum()):  # flat
+                    out[b.name] = list(torch.split(t, m.sum(1).tolist()))
+                else:  # one per row
+                    out[b.name] = [t[i : i + 1] for i in range(t.shape[0])]
+            return out
+        positions = iv.source_positions if iv.source_positions is not None else iv.positions
+        return self._collect_rows(src, bindings, positions)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _dry_run_shapes(self) -> dict:
+        dummy = self.adapter.extra.get("dummy_batch")
+        batch = dummy(self) if dummy else torch.tensor([[min(3, self._vocab() - 1)] * 4])
+        names = list(self._table)
+        res = self.run(batch, [Cache(names, "all", layout="padded")])
+        shapes = {}
+        for k, v in res.cache.items():
+            if isinstance(v, torch.Tensor):
+                dims = [str(d) for d in v.shape]
+                dims[0] = "B"
+                b = self._table[k]
+                if b.layout == "attn":
+                    dims[2], dims[3] = "P", "P"
+                else:
+                    dims[1] = "P"
+                shapes[k] = "×".join(dims)
+        return shapes
+
+    def _vocab(self) -> int:
+        cfg = getattr(self.model, "config", None)
+        v = getattr(cfg, "vocab_size", None) or getattr(getattr(cfg, "text_config", None), "vocab_size", None)
+        return int(v or 10)
+
+
+def _as_interventions(x) -> list:
+    if x is None:
+        return []
+    if isinstance(x, Intervention):
+        return [x]
+    if isinstance(x, (str, dict)) or hasattr(x, "__fspath__"):
+        return load_spec(x)
+    out = list(x)
+    if any(not isinstance(i, Intervention) for i in out):
+        return load_spec(out)
+    return out

@@ -1,0 +1,304 @@
+"""Compiled interventions: small callables run by the hooks on canonical activations.
+
+Every op receives the activation in *canonical layout* — ``(B, q, ...)`` with the position
+axis second (``q`` = positions in the current window) — and returns a replacement or
+``None``. Attention sites are canonicalised from ``(B, H, Q, K)`` to ``(B, Q, H, K)``.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import positions as P
+from .errors import PositionError, ShapeMismatchError
+
+
+# -- layouts -------------------------------------------------------------------
+def to_canon(t: torch.Tensor, layout: str, n_heads=None) -> torch.Tensor:
+    if layout == "BPD":
+        return t
+    if layout == "PBD":
+        return t.transpose(0, 1)
+    if layout == "heads":
+        return t.view(*t.shape[:-1], n_heads, t.shape[-1] // n_heads)
+    if layout == "heads_PBD":
+        t = t.transpose(0, 1)
+        return t.reshape(*t.shape[:-1], n_heads, t.shape[-1] // n_heads)
+    if layout == "attn":
+        return t.permute(0, 2, 1, 3)
+    raise ValueError(f"unknown layout {layout}")
+
+
+def from_canon(t: torch.Tensor, layout: str) -> torch.Tensor:
+    if layout == "BPD":
+        return t
+    if layout == "PBD":
+        return t.transpose(0, 1)
+    if layout == "heads":
+        return t.reshape(*t.shape[:-2], -1)
+    if layout == "heads_PBD":
+        return t.reshape(*t.shape[:-2], -1).transpose(0, 1)
+    if layout == "attn":
+        return t.permute(0, 2, 1, 3)
+    raise ValueError(f"unknown layout {layout}")
+
+
+def native_cache_view(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """Padded cache tensors are returned in the user-facing shape (B×H×Q×K for patterns)."""
+    return t.permute(0, 2, 1, 3) if layout == "attn" else t
+
+
+def window_mask(ctx: P.BatchContext, selector, apply_to: str) -> torch.Tensor:
+    key = ("sel", repr(selector) if not isinstance(selector, torch.Tensor) else id(selector), apply_to)
+    m = ctx.memo.get(key)
+    if m is None:
+        full = P.resolve(selector, ctx, check=ctx.window_start == 0)
+        m = ctx.memo[key] = P.window(full, ctx, apply_to)
+    return m
+
+
+def masked_set(x: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    out = x.clone()
+    out[mask] = values.to(dtype=x.dtype, device=x.device)
+    return out
+
+
+def _expand(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return mask.view(*mask.shape, *([1] * (x.dim() - 2)))
+
+
+# -- ops -------------------------------------------------------------------------
+class Op:
+    def __init__(self, binding, positions, apply_to):
+        self.binding, self.positions, self.apply_to = binding, positions, apply_to
+
+    def mask(self, x, ctx):
+        m = window_mask(ctx, self.positions, self.apply_to)
+        if m.shape != x.shape[:2]:
+            if isinstance(self.positions, str) and self.positions == "all":
+                # a module outside the token sequence (vision tower, raw path): all positions
+                return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            raise PositionError(
+                f"{self.binding.name}: activation has {x.shape[1]} positions but the batch context has "
+                f"{m.shape[1]} in this window; call the model through HookedModel or pass attention_mask."
+            )
+        return m
+
+
+class CacheOp(Op):
+    def __init__(self, binding, iv, store, grad):
+        super().__init__(binding, iv.positions, iv.apply_to)
+        self.iv, self.store, self.grad = iv, store, grad
+        layout = iv.layout
+        if layout == "auto":
+            layout = "row" if P.is_single(iv.positions) else "padded" if iv.positions == "all" else "flat"
+        self.layout = layout
+
+    def __call__(self, x, ctx):
+        m = self.mask(x, ctx)
+        if not m.any():
+            return None
+        v = x if self.grad else x.detach()
+        if self.layout == "padded":
+            if self.positions != "all":
+                v = v * _expand(m, v).to(v.dtype)
+        else:
+            if self.layout == "row":
+                counts = m.sum(1)
+                if not bool((counts == 1).all()):
+                    b = int((counts != 1).nonzero()[0])
+                    raise PositionError(
+                        f"Cache layout 'row' needs one position per row; row {b} has {int(counts[b])} "
+                        f"selected at {self.binding.name}. Use layout='flat' or 'padded'."
+                    )
+            v = v[m]
+        dev = self.iv.device if self.iv.device is not None else v.device
+        moved = v.to(device=dev, dtype=self.iv.dtype or v.dtype)
+        if moved.data_ptr() == v.data_ptr() and not self.grad:
+            moved = moved.clone()
+        self.store.add(self.binding, moved, m, self.layout)
+        return None
+
+
+class SteerOp(Op):
+    def __init__(self, binding, iv):
+        super().__init__(binding, iv.positions, iv.apply_to)
+        self.iv = iv
+        self._vec = None
+
+    def __call__(self, x, ctx):
+        m = self.mask(x, ctx)
+        if not m.any():
+            return None
+        vec = self._vec
+        if vec is None or vec.device != x.device or vec.dtype != x.dtype:
+            vec = torch.as_tensor(self.iv.vector)
+            if tuple(vec.shape) != tuple(x.shape[2:]):
+                raise ShapeMismatchError(
+                    f"Steer vector has shape {tuple(vec.shape)} but {self.binding.name} activations are "
+                    f"{tuple(x.shape)} (vector must be {tuple(x.shape[2:])})."
+                )
+            vec = self._vec = vec.to(device=x.device, dtype=x.dtype)
+        return x + _expand(m, x).to(x.dtype) * (self.iv.scale * vec)
+
+
+class AblateOp(Op):
+    def __init__(self, binding, iv, reference=None):
+        super().__init__(binding, iv.positions, iv.apply_to)
+        self.iv, self.reference = iv, reference  # mean tensor, or list of per-row tensors
+
+    def __call__(self, x, ctx):
+        m = self.mask(x, ctx)
+        if not m.any():
+            return None
+        if self.iv.how == "zero":
+            return x.masked_fill(_expand(m, x), 0)
+        if self.iv.how == "mean":
+            mean = self.reference.to(device=x.device, dtype=x.dtype)
+            if tuple(mean.shape) != tuple(x.shape[2:]):
+                raise ShapeMismatchError(f"Reference mean {tuple(mean.shape)} does not fit {tuple(x.shape)}.")
+            return torch.where(_expand(m, x), mean, x)
+        rows = self.reference
+        g = torch.Generator().manual_seed(self.iv.seed)
+        pick = torch.randint(len(rows), (x.shape[0],), generator=g)
+        rank = ctx.rank()[:, ctx.window_start:]
+        vals = []
+        for b in range(x.shape[0]):
+            sel = rank[b][m[b]]
+            ref = rows[int(pick[b])]
+            vals.append(ref[sel.clamp(max=ref.shape[0] - 1).cpu()])
+        return masked_set(x, m, torch.cat(vals))
+
+
+class PatchOp(Op):
+    def __init__(self, binding, iv, rows):
+        super().__init__(binding, iv.positions, iv.apply_to)
+        self.iv, self.rows = iv, rows  # per-row source values, each (n_b, ...)
+
+    def __call__(self, x, ctx):
+        m = self.mask(x, ctx)
+        if not m.any():
+            return None
+        counts = m.sum(1).tolist()
+        if len(self.rows) != x.shape[0]:
+            raise ShapeMismatchError(
+                f"Patch source at {self.binding.name} has {len(self.rows)} rows but this batch has {x.shape[0]}."
+            )
+        vals = []
+        for b, n in enumerate(counts):
+            src = self.rows[b]
+            if src.shape[0] != n or tuple(src.shape[1:]) != tuple(x.shape[2:]):
+                raise ShapeMismatchError(
+                    f"Patch at {self.binding.name}, row {b}: source values have shape {tuple(src.shape)} but the "
+                    f"target selects {n} positions of shape {tuple(x.shape[2:])} (target activation {tuple(x.shape)})."
+                )
+            vals.append(src)
+        return masked_set(x, m, torch.cat(vals))
+
+
+class EditOp(Op):
+    def __init__(self, binding, iv):
+        super().__init__(binding, iv.positions, iv.apply_to)
+        self.iv = iv
+
+    def __call__(self, x, ctx):
+        m = self.mask(x, ctx)
+        if not m.any():
+            return None
+        sel = x[m]
+        new = self.iv.fn(sel)
+        if not isinstance(new, torch.Tensor) or new.shape != sel.shape:
+            raise ShapeMismatchError(
+                f"Edit fn at {self.binding.name} must return a tensor of shape {tuple(sel.shape)}, "
+                f"got {getattr(new, 'shape', type(new).__name__)}."
+            )
+        return masked_set(x, m, new)
+
+
+class KnockoutOp(Op):
+    """Cut query→key edges on canonical (B, Q, H, K) scores (mask) or weights (zero)."""
+
+    def __init__(self, binding, iv):
+        super().__init__(binding, iv.queries, iv.apply_to)
+        self.iv = iv
+
+    def __call__(self, x, ctx):
+        qm = self.mask(x, ctx)  # (B, Q)
+        if not qm.any():
+            return None
+        B, Q, H, K = x.shape
+        if ctx.length != K:
+            raise PositionError(
+                f"Knockout at {self.binding.name}: attention has {K} keys but the sequence has {ctx.length} "
+                "positions (sliding-window caches are not supported for knockout)."
+            )
+        if self.iv.keys == "others":
+            qpos = torch.arange(ctx.window_start, ctx.length, device=x.device)
+            km = (qpos[:, None] != torch.arange(K, device=x.device)[None, :])[None]  # (1, Q, K)
+            km = km & ctx.attention_mask[:, None, :].to(x.device)
+        else:
+            kkey = ("keys", repr(self.iv.keys))
+            kfull = ctx.memo.get(kkey)
+            if kfull is None:
+                kfull = ctx.memo[kkey] = P.resolve(self.iv.keys, ctx, check=ctx.window_start == 0)
+            km = kfull.to(x.device)[:, None, :]  # (B, 1, K)
+        edges = qm.to(x.device)[:, :, None, None] & km[:, :, None, :]  # (B, Q, 1, K)
+        if self.iv.heads is not None:
+            heads = [self.iv.heads] if isinstance(self.iv.heads, int) else list(self.iv.heads)
+            hm = torch.zeros(H, dtype=torch.bool, device=x.device)
+            hm[heads] = True
+            edges = edges & hm[None, None, :, None]
+        fill = 0.0 if self.iv.mode == "zero" else torch.finfo(x.dtype).min
+        return x.masked_fill(edges, fill)
+
+
+class CacheStore:
+    """Collects cached values per site across forward calls and assembles the result."""
+
+    def __init__(self, result):
+        self.result = result
+        self.parts: dict = {}
+
+    def add(self, binding, value, mask, layout):
+        self.parts.setdefault(binding.name, []).append((value, mask.detach().cpu(), layout, binding.layout))
+
+    def finalize(self):
+        for name, parts in self.parts.items():
+            layout, blayout = parts[0][2], parts[0][3]
+            vals = [p[0] for p in parts]
+            if layout == "padded":
+                vals = [native_cache_view(v, blayout) for v in vals]
+            if len(vals) == 1:
+                v = vals[0]
+            elif layout == "padded" and blayout != "attn":
+                v = torch.cat(vals, 1)
+            elif layout == "flat":
+                v = torch.cat(vals, 0)
+            elif layout == "row":
+                v = torch.stack(vals, 1)
+            else:
+                v = vals
+            self.result[name] = v
+            masks = [p[1] for p in parts]
+            self.result.masks[name] = masks[0] if len(masks) == 1 else torch.cat(masks, 1)
+        self.parts.clear()
+
+
+class CacheResult(dict):
+    """``{site: tensor}`` filled when the traced forward has run.
+
+    ``masks[site]`` is the ``(B, q)`` boolean mask of the positions that were selected, in
+    the window of each forward (concatenated over generation steps).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.masks: dict = {}
+
+    def __getitem__(self, key):
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            raise KeyError(
+                f"{key!r} is not in this cache (cached: {sorted(self)}). The forward runs when the trace block "
+                "exits; read results after the `with` block."
+            ) from None

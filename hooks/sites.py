@@ -1,0 +1,99 @@
+"""Site tables: canonical names → concrete hook locations (bindings) for one model.
+
+``resolve(table, "resid_post.*")`` expands wildcards; raw module paths such as
+``"model.layers.3.mlp"`` (forward output) or ``"model.layers.3.mlp:input"`` (first input)
+are accepted too.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .adapters.base import ATTENTION_SITES, GLOBAL_SITES, LAYER_SITES, Adapter, Site, get_module, has_module
+from .errors import UnknownSiteError
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One concrete place to hook: a module (or the attention function of one)."""
+
+    name: str
+    module: Optional[torch.nn.Module]
+    kind: str  # "output" | "input" | "attn"  (attn: dispatched by our attention function)
+    layout: str = "BPD"
+    inplace: bool = False
+    layer: Optional[int] = None
+    n_heads: Optional[int] = None
+
+    def __hash__(self):
+        return hash((self.name, id(self.module), self.kind))
+
+
+def n_layers(root: torch.nn.Module, adapter: Adapter) -> int:
+    return len(get_module(root, adapter.layers))
+
+
+def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
+    """All canonical bindings of a model, in forward order (layer by layer)."""
+    table: dict = {}
+    nh = adapter.n_heads(root)
+
+    def add(name: str, spec: Site, layer=None):
+        path = spec.path.format(L=layer) if layer is not None else spec.path
+        if spec.kind == "attn":
+            if not has_module(root, path):
+                return
+            table[name] = Binding(name, get_module(root, path), "attn", spec.layout, False, layer, nh)
+            return
+        if not has_module(root, path):
+            if spec.optional:
+                return
+            raise AttributeError(f"adapter {adapter.name}: site {name} expects module {path!r}, which is missing")
+        table[name] = Binding(name, get_module(root, path), spec.kind, spec.layout, spec.inplace, layer, nh)
+
+    if "embed" in adapter.sites:
+        add("embed", adapter.sites["embed"])
+    for L in range(n_layers(root, adapter)):
+        for kind in ("resid_pre", "attn_scores", "attn_pattern", "head_out", "attn_out", "resid_mid", "mlp_out", "resid_post"):
+            if kind in adapter.sites:
+                add(f"{kind}.{L}", adapter.sites[kind], L)
+    for g in ("final", "logits"):
+        if g in adapter.sites:
+            add(g, adapter.sites[g])
+    return table
+
+
+def resolve(table: dict, root: torch.nn.Module, names) -> list:
+    """Expand site names/wildcards/module paths into bindings (order preserved, no duplicates)."""
+    if isinstance(names, str):
+        names = [names]
+    out: list = []
+    seen = set()
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise UnknownSiteError(str(name), list(table))
+        if name in table:
+            found = [table[name]]
+        elif any(c in name for c in "*?["):
+            found = [table[k] for k in table if fnmatch.fnmatchcase(k, name)]
+            if not found:
+                raise UnknownSiteError(name, list(table))
+        else:
+            path, _, kind = name.partition(":")
+            kind = kind or "output"
+            if kind not in ("output", "input") or not has_module(root, path) or path == "":
+                valid = list(table) + [n for n, _ in root.named_modules() if n]
+                raise UnknownSiteError(name, valid)
+            found = [Binding(name, get_module(root, path), kind)]
+        for b in found:
+            if b.name not in seen:
+                seen.add(b.name)
+                out.append(b)
+    return out
+
+
+def family_names() -> tuple:
+    return LAYER_SITES + ATTENTION_SITES + GLOBAL_SITES
