@@ -175,11 +175,7 @@ class HookedModel:
         ivs = _as_interventions(interventions)
         with self.trace(batch, grad=grad, **forward_kwargs) as tr:
             results = [tr.add(iv) for iv in ivs]
-        cache: dict = {}
-        for r in results:
-            if r is not None:
-                cache.update(r)
-        return RunResult(tr.output, tr.logits, cache, tr.inputs)
+        return RunResult(tr.output, tr.logits, _merge(results), tr.inputs)
 
     @torch.no_grad()
     def generate(self, batch, interventions=(), *, max_new_tokens: int = 20, do_sample: bool = False, **gen_kwargs) -> GenerateResult:
@@ -214,10 +210,7 @@ class HookedModel:
                 )
         finally:
             self._gen = {}
-        cache: dict = {}
-        for r in results:
-            if r is not None:
-                cache.update(r)
+        cache = _merge(results)
         texts = None
         if self.tokenizer is not None:
             texts = self.tokenizer.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True)
@@ -239,7 +232,12 @@ class HookedModel:
         return out
 
     def _reference_stats(self, iv, bindings) -> dict:
-        from .data import iter_batches
+        from .data import iter_batches as _iter
+
+        def iter_batches(ref, **kw):
+            if isinstance(ref, (dict, torch.Tensor)):  # one prepared batch
+                return iter([ref])
+            return _iter(ref, **kw)
 
         if iv.how == "mean":
             sums, n = {}, 0
@@ -309,6 +307,17 @@ class HookedModel:
         cfg = getattr(self.model, "config", None)
         v = getattr(cfg, "vocab_size", None) or getattr(getattr(cfg, "text_config", None), "vocab_size", None)
         return int(v or 10)
+
+
+def _merge(results) -> "CacheResult":
+    from .ops import CacheResult
+
+    out = CacheResult()
+    for r in results:
+        if r is not None:
+            out.update(r)
+            out.masks.update(r.masks)
+    return out
 
 
 def _as_interventions(x) -> list:

@@ -1,7 +1,9 @@
 """Gemma and Gemma 2 (Gemma 2 adds post-attention/post-MLP norms and logit soft-capping).
 
 For Gemma 2 ``attn_out``/``mlp_out`` are the normalised contributions actually added to the
-residual stream, so ``resid_mid = resid_pre + attn_out`` holds in both.
+residual stream, so ``resid_mid = resid_pre + attn_out`` holds in both. Gemma 2's ``logits``
+site is the unembedding output *before* final logit soft-capping (``tanh(x/c)·c``), which
+has no module of its own; the model output (``RunResult.logits``) is capped as usual.
 """
 from dataclasses import replace
 

@@ -1,0 +1,115 @@
+"""The ``interp`` command line. Heavy imports happen inside commands so ``interp --help`` is fast.
+
+    interp sites MODEL
+    interp run --model MODEL --data DATA --spec SPEC.yaml --out DIR
+    interp demo
+    interp geometry --reps reps.safetensors --labels labels.txt --out DIR
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mechanistic interpretability toolkit.")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fail(msg: str):
+    _console().print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def sites(model: str = typer.Argument(..., help="HF id, local dir, fair-esm .pt or tl:NAME")):
+    """List a model's hook sites and their shapes."""
+    import hooks
+    from rich.table import Table
+
+    try:
+        hm = hooks.load(model)
+    except hooks.HookError as e:
+        _fail(str(e))
+    t = Table(title=f"{model} — adapter {hm.adapter.name}, {hm.n_layers} layers")
+    t.add_column("site")
+    t.add_column("shape")
+    for name, shape in hm.sites.items():
+        t.add_row(name, shape)
+    _console().print(t)
+
+
+@app.command()
+def run(
+    model: str = typer.Option(..., help="HF id, local dir, fair-esm .pt or tl:NAME"),
+    data: str = typer.Option(..., help="text/jsonl/csv/parquet/fasta file"),
+    spec: str = typer.Option(..., help="YAML/JSON intervention spec"),
+    out: Optional[Path] = typer.Option(None, help="directory for results.json / batches.csv"),
+    batch_size: int = 8,
+    limit: Optional[int] = typer.Option(None, help="use only the first N examples"),
+    text_key: Optional[str] = None,
+    seed: int = 0,
+):
+    """Run the clean and the intervened model over DATA and compare them."""
+    import hooks
+    from hooks.data import load_examples
+
+    from .evaluate import compare
+
+    try:
+        ivs = hooks.load_spec(spec)
+        hm = hooks.load(model)
+        examples = load_examples(data, text_key)[:limit]
+        res = compare(hm, examples, ivs, batch_size=batch_size, seed=seed)
+    except (hooks.HookError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    _print_summary(res["summary"], f"{model} · {Path(spec).name}")
+    if out is not None:
+        from .io import write_csv_atomic, write_json_atomic
+
+        write_json_atomic(out / "results.json", {"model": model, "data": data, "spec": [i.to_dict() for i in ivs], **res})
+        write_csv_atomic(out / "batches.csv", res["batches"])
+        _console().print(f"wrote {out / 'results.json'} and {out / 'batches.csv'}")
+
+
+def _print_summary(s: dict, title: str):
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("objective", "tokens", "clean loss", "intervened loss", "Δ loss", "top-1 changed"):
+        t.add_column(col, justify="right")
+    t.add_row(s["objective"], str(s["tokens"]), f"{s['clean_loss']:.4f}", f"{s['intervened_loss']:.4f}",
+              f"{s['delta_loss']:+.4f}", f"{100 * s['top1_changed']:.1f}%")
+    _console().print(t)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"), seed: int = 0):
+    """Offline end-to-end job: train a tiny induction LM, then ablate its attention from a spec."""
+    from .demo import run_demo
+
+    run_demo(out, seed=seed, console=_console())
+
+
+def _register_optional():
+    try:
+        from .geometry.cli import register
+    except ImportError:
+        return
+    register(app)
+
+
+_register_optional()
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()
