@@ -279,10 +279,14 @@ def load_spec(path_or_obj) -> list:
     """
     obj = path_or_obj
     if isinstance(obj, (str, os.PathLike)):
-        p = Path(obj)
-        text = p.read_text() if p.exists() else str(obj)
-        if not p.exists() and "\n" not in text and not text.lstrip().startswith(("[", "{")):
-            raise SpecError(f"Spec file {str(obj)!r} does not exist.")
+        raw = str(obj)
+        looks_inline = "\n" in raw or raw.lstrip().startswith(("[", "{", "-"))
+        if looks_inline:
+            text = raw
+        elif Path(raw).exists():
+            text = Path(raw).read_text()
+        else:
+            raise SpecError(f"Spec file {raw!r} does not exist.")
         try:
             import yaml
 
