@@ -18,6 +18,9 @@ def build(seed=0):
     torch.manual_seed(seed)
     alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
     model = esm.model.esm2.ESM2(num_layers=2, embed_dim=32, attention_heads=4, alphabet=alphabet).eval()
+    with torch.no_grad():  # norms start at 1/0 and out_proj biases at 0: perturb so every term matters
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
     return model, alphabet
 
 

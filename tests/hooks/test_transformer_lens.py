@@ -2,11 +2,13 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 tl = pytest.importorskip("transformer_lens")
+pytestmark = pytest.mark.filterwarnings("ignore:HookedTransformer.*deprecated:DeprecationWarning")
 
 import hooks  # noqa: E402
 from hooks import attention  # noqa: E402
@@ -47,7 +49,11 @@ def build(tokenizer=None, seed=0):
     torch.manual_seed(seed)
     cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_vocab=50,
                                   act_fn="gelu", normalization_type="LN")
-    return HookedTransformer(cfg, tokenizer=tokenizer).eval()
+    model = HookedTransformer(cfg, tokenizer=tokenizer).eval()
+    with torch.no_grad():  # TL initialises norms to 1/0 and biases to 0: perturb so every term matters
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +79,8 @@ def test_import_hooks_does_not_import_transformer_lens():
     code = ("import sys, hooks, interp; from hooks.adapters import all_adapters, find_adapter; "
             "names = [a.name for a in all_adapters()]; assert 'transformer_lens' in names and 'fair_esm' in names, names; "
             "assert 'transformer_lens' not in sys.modules and 'esm' not in sys.modules")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
 
