@@ -135,6 +135,7 @@ def generate(hm, batch, interventions=(), *, max_new_tokens: int = 20, do_sample
     from transformer_lens import TransformerLensKeyValueCache
 
     from ..model import GenerateResult, _as_interventions
+    from ..ops import CacheResult
 
     if kw:
         raise HookError(f"Unsupported generate options for TransformerLens: {sorted(kw)}.")
@@ -165,10 +166,11 @@ def generate(hm, batch, interventions=(), *, max_new_tokens: int = 20, do_sample
                     break
     finally:
         hm._gen = {}
-    cache: dict = {}
+    cache = CacheResult()  # {site: tensor} plus the per-step position masks, as HookedModel.generate returns
     for r in results:
         if r is not None:
             cache.update(r)
+            cache.masks.update(r.masks)
     tok = _tokenizer(hm)
     texts = tok.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True) if tok is not None else None
     return GenerateResult(seqs, texts, prompt_len, cache)

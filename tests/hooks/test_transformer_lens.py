@@ -237,6 +237,7 @@ def test_generate_matches_tl_generate_and_interventions_act(tl_hm):
     assert new_only.sequences[:, -2:].tolist() == [[7, 7]] * 2
     cached = tl_hm.generate(prompts, [hooks.Cache("resid_post.1", positions="last")], max_new_tokens=3)
     assert cached.cache["resid_post.1"].shape == (2, 3, 32)  # one row per step
+    assert cached.cache.masks["resid_post.1"].shape == (2, 5 + 2)  # prompt window, then one position per step
 
 
 def test_load_tl(tok):
