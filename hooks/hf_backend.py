@@ -34,12 +34,29 @@ def prepare(hm, batch) -> dict:
         inputs = dict(batch)
         if "input_ids" in inputs and "attention_mask" not in inputs:
             inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-    elif isinstance(batch, (list, tuple)) and batch and all(isinstance(b, (list, tuple)) for b in batch):
-        raise HookError("Lists of token-id lists must be padded first; pass a (B, P) LongTensor with an attention_mask.")
+    elif isinstance(batch, (list, tuple)) and batch and all(
+            isinstance(b, (list, tuple)) or (isinstance(b, torch.Tensor) and b.dim() == 1) for b in batch):
+        inputs = pad_sequences(hm, [torch.as_tensor(b, dtype=torch.long) for b in batch])
     else:
         raise HookError(f"Cannot use a {type(batch).__name__} as a batch; pass texts, token ids or a tokenized dict.")
     dev = hm.device
     return {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+
+
+def pad_sequences(hm, seqs: list) -> dict:
+    """Pad 1-D token-id tensors into ``input_ids``/``attention_mask`` on the adapter's padding side."""
+    tok = hm.tokenizer
+    pad = getattr(tok, "pad_token_id", None) if tok is not None else None
+    if pad is None:
+        pad = getattr(getattr(hm.model, "config", None), "pad_token_id", None) or 0
+    side = hm.adapter.padding_side or (getattr(tok, "padding_side", None) if tok is not None else None) or "right"
+    P = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), P), int(pad), dtype=torch.long)
+    am = torch.zeros(len(seqs), P, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        sl = slice(0, len(s)) if side == "right" else slice(P - len(s), P)
+        ids[b, sl], am[b, sl] = s, 1
+    return {"input_ids": ids, "attention_mask": am}
 
 
 def forward(hm, inputs: dict, **kw):

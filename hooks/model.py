@@ -177,6 +177,40 @@ class HookedModel:
             results = [tr.add(iv) for iv in ivs]
         return RunResult(tr.output, tr.logits, _merge(results), tr.inputs)
 
+    def iter_run(self, data, interventions=(), *, batch_size: int = 8, progress: bool = True, text_key=None,
+                 grad: bool = False, **forward_kwargs):
+        """Yield one :class:`RunResult` per batch of ``data`` (texts, sequences, a Dataset or a file)."""
+        from .data import iter_batches
+
+        ivs = _as_interventions(interventions)
+        for batch in iter_batches(data, batch_size, text_key=text_key, progress=progress):
+            yield self.run(batch, ivs, grad=grad, **forward_kwargs)
+
+    def cache_dataset(self, data, sites, positions="all", *, batch_size: int = 8, progress: bool = True,
+                      dtype=None, text_key=None) -> dict:
+        """Selected activations over a whole dataset, flat ``(N, ...)`` per site, kept on CPU.
+
+        Only the selected positions of each batch are moved to CPU, so device memory is
+        bounded by one batch; ``result.rows[site]`` gives the example index of each row.
+        """
+        from .ops import CacheResult
+
+        parts: dict = {}
+        rows: list = []
+        offset = 0
+        for res in self.iter_run(data, [Cache(sites, positions, layout="flat", dtype=dtype)], batch_size=batch_size,
+                                 progress=progress, text_key=text_key):
+            for k, v in res.cache.items():
+                parts.setdefault(k, []).append(v)
+            m = next(iter(res.cache.masks.values()))
+            rows.append(torch.arange(m.shape[0]).repeat_interleave(m.sum(1)) + offset)
+            offset += m.shape[0]
+        out = CacheResult()
+        for k, v in parts.items():
+            out[k] = torch.cat(v)
+        out.rows = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        return out
+
     @torch.no_grad()
     def generate(self, batch, interventions=(), *, max_new_tokens: int = 20, do_sample: bool = False, **gen_kwargs) -> GenerateResult:
         """Greedy (or sampled) generation with interventions active at every step.

@@ -253,3 +253,27 @@ def test_generation_apply_to_prompt_vs_new():
     prompt_only = hm.generate(prompts, [Steer("resid_post.1", vector=v, apply_to="prompt"),
                                         Cache("resid_post.1", positions="last")], max_new_tokens=4)
     assert not torch.allclose(prompt_only.cache["resid_post.1"][:, 0], steps_clean[:, 0])
+
+
+def test_cache_dataset_is_flat_per_row_and_matches_single_runs():
+    model = build("llama")
+    hm = hooks.wrap(model)
+    data = [torch.tensor([5, 6, 7, 8]), torch.tensor([9, 10]), torch.tensor([11, 12, 13])]
+    batches = [{"input_ids": d[None], "attention_mask": torch.ones(1, len(d), dtype=torch.long)} for d in data]
+    got = hm.cache_dataset(data, "resid_post.1", positions="all", batch_size=2, progress=False)
+    want = torch.cat([hm.run(b, [Cache("resid_post.1")]).cache["resid_post.1"][0] for b in batches])
+    torch.testing.assert_close(got["resid_post.1"], want, rtol=1e-5, atol=1e-6)  # batched vs single: fp noise
+    assert got.rows.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2]
+
+
+def test_gradients_are_opt_in_and_flow_to_a_steering_vector():
+    model = build("gpt2")
+    hm = hooks.wrap(model)
+    inp = batch("gpt2")
+    v = torch.zeros(32, requires_grad=True)
+    res = hm.run(inp, [Steer("resid_post.0", vector=v)])
+    assert not res.logits.requires_grad
+    res = hm.run(inp, [Steer("resid_post.0", vector=v), Cache("resid_post.1", device=None)], grad=True)
+    res.logits.sum().backward()
+    assert v.grad is not None and v.grad.abs().sum() > 0
+    assert res.cache["resid_post.1"].requires_grad
