@@ -7,8 +7,8 @@
     res.cache["resid_post.3"].shape                    # (14, d_model): residues only, CLS/EOS/pad dropped
 
 Inputs: protein strings (tokenised with the alphabet's batch converter: ``<cls> seq <eos>``,
-padded on the right), ``(label, sequence)`` pairs, a LongTensor of tokens or
-``{"tokens" | "input_ids": ...}``. Spans: ``"cls"``, ``"eos"``, ``"residues"`` (real tokens that
+padded on the right), ``(label, sequence)`` pairs, a LongTensor of tokens, a list of token rows
+(1-D tensors or id lists, padded here) or ``{"tokens" | "input_ids": ...}``. Spans: ``"cls"``, ``"eos"``, ``"residues"`` (real tokens that
 are neither CLS nor EOS; ``<mask>`` counts as a residue). ``token("K")`` selects residues by letter.
 
 Sites (fair-esm layers run in (T, B, E) layout and return ``(x, attn)``):
@@ -184,6 +184,11 @@ def prepare(hm, batch) -> dict:
         isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[1], str) for p in batch
     ):
         _, _, tokens = alph.get_batch_converter()(list(batch))
+    elif _token_rows(batch):  # already tokenised rows (with <cls>/<eos>), padded here on the right
+        rows = [torch.as_tensor(b, dtype=torch.long) for b in batch]
+        tokens = torch.full((len(rows), max(len(r) for r in rows)), alph.padding_idx, dtype=torch.long)
+        for i, r in enumerate(rows):
+            tokens[i, : len(r)] = r
     elif isinstance(batch, torch.Tensor):
         tokens = batch if batch.dim() == 2 else batch[None]
     elif isinstance(batch, dict) or hasattr(batch, "keys"):
@@ -202,6 +207,12 @@ def prepare(hm, batch) -> dict:
         raise HookError(f"fair-esm tokens must be a (B, L) integer tensor, got {tuple(tokens.shape)} {tokens.dtype}.")
     tokens = tokens.to(hm.device)
     return {"input_ids": tokens, "attention_mask": tokens.ne(alph.padding_idx)}
+
+
+def _token_rows(batch) -> bool:
+    return isinstance(batch, (list, tuple)) and bool(batch) and all(
+        (isinstance(b, torch.Tensor) and b.dim() == 1)
+        or (isinstance(b, (list, tuple)) and all(isinstance(i, int) for i in b)) for b in batch)
 
 
 def forward(hm, inputs: dict, **kw):

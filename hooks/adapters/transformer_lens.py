@@ -49,18 +49,26 @@ def _tokenizer(hm):
 
 
 def prepare(hm, batch, *, padding_side=None) -> dict:
-    """Texts / token ids / ``{"input_ids", "attention_mask"}`` -> model inputs on the model's device."""
+    """Texts / token ids (a (B, P) tensor or a list of rows) / ``{"input_ids", "attention_mask"}`` -> inputs.
+
+    Texts and token rows are padded on ``padding_side`` (default: the tokenizer's, else right).
+    """
     model = hm.model
     if isinstance(batch, str):
         batch = [batch]
+    rows = None
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(s, str) for s in batch):
-        tok = _tokenizer(hm)
-        if tok is None or getattr(model, "tokenizer", None) is None:
+        if _tokenizer(hm) is None or getattr(model, "tokenizer", None) is None:
             raise HookError("This HookedTransformer has no tokenizer; pass token ids (a LongTensor or "
                             "{'input_ids': ..., 'attention_mask': ...}) or build it with tokenizer=...")
         rows = [model.to_tokens(s, move_to_device=False)[0] for s in batch]
-        side = padding_side or hm.adapter.padding_side or getattr(model.tokenizer, "padding_side", None) or "right"
-        pad = model.tokenizer.pad_token_id
+    elif isinstance(batch, (list, tuple)) and batch and all(
+            (isinstance(b, torch.Tensor) and b.dim() == 1) or isinstance(b, (list, tuple)) for b in batch):
+        rows = [torch.as_tensor(b, dtype=torch.long) for b in batch]
+    if rows is not None:
+        tok = _tokenizer(hm)
+        side = padding_side or hm.adapter.padding_side or getattr(tok, "padding_side", None) or "right"
+        pad = getattr(tok, "pad_token_id", None)
         L = max(len(r) for r in rows)
         ids = torch.full((len(rows), L), pad if pad is not None else 0, dtype=torch.long)
         am = torch.zeros(len(rows), L, dtype=torch.long)

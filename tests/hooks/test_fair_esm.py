@@ -216,6 +216,9 @@ def test_batches_and_errors(esm_hm):
     assert torch.equal(a["input_ids"], tok) and torch.equal(a["attention_mask"], tok.ne(1))
     assert torch.equal(esm_hm.prepare({"tokens": tok})["input_ids"], tok)
     assert torch.equal(esm_hm.prepare([("x", s) for s in SEQS])["input_ids"], tok)
+    rows = [t[t.ne(1)] for t in tok]  # unpadded token rows, padded again on the right
+    assert torch.equal(esm_hm.prepare(rows)["input_ids"], tok)
+    assert torch.equal(esm_hm.prepare([r.tolist() for r in rows])["input_ids"], tok)
     with pytest.raises(hooks.HookError, match="masked language model"):
         esm_hm.generate(SEQS)
     with pytest.raises(hooks.HookError, match="protein strings"):

@@ -98,6 +98,9 @@ def test_cache_equals_tl_run_with_cache(tl_hm, side):
     inputs = tl_hm.backend.prepare(tl_hm, TEXTS, padding_side=side)
     am = inputs["attention_mask"]
     assert am.sum(1).tolist() == [7, 4] and bool(am[1, 0] if side == "right" else am[1, -1])
+    rows = [r[m.bool()] for r, m in zip(inputs["input_ids"], am)]
+    again = tl_hm.backend.prepare(tl_hm, rows, padding_side=side)  # token rows are padded the same way
+    assert all(torch.equal(again[k], inputs[k]) for k in inputs)
     res = tl_hm.run(inputs, [hooks.Cache("*")])
     logits, cache = model.run_with_cache(inputs["input_ids"], attention_mask=am)
     for site, name in TL_NAMES.items():
