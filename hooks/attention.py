@@ -33,6 +33,11 @@ def active_handlers() -> int:
     return sum(len(v) for v in _HANDLERS.values())
 
 
+def handlers_for(module: torch.nn.Module) -> list:
+    """Handlers registered for ``module`` now (empty list when none): for custom attention backends."""
+    return list(_HANDLERS.get(id(module), ()))
+
+
 def add_handler(module: torch.nn.Module, fn) -> None:
     _HANDLERS.setdefault(id(module), []).append(fn)
 

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -47,6 +49,9 @@ class HookedModel:
         self.model = model
         self.tokenizer = tokenizer
         self.adapter = adapter or find_adapter(model)
+        setup = self.adapter.extra.get("setup")
+        if setup is not None:  # one-off per-wrap preparation declared by the adapter
+            setup(model)
         self.backend = self.adapter.extra.get("backend", hf_backend)
         self._table = S.build_table(model, self.adapter)
         self.n_layers = S.n_layers(model, self.adapter)
@@ -172,17 +177,28 @@ class HookedModel:
 
     def run(self, batch, interventions=(), *, grad: bool = False, **forward_kwargs) -> RunResult:
         """One forward with interventions (a list, or a spec file / YAML string)."""
-        ivs = _as_interventions(interventions)
+        ivs = as_interventions(interventions)
         with self.trace(batch, grad=grad, **forward_kwargs) as tr:
             results = [tr.add(iv) for iv in ivs]
-        return RunResult(tr.output, tr.logits, _merge(results), tr.inputs)
+        return RunResult(tr.output, tr.logits, merge_caches(results), tr.inputs)
+
+    @contextlib.contextmanager
+    def generating(self, prompt_len: int):
+        """Mark forwards inside the block as generation steps of a prompt of ``prompt_len``
+        (padded) positions, so ``apply_to`` and windows resolve. Used by custom generators."""
+        old = self._gen
+        self._gen = {"prompt_len": int(prompt_len)}
+        try:
+            yield
+        finally:
+            self._gen = old
 
     def iter_run(self, data, interventions=(), *, batch_size: int = 8, progress: bool = True, text_key=None,
                  grad: bool = False, **forward_kwargs):
         """Yield one :class:`RunResult` per batch of ``data`` (texts, sequences, a Dataset or a file)."""
         from .data import iter_batches
 
-        ivs = _as_interventions(interventions)
+        ivs = as_interventions(interventions)
         for batch in iter_batches(data, batch_size, text_key=text_key, progress=progress):
             yield self.run(batch, ivs, grad=grad, **forward_kwargs)
 
@@ -223,7 +239,7 @@ class HookedModel:
         gen = self.adapter.extra.get("generate")
         if gen is not None:
             return gen(self, batch, interventions, max_new_tokens=max_new_tokens, do_sample=do_sample, **gen_kwargs)
-        ivs = _as_interventions(interventions)
+        ivs = as_interventions(interventions)
         side = self.adapter.padding_side
         if self.tokenizer is not None and side is None:
             old = self.tokenizer.padding_side
@@ -234,17 +250,13 @@ class HookedModel:
             if self.tokenizer is not None and side is None:
                 self.tokenizer.padding_side = old
         prompt_len = inputs["input_ids"].shape[1]
-        self._gen = {"prompt_len": prompt_len}
         pad = getattr(self.tokenizer, "pad_token_id", None) if self.tokenizer is not None else None
-        try:
-            with self.trace() as tr:
-                results = [tr.add(iv) for iv in ivs]
-                seqs = self.model.generate(
-                    **inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad, **gen_kwargs
-                )
-        finally:
-            self._gen = {}
-        cache = _merge(results)
+        with self.generating(prompt_len), self.trace() as tr:
+            results = [tr.add(iv) for iv in ivs]
+            seqs = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad, **gen_kwargs
+            )
+        cache = merge_caches(results)
         texts = None
         if self.tokenizer is not None:
             texts = self.tokenizer.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True)
@@ -294,7 +306,7 @@ class HookedModel:
 
     def _patch_source(self, iv, bindings) -> dict:
         src = iv.source
-        is_cache = isinstance(src, dict) and bool(src) and "input_ids" not in src and "pixel_values" not in src
+        is_cache = isinstance(src, dict) and bool(src) and not {"input_ids", "tokens", "pixel_values", "inputs_embeds"} & set(src)
         if is_cache:
             masks = getattr(src, "masks", {})
             out = {}
@@ -343,7 +355,7 @@ class HookedModel:
         return int(v or 10)
 
 
-def _merge(results) -> "CacheResult":
+def merge_caches(results) -> "CacheResult":
     from .ops import CacheResult
 
     out = CacheResult()
@@ -354,7 +366,7 @@ def _merge(results) -> "CacheResult":
     return out
 
 
-def _as_interventions(x) -> list:
+def as_interventions(x) -> list:
     if x is None:
         return []
     if isinstance(x, Intervention):
@@ -365,3 +377,6 @@ def _as_interventions(x) -> list:
     if any(not isinstance(i, Intervention) for i in out):
         return load_spec(out)
     return out
+
+
+_as_interventions = as_interventions  # backwards-compatible private name

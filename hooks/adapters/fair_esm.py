@@ -56,7 +56,7 @@ def _dispatch_forward(self, query, key=None, value=None, key_padding_mask=None, 
                       need_weights=True, static_kv=False, attn_mask=None, before_softmax=False,
                       need_head_weights=False):
     orig = type(self).forward
-    handlers = attention._HANDLERS.get(id(self))
+    handlers = attention.handlers_for(self)
     if not handlers or before_softmax:
         return orig(self, query, key, value, key_padding_mask=key_padding_mask, incremental_state=incremental_state,
                     need_weights=need_weights, static_kv=static_kv, attn_mask=attn_mask,
@@ -108,15 +108,14 @@ def remove_attention_dispatch(model: torch.nn.Module) -> None:
             mod.__dict__.pop("forward", None)
 
 
-def _setup(model) -> int:
-    """Runs once per wrap (``Adapter.n_heads`` is called when the site table is built)."""
+def _setup(model) -> None:
+    """Runs once per wrap (``Adapter.extra["setup"]``)."""
     if getattr(model, "padding_idx", PAD) != PAD:
         raise UnsupportedModelError(
             f"fair-esm adapter expects the ESM-2 alphabet (padding_idx={PAD}); this model has "
             f"padding_idx={model.padding_idx}."
         )
     install_attention_dispatch(model)
-    return model.attention_heads
 
 
 # -- alphabet as a (minimal) tokenizer ------------------------------------------------
@@ -260,11 +259,11 @@ ADAPTER = Adapter(
         "logits": Site("lm_head", optional=True),
     },
     attention_backend="fair_esm",
-    n_heads=_setup,
+    n_heads=lambda m: m.attention_heads,
     padding_side="right",
     position_ids=False,
     spans=esm_spans,
-    extra={"backend": BACKEND, "generate": _no_generate, "dummy_batch": lambda hm: ["MKTAYIAK"]},
+    extra={"backend": BACKEND, "setup": _setup, "generate": _no_generate, "dummy_batch": lambda hm: ["MKTAYIAK"]},
 )
 
 

@@ -142,12 +142,11 @@ def generate(hm, batch, interventions=(), *, max_new_tokens: int = 20, do_sample
     """
     from transformer_lens import TransformerLensKeyValueCache
 
-    from ..model import GenerateResult, _as_interventions
-    from ..ops import CacheResult
+    from ..model import GenerateResult, as_interventions, merge_caches
 
     if kw:
         raise HookError(f"Unsupported generate options for TransformerLens: {sorted(kw)}.")
-    ivs = _as_interventions(interventions)
+    ivs = as_interventions(interventions)
     model = hm.model
     inputs = prepare(hm, batch, padding_side="left")
     ids, am = inputs["input_ids"], inputs["attention_mask"]
@@ -155,8 +154,7 @@ def generate(hm, batch, interventions=(), *, max_new_tokens: int = 20, do_sample
     kv = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, B)
     done = torch.zeros(B, dtype=torch.bool, device=ids.device)
     seqs, cur, cur_mask = ids, ids, am
-    hm._gen = {"prompt_len": prompt_len}  # read by HookedModel's batch context (apply_to, windows)
-    try:
+    with hm.generating(prompt_len):  # lets apply_to / windows resolve on each step
         with hm.trace() as tr:
             results = [tr.add(iv) for iv in ivs]
             for _ in range(max_new_tokens):
@@ -172,13 +170,7 @@ def generate(hm, batch, interventions=(), *, max_new_tokens: int = 20, do_sample
                 cur, cur_mask = nxt[:, None], torch.ones_like(nxt[:, None])
                 if eos_token_id is not None and bool(done.all()):
                     break
-    finally:
-        hm._gen = {}
-    cache = CacheResult()  # {site: tensor} plus the per-step position masks, as HookedModel.generate returns
-    for r in results:
-        if r is not None:
-            cache.update(r)
-            cache.masks.update(r.masks)
+    cache = merge_caches(results)  # {site: tensor} plus per-step position masks, as HookedModel.generate returns
     tok = _tokenizer(hm)
     texts = tok.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True) if tok is not None else None
     return GenerateResult(seqs, texts, prompt_len, cache)
