@@ -1,0 +1,76 @@
+"""Representation geometry in torch: neighbours, intrinsic dimension,
+densities, Advanced Density Peaks clustering, neighbourhood overlaps and
+layer profiles -- numerically faithful to DADApy 0.3.4, batched and
+device-agnostic (CUDA when available).
+
+Functional API (arrays in: numpy or torch; arrays out: torch)::
+
+    from interp.geometry import (knn, compute_id_2nn, return_id_scaling_gride,
+        compute_density_knn, compute_clustering_adp, label_overlap, data_overlap)
+
+    nb = knn(X, k=100)                              # exact, self in column 0
+    compute_id_2nn(nb)                              # TwoNN  -> IDEstimate(id, err, scale)
+    return_id_scaling_gride(nb, range_max=64)       # Gride  -> IDScaling(ids, errs, scales)
+    dens = compute_density_knn(nb, k=10)            # log-densities and errors
+    adp = compute_clustering_adp(nb, dens, Z=1.65)  # ADPResult(labels, n_clusters, ...)
+    label_overlap(nb, labels, k=30); data_overlap(nb, knn(Y, 100), k=30)
+
+or the DADApy-like class ``Data(X)`` with the same verbs as methods, and
+``layer_profile`` / ``select_layers_by_id`` for layer-wise analyses.
+
+Importing this package does not import transformers, transformer_lens,
+nnsight, scikit-learn, pandas or matplotlib (those are imported lazily).
+"""
+
+from .adp import ADPResult, compute_clustering_adp
+from .data import Data
+from .density import (
+    Density,
+    compute_density_knn,
+    compute_density_kstarnn,
+    compute_density_pak,
+    compute_kstar,
+)
+from .errors import DuplicatePointsError, GeometryInputError
+from .intrinsic_dim import (
+    IDEstimate,
+    IDScaling,
+    compute_id_2nn,
+    compute_id_gride,
+    return_id_scaling_2nn,
+    return_id_scaling_gride,
+)
+from .knn import Neighbors, find_duplicates, knn, remove_identical_points
+from .overlap import adjusted_rand_index, data_overlap, homogeneity, label_overlap
+from .profile import layer_profile, plot_profile, save_profile, select_layers_by_id
+
+__all__ = [
+    "ADPResult",
+    "Data",
+    "Density",
+    "DuplicatePointsError",
+    "GeometryInputError",
+    "IDEstimate",
+    "IDScaling",
+    "Neighbors",
+    "adjusted_rand_index",
+    "compute_clustering_adp",
+    "compute_density_knn",
+    "compute_density_kstarnn",
+    "compute_density_pak",
+    "compute_id_2nn",
+    "compute_id_gride",
+    "compute_kstar",
+    "data_overlap",
+    "find_duplicates",
+    "homogeneity",
+    "knn",
+    "label_overlap",
+    "layer_profile",
+    "plot_profile",
+    "remove_identical_points",
+    "return_id_scaling_2nn",
+    "return_id_scaling_gride",
+    "save_profile",
+    "select_layers_by_id",
+]

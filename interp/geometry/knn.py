@@ -1,0 +1,371 @@
+"""Exact k-nearest neighbours in torch, with bounded memory.
+
+The neighbour table is the input of every estimator in this package. The
+layout follows DADApy (``dadapy._utils.utils.compute_nn_distances``): for N
+points and ``k`` neighbours, ``distances`` and ``indices`` have shape
+(N, k + 1) and column 0 is the point itself (distance 0).
+
+How it is fast and still exact
+------------------------------
+Distances are found block by block (``chunk_size`` query rows against all
+points, so memory is O(chunk_size * N), never N x N):
+
+1. *Candidates* come from a low-precision matrix product (bf16 or float32;
+   float64 when asked) of the centred data: score_ij = |x_j|^2 - 2 x_i.x_j.
+   The ``k + 1 + margin`` smallest scores per row are kept (a two-level
+   top-k over groups of columns keeps this cheap).
+2. The candidates are *re-ranked in float64* (exact dot products).
+3. Each row is *certified*: the k-th exact squared distance must lie below
+   the smallest score left out, minus an error bound of the low-precision
+   product. Rows that fail are redone one precision level up
+   (bf16 -> float32 -> float64), so the result equals a float64 brute force
+   search (up to float64 rounding and exact ties).
+
+Example::
+
+    >>> import torch
+    >>> from interp.geometry import knn
+    >>> nb = knn(torch.randn(1000, 64), k=10)
+    >>> nb.distances.shape, nb.indices[:, 0].equal(torch.arange(1000))
+    (torch.Size([1000, 11]), True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._utils import as_points, cpu_has_fast_bf16, resolve_device
+from .errors import DuplicatePointsError, GeometryInputError, check_k
+
+__all__ = ["Neighbors", "knn", "remove_identical_points", "find_duplicates"]
+
+_LEVELS = ("bf16", "float32", "float64")
+_UNIT = {"bf16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
+_DTYPE = {"bf16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class Neighbors:
+    """A neighbour table (DADApy layout: column 0 is the point itself).
+
+    Attributes:
+        distances: (N, k+1) float64; ``distances[i, j]`` is the distance from
+            point i to its j-th neighbour (euclidean, or cosine distance
+            ``1 - cos`` for ``metric="cosine"``, as in scikit-learn).
+        indices: (N, k+1) int64 neighbour indices; ``indices[:, 0] == arange(N)``.
+        metric: ``"euclidean"`` or ``"cosine"``.
+        stats: how many rows each precision level certified (diagnostics).
+    """
+
+    distances: torch.Tensor
+    indices: torch.Tensor
+    metric: str = "euclidean"
+    stats: dict | None = None
+
+    @property
+    def n_points(self) -> int:
+        return int(self.distances.shape[0])
+
+    @property
+    def k(self) -> int:
+        """Number of stored neighbours (self excluded); DADApy's ``maxk``."""
+        return int(self.distances.shape[1]) - 1
+
+    def truncate(self, k: int) -> "Neighbors":
+        """The first ``k`` neighbours only (a view)."""
+        if k > self.k:
+            raise GeometryInputError(f"asked for {k} neighbours but only {self.k} are stored; recompute knn with k >= {k}.")
+        return Neighbors(self.distances[:, : k + 1], self.indices[:, : k + 1], self.metric, self.stats)
+
+    def numpy(self):
+        """``(distances, indices)`` as numpy arrays (DADApy's ``distances`` tuple)."""
+        return self.distances.cpu().numpy(), self.indices.cpu().numpy()
+
+
+def _auto_level(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if cpu_has_fast_bf16() else "float32"
+
+
+def _default_chunk(n_cols: int) -> int:
+    # ~64 MB of float32 scores per block: keeps temporaries small and reused.
+    rows = max(16, min(2048, (1 << 24) // max(n_cols, 1)))
+    return 1 << int(math.log2(rows))
+
+
+def _smallest(scores: torch.Tensor, m: int) -> torch.Tensor:
+    """Column indices of the ``m`` smallest entries of each row (unsorted).
+
+    Two-level selection: the minimum of each group of ``g`` columns, the ``m``
+    groups with the smallest minima (they contain the ``m`` smallest entries),
+    then the ``m`` smallest among those ``m * g`` entries.
+    """
+    b, n = scores.shape
+    g = int(math.sqrt(n / max(m, 1)))
+    if g < 4 or n % g or m * g >= n:
+        return torch.topk(scores, m, dim=1, largest=False, sorted=False).indices
+    grouped = scores.view(b, n // g, g)
+    top_groups = torch.topk(grouped.amin(dim=2), m, dim=1, largest=False, sorted=False).indices
+    sub = torch.gather(grouped, 1, top_groups.unsqueeze(2).expand(b, m, g)).reshape(b, m * g)
+    pick = torch.topk(sub, m, dim=1, largest=False, sorted=False).indices
+    cols = top_groups.unsqueeze(2) * g + torch.arange(g, device=scores.device)
+    return torch.gather(cols.reshape(b, m * g), 1, pick)
+
+
+class _Searcher:
+    """State for one knn call: centred float64 data plus low-precision copies."""
+
+    def __init__(self, X: torch.Tensor, k: int, margin: int | None):
+        self.X = X - X.mean(dim=0, keepdim=True)
+        self.N, self.D = X.shape
+        self.k = k
+        self.sq = (self.X * self.X).sum(dim=1)
+        self.norm = self.sq.sqrt()
+        self.r_max = float(self.norm.max())
+        self.inf_max = float(self.X.abs().max())
+        self.margin = margin
+        self._low: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def low(self, level: str):
+        """Padded low-precision copy of the data and of the squared norms."""
+        if level not in self._low:
+            n_pad = self._padded_cols(level)
+            dt = _DTYPE[level]
+            Xl = torch.zeros(n_pad, self.D, dtype=dt, device=self.X.device)
+            Xl[: self.N] = self.X.to(dt)
+            sq_dt = torch.float64 if level == "float64" else torch.float32
+            sq = torch.full((n_pad,), float("inf"), dtype=sq_dt, device=self.X.device)
+            sq[: self.N] = self.sq.to(sq_dt)
+            self._low[level] = (Xl, sq)
+        return self._low[level]
+
+    def n_candidates(self, level: str) -> int:
+        k1 = self.k + 1
+        if self.margin is not None:
+            extra = self.margin
+        else:
+            extra = {"bf16": max(24, k1 // 2), "float32": max(8, k1 // 8), "float64": 4}[level]
+        return min(self.N, k1 + extra)
+
+    def _padded_cols(self, level: str) -> int:
+        m = self.n_candidates(level)
+        g = int(math.sqrt(self.N / m))
+        if g < 4 or m * g >= self.N:
+            return self.N
+        return -(-self.N // g) * g
+
+    def bound(self, level: str, rows: torch.Tensor) -> torch.Tensor:
+        """Error bound (squared-distance units) of the low-precision scores."""
+        u = _UNIT[level]
+        ni = self.norm[rows]
+        acc = 2.0**-24 if level != "float64" else 2.0**-53
+        # accumulation of D products (random-walk model, 4x safety) ...
+        err = 8.0 * acc * math.sqrt(self.D) * ni * self.r_max
+        # ... plus rounding of the squared norms to float32 ...
+        err = err + 2.0 * acc * (self.sq[rows] + self.r_max**2)
+        if level == "bf16":
+            # ... rounding of the inputs to bf16 (|sum x_k y_k d_k| <= |x|_2 |y|_inf u,
+            # 8 sigma) and of the product to bf16 (relative u/2, rigorous).
+            err = err + 2.0 * (8.0 * 0.82 * u * ni * self.inf_max + 0.5 * u * ni * self.r_max * 1.01)
+        elif level == "float32":
+            err = err + 2.0 * 4.0 * u * ni * self.r_max
+        return err
+
+    def scores(self, level: str, rows: torch.Tensor) -> torch.Tensor:
+        Xl, sq = self.low(level)
+        q = Xl[rows]
+        S = q @ Xl.T
+        if S.dtype != sq.dtype:
+            S = S.to(sq.dtype)
+        S.mul_(-2.0).add_(sq)
+        S[torch.arange(len(rows), device=S.device), rows] = -float("inf")
+        return S
+
+    def exact(self, rows: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """float64 squared distances between ``rows`` and their candidates."""
+        b, m = cand.shape
+        out = torch.empty(b, m, dtype=torch.float64, device=self.X.device)
+        sub = max(1, min(b, (1 << 21) // max(m * self.D, 1)))
+        buf = torch.empty(sub * m, self.D, dtype=torch.float64, device=self.X.device)
+        for s in range(0, b, sub):
+            e = min(b, s + sub)
+            g = buf[: (e - s) * m]
+            torch.index_select(self.X, 0, cand[s:e].reshape(-1), out=g)
+            torch.bmm(g.view(e - s, m, self.D), self.X[rows[s:e]].unsqueeze(2), out=out[s:e].unsqueeze(2))
+        out.mul_(-2.0).add_(self.sq[cand]).add_(self.sq[rows].unsqueeze(1))
+        return out.clamp_(min=0.0)
+
+    def search(self, rows: torch.Tensor, level: str):
+        """Neighbours of ``rows`` at one precision level; returns (d2, idx, certified)."""
+        m = self.n_candidates(level)
+        S = self.scores(level, rows)
+        cand = _smallest(S, m)
+        worst = torch.gather(S, 1, cand).amax(dim=1).to(torch.float64)
+        del S
+        d2 = self.exact(rows, cand)
+        is_self = cand == rows.unsqueeze(1)
+        d2 = torch.where(is_self, torch.full_like(d2, -1.0), d2)
+        # deterministic order: by distance, ties by index
+        order = torch.argsort(cand, dim=1)
+        cand, d2 = torch.gather(cand, 1, order), torch.gather(d2, 1, order)
+        order = torch.argsort(d2, dim=1, stable=True)
+        cand, d2 = torch.gather(cand, 1, order), torch.gather(d2, 1, order)
+        k1 = self.k + 1
+        cand, d2 = cand[:, :k1], d2[:, :k1].clamp(min=0.0)
+        if m >= self.N:
+            ok = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
+        else:
+            ok = d2[:, -1] <= self.sq[rows] + worst - self.bound(level, rows)
+        return d2, cand, ok
+
+
+def knn(
+    X: Any,
+    k: int,
+    metric: str = "euclidean",
+    *,
+    precision: str = "auto",
+    chunk_size: int | None = None,
+    device: Any = None,
+    margin: int | None = None,
+    on_duplicates: str = "raise",
+) -> Neighbors:
+    """Exact k nearest neighbours of every point (self in column 0).
+
+    Args:
+        X: (N, D) array or tensor of points. NaN/inf rows raise
+            :class:`~interp.geometry.errors.GeometryInputError`.
+        k: number of neighbours (DADApy's ``maxk``); needs ``N > k``.
+        metric: ``"euclidean"`` or ``"cosine"`` (distance ``1 - cos``, as
+            scikit-learn and so DADApy report it).
+        precision: ``"auto"`` (bf16 on CUDA and on CPUs with native bf16,
+            else float32), ``"bf16"``, ``"float32"`` or ``"float64"``: the
+            precision of the candidate search. The result is the float64
+            answer in every case (see the module docstring).
+        chunk_size: query rows per block (memory ~ ``chunk_size * N * 4``
+            bytes). Default: about 64 MB of scores per block.
+        device: ``None``/``"auto"`` (CUDA when available), or a torch device.
+        margin: extra candidates per row re-ranked in float64 (default
+            depends on the precision).
+        on_duplicates: ``"raise"`` (default) raises
+            :class:`~interp.geometry.errors.DuplicatePointsError` when some
+            points are identical (zero distances break every estimator);
+            ``"warn"`` warns and keeps the zero distances, like DADApy's
+            ``compute_distances``. Use :func:`remove_identical_points` first.
+
+    Returns:
+        :class:`Neighbors` with float64 distances and int64 indices, shape (N, k+1).
+    """
+    if metric not in ("euclidean", "cosine"):
+        raise GeometryInputError(f"metric must be 'euclidean' or 'cosine', got {metric!r}.")
+    if precision not in ("auto",) + _LEVELS:
+        raise GeometryInputError(f"precision must be one of auto/bf16/float32/float64, got {precision!r}.")
+    if on_duplicates not in ("raise", "warn"):
+        raise GeometryInputError("on_duplicates must be 'raise' or 'warn'.")
+    dev = resolve_device(device, X)
+    Xt = as_points(X, dev)
+    N = Xt.shape[0]
+    check_k(N, k)
+    if metric == "cosine":
+        nrm = Xt.norm(dim=1, keepdim=True)
+        if bool((nrm == 0).any()):
+            n0 = int((nrm == 0).sum())
+            raise GeometryInputError(
+                f"{n0} point(s) have zero norm, for which the cosine distance is undefined; drop them or use metric='euclidean'."
+            )
+        Xt = Xt / nrm
+    level0 = _auto_level(dev) if precision == "auto" else precision
+    levels = _LEVELS[_LEVELS.index(level0):]
+    s = _Searcher(Xt, k, margin)
+    chunk = chunk_size or _default_chunk(N)
+    dist2 = torch.empty(N, k + 1, dtype=torch.float64, device=dev)
+    idx = torch.empty(N, k + 1, dtype=torch.int64, device=dev)
+    stats = {lv: 0 for lv in levels}
+    start_level = 0
+    for c0 in range(0, N, chunk):
+        pending = torch.arange(c0, min(N, c0 + chunk), device=dev)
+        n_chunk = len(pending)
+        for li in range(start_level, len(levels)):
+            lv = levels[li]
+            d2, nb, ok = s.search(pending, lv)
+            if li == len(levels) - 1:
+                ok = torch.ones_like(ok)
+            dist2[pending[ok]] = d2[ok]
+            idx[pending[ok]] = nb[ok]
+            stats[lv] += int(ok.sum())
+            # adaptive: when a level certifies less than half of a block, start
+            # the next blocks one level up (cheaper than doing both).
+            if li == start_level and li < len(levels) - 1 and int(ok.sum()) < 0.5 * n_chunk:
+                start_level = li + 1
+            pending = pending[~ok]
+            if len(pending) == 0:
+                break
+    dist2[:, 0] = 0.0
+    if metric == "cosine":
+        distances = dist2 / 2.0  # |a-b|^2 = 2 - 2 cos for unit vectors
+    else:
+        distances = dist2.sqrt()
+    nb = Neighbors(distances, idx, metric, stats)
+    _check_duplicates(Xt, nb, on_duplicates)
+    return nb
+
+
+def _check_duplicates(X: torch.Tensor, nb: Neighbors, on_duplicates: str) -> None:
+    # An identical point is at distance 0, hence always the first neighbour.
+    same = (X == X[nb.indices[:, 1]]).all(dim=1)
+    n_pairs = int(same.sum())
+    if n_pairs == 0:
+        return
+    _, keep = find_duplicates(X)
+    n_dup = X.shape[0] - len(keep)
+    msg = (
+        f"{n_dup} of {X.shape[0]} points are duplicates of other points (zero distances), which "
+        f"breaks ID/density estimates. Remove them first, e.g. `X_unique, kept = "
+        f"remove_identical_points(X)` (and subset labels with `kept`), or use `Data(X)` which does it."
+    )
+    if on_duplicates == "raise":
+        raise DuplicatePointsError(msg, n_dup)
+    import warnings
+
+    warnings.warn(msg, stacklevel=3)
+
+
+def find_duplicates(X: Any) -> tuple[int, torch.Tensor]:
+    """Number of redundant rows and the (sorted) indices of the rows to keep.
+
+    The first occurrence of every distinct row is kept, in the original order.
+    """
+    Xt = X if isinstance(X, torch.Tensor) else torch.as_tensor(X)
+    _, inverse = torch.unique(Xt, dim=0, return_inverse=True)
+    n = Xt.shape[0]
+    first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.int64, device=Xt.device)
+    first.scatter_reduce_(0, inverse, torch.arange(n, device=Xt.device), reduce="amin")
+    keep = torch.sort(first).values
+    return n - len(keep), keep
+
+
+def remove_identical_points(X: Any, verbose: bool = True):
+    """Drop numerically identical rows, as DADApy's ``Data.remove_identical_points``.
+
+    Unlike DADApy (which returns ``np.unique`` rows, i.e. sorted), the first
+    occurrence of each row is kept *in the original order*, and the kept row
+    indices are returned so labels can be subset the same way.
+
+    Returns:
+        ``(X_unique, kept)``: same type as ``X`` (numpy in, numpy out), and
+        the int64 indices of the kept rows.
+    """
+    is_torch = isinstance(X, torch.Tensor)
+    Xt = X if is_torch else torch.as_tensor(X)
+    n_removed, keep = find_duplicates(Xt)
+    if verbose and n_removed:
+        print(f"{n_removed} overlapping datapoints found: keeping {len(keep)} unique elements")
+    out = Xt[keep]
+    if not is_torch:
+        return out.numpy(), keep.numpy()
+    return out, keep
