@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 

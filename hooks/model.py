@@ -19,7 +19,7 @@ import torch
 from . import attention, hf_backend
 from . import positions as P
 from . import sites as S
-from .errors import HookError, SpecError
+from .errors import SpecError
 from .interventions import Cache, Intervention, Knockout, load_spec
 from .trace import Trace
 
@@ -253,9 +253,9 @@ class HookedModel:
         pad = getattr(self.tokenizer, "pad_token_id", None) if self.tokenizer is not None else None
         with self.generating(prompt_len), self.trace() as tr:
             results = [tr.add(iv) for iv in ivs]
-            seqs = self.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad, **gen_kwargs
-            )
+            if pad is not None:
+                gen_kwargs.setdefault("pad_token_id", pad)
+            seqs = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, **gen_kwargs)
         cache = merge_caches(results)
         texts = None
         if self.tokenizer is not None:
@@ -306,7 +306,9 @@ class HookedModel:
 
     def _patch_source(self, iv, bindings) -> dict:
         src = iv.source
-        is_cache = isinstance(src, dict) and bool(src) and not {"input_ids", "tokens", "pixel_values", "inputs_embeds"} & set(src)
+        input_keys = {"input_ids", "tokens", "pixel_values", "inputs_embeds", "text", "images"}
+        is_cache = (isinstance(src, dict) and bool(src) and not input_keys & set(src)
+                    and all(isinstance(v, (torch.Tensor, list)) for v in src.values()))
         if is_cache:
             masks = getattr(src, "masks", {})
             out = {}
@@ -355,7 +357,7 @@ class HookedModel:
         return int(v or 10)
 
 
-def merge_caches(results) -> "CacheResult":
+def merge_caches(results):
     from .ops import CacheResult
 
     out = CacheResult()

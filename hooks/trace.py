@@ -22,7 +22,7 @@ also sees the outer trace's interventions.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 

@@ -33,8 +33,7 @@ Floating tensors (``pixel_values``) are cast to the model's dtype.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -43,15 +42,7 @@ from ..errors import HookError
 from .base import Adapter
 
 
-@dataclass(frozen=True)
-class VLMAdapter(Adapter):
-    """An :class:`Adapter` that also checks a predicate on the model (e.g. which text model a
-    LLaVA checkpoint wraps, or Chameleon's ``swin_norm`` block variant)."""
-
-    requires: Optional[Callable] = None  # (model) -> bool
-
-    def matches(self, model: torch.nn.Module) -> bool:
-        return super().matches(model) and (self.requires is None or bool(self.requires(model)))
+VLMAdapter = Adapter  # kept as an alias: ``requires`` now lives on the base Adapter
 
 
 def text_config(model):

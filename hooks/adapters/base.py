@@ -65,13 +65,13 @@ class Adapter:
     bases: tuple = ("",)  # candidate prefixes of the base model (e.g. "model" in *ForCausalLM)
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    requires: Optional[Callable] = None  # (model) -> bool: extra predicate (block variant, wrapped LM type)
 
     def matches(self, model: torch.nn.Module) -> bool:
         cfg = getattr(model, "config", None)
         mt = getattr(cfg, "model_type", None)
-        if mt is not None and mt in self.model_types:
-            return True
-        return type(model).__name__ in self.class_names
+        hit = (mt is not None and mt in self.model_types) or type(model).__name__ in self.class_names
+        return hit and (self.requires is None or bool(self.requires(model)))
 
 
 def rebase(adapter: Adapter, model: torch.nn.Module) -> Adapter:

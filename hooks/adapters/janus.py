@@ -77,9 +77,9 @@ def generate_image(hm, batch, interventions=(), *, do_sample: bool = False, **ge
     ``generation_kwargs["boi_token_id"]``) come from ``model.generation_config`` or ``gen_kwargs``.
     """
     from .. import positions as P
-    from ..model import GenerateResult, _as_interventions
+    from ..model import GenerateResult, as_interventions
 
-    ivs = _as_interventions(interventions)
+    ivs = as_interventions(interventions)
     tok = hm.tokenizer
     old = getattr(tok, "padding_side", None)
     if tok is not None:

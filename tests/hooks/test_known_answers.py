@@ -67,7 +67,7 @@ def test_patch_with_own_cache_is_identity(fam):
     f, model = fam
     hm = hooks.wrap(model)
     inp = batch(f)
-    clean = hm.run(inp, [c := Cache(["resid_pre.1", "head_out.0", "attn_out.1"])])
+    clean = hm.run(inp, [Cache(["resid_pre.1", "head_out.0", "attn_out.1"])])
     patched = hm.run(inp, [Patch(["resid_pre.1", "head_out.0", "attn_out.1"], source=clean.cache)])
     assert torch.equal(patched.logits, clean.logits)
 
