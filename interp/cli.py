@@ -96,12 +96,23 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"), s
     run_demo(out, seed=seed, console=_console())
 
 
+# Sub-packages add their commands through a `register(app)` function in their own cli module,
+# imported here (each keeps its heavy imports inside the commands).
+COMMAND_MODULES = ("interp.geometry.cli", "saes.cli", "steering.narrow_gate.cli", "steering.protein.cli",
+                   "interp.landscape.cli")
+
+
 def _register_optional():
-    try:
-        from .geometry.cli import register
-    except ImportError:
-        return
-    register(app)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):  # that sub-package is not there (yet)
+                continue
+            raise
+        mod.register(app)
 
 
 _register_optional()
