@@ -1,0 +1,179 @@
+"""On-disk activation cache: safetensors shards plus a JSON manifest, crash-safe and resumable.
+
+    cache_activations(model, "proteins.fasta", "resid_post.3", "runs/acts", max_rows=2_000_000)
+    store = ActivationStore.from_cache("runs/acts", batch_size=4096, seed=0)
+
+Layout: ``manifest.json`` and ``shard_00000.safetensors``, ... (tensor ``activations``,
+rows in data order). Each shard is written to a temp file and renamed, then the manifest
+(temp file + rename) records it with its row count, example range and sha256, so a crash
+leaves at most an unrecorded shard that the next run overwrites. Calling
+:func:`cache_activations` again continues from the manifest's ``next_example``; a cache of
+a different model, site, positions rule or dataset is refused. Memory is bounded by one
+shard (``shard_rows``) plus one model batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+from .activations import AUTO
+from .errors import CacheError
+
+MANIFEST = "manifest.json"
+VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file next to ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=1))
+
+
+def weights_fingerprint(model) -> str:
+    """sha256 over parameter names, shapes, dtypes and float64 sums (one pass over the weights)."""
+    h = hashlib.sha256(type(model.model).__name__.encode())
+    with torch.no_grad():
+        for name, p in model.model.named_parameters():
+            h.update(f"{name}:{tuple(p.shape)}:{p.dtype}:{float(p.double().sum()):.10e}".encode())
+    return h.hexdigest()
+
+
+def read_manifest(cache_dir) -> dict:
+    path = Path(cache_dir) / MANIFEST
+    try:
+        man = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CacheError(f"{cache_dir} is not an activation cache (no {MANIFEST}); build one with "
+                         "cache_activations(...) or ActivationStore.from_model(..., cache_dir=...).") from None
+    except json.JSONDecodeError as e:
+        raise CacheError(f"{path} is corrupt ({e.msg}); delete {cache_dir} and cache again.") from None
+    if man.get("version") != VERSION or "shards" not in man:
+        raise CacheError(f"{path} is not a version-{VERSION} activation-cache manifest; delete {cache_dir} and cache again.")
+    return man
+
+
+def cache_activations(model, data, site: str, cache_dir, positions=AUTO, *, model_batch_size: int = 8,
+                      shard_rows: int = 65536, max_rows: Optional[int] = None, text_key=None, dtype=torch.float32,
+                      model_name: Optional[str] = None, progress: bool = True) -> dict:
+    """Write (or finish writing) the cache of ``site`` activations; returns the manifest."""
+    from safetensors.torch import save_file
+
+    from .store import ModelSource
+
+    src = ModelSource(model, data, site, positions, model_batch_size=model_batch_size, text_key=text_key,
+                      dtype=dtype, model_name=model_name)
+    ident = {"model": src.describe()["model"], "weights": weights_fingerprint(model), "site": src.site,
+             "positions": src.described, "dataset": src.dataset_fingerprint(), "dtype": str(dtype).replace("torch.", "")}
+    root = Path(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / MANIFEST).exists():
+        man = read_manifest(root)
+        diff = [k for k in ident if k != "model" and man["identity"].get(k) != ident[k]]
+        if diff:
+            raise CacheError(f"{root} caches a different {', '.join(diff)} ({man['identity'].get(diff[0])!r}); "
+                             "pass another cache_dir or delete this one.")
+    else:
+        man = {"version": VERSION, "identity": ident, "d_in": None, "shards": [], "rows": 0, "next_example": 0,
+               "complete": False}
+        write_json_atomic(root / MANIFEST, man)
+    if man["complete"] or (max_rows is not None and man["rows"] >= max_rows):
+        return man
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_rows, initial=man["rows"], desc=f"caching {src.site}", unit="tok", leave=False)
+    parts, n, first = [], 0, man["next_example"]
+
+    def flush(next_example: int, complete: bool) -> None:
+        nonlocal parts, n, first
+        if parts:
+            name = f"shard_{len(man['shards']):05d}.safetensors"
+            tmp = root / f".{name}.tmp{os.getpid()}"
+            save_file({"activations": torch.cat(parts).contiguous()}, str(tmp))
+            os.replace(tmp, root / name)
+            man["shards"].append({"file": name, "rows": n, "examples": [first, next_example],
+                                  "sha256": _sha256(root / name)})
+            man["rows"] += n
+        man.update(next_example=next_example, complete=complete)
+        write_json_atomic(root / MANIFEST, man)
+        parts, n, first = [], 0, next_example
+
+    cursor = man["next_example"]
+    try:
+        for cursor, acts in src.chunks(man["next_example"]):
+            if acts is None:
+                continue
+            man["d_in"] = acts.shape[1]
+            parts.append(acts.to("cpu"))
+            n += acts.shape[0]
+            if bar is not None:
+                bar.update(acts.shape[0])
+            if max_rows is not None and man["rows"] + n >= max_rows:
+                break
+            if n >= shard_rows:
+                flush(cursor, False)
+        else:
+            flush(cursor, True)
+            return man
+        flush(cursor, False)
+    finally:
+        if bar is not None:
+            bar.close()
+    return man
+
+
+class CacheSource:
+    """Reads the shards of a cache; each pass visits them in a seeded order."""
+
+    def __init__(self, cache_dir, seed: int = 0):
+        self.root = Path(cache_dir)
+        self.manifest = read_manifest(self.root)
+        if not self.manifest["shards"]:
+            raise CacheError(f"The activation cache {self.root} holds no shards yet; run cache_activations first.")
+        self.d_in = self.manifest["d_in"]
+        self.seed = int(seed)
+
+    def chunks(self, start: int, epoch: int = 0) -> Iterator:
+        from safetensors.torch import load_file
+
+        shards = self.manifest["shards"]
+        order = torch.randperm(len(shards), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch)).tolist()
+        for i in range(start, len(shards)):
+            sh = shards[order[i]]
+            path = self.root / sh["file"]
+            if not path.exists() or _sha256(path) != sh["sha256"]:
+                raise CacheError(f"Shard {path} is missing or corrupt (sha256 differs from the manifest); delete "
+                                 f"{self.root} and cache again.")
+            acts = load_file(str(path))["activations"]
+            if acts.shape != (sh["rows"], self.d_in):
+                raise CacheError(f"Shard {path} holds {tuple(acts.shape)}, the manifest says ({sh['rows']}, {self.d_in}).")
+            yield i + 1, acts
+
+    def describe(self) -> dict:
+        ident = self.manifest["identity"]
+        return {"source": "cache", "cache_dir": str(self.root), "model": ident["model"], "site": ident["site"],
+                "positions": ident["positions"], "dataset": ident["dataset"], "cached_rows": self.manifest["rows"]}
+

@@ -1,0 +1,61 @@
+"""Shared tiny models and data for the saes tests (all built offline from configs, CPU, seconds)."""
+import pytest
+import torch
+
+import hooks
+from tests.hooks import tiny_models as TM
+
+ESM_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO.-", "<null_1>", "<mask>"]
+AMINO = "LAGVSERTIDPKQNFYMHWC"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Tiny tensors on a shared 2-core box: one intra-op thread is ~20x faster than two contended ones."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def token_rows(n, seed=0, lo=3, hi=16, vocab=64, bos=1):
+    """LLM-style rows: BOS then random ids (>= 3, so no PAD/BOS/EOS inside), ragged lengths."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(lo, hi, (n,), generator=g).tolist()
+    return [([bos] if bos is not None else []) + torch.randint(3, vocab, (m,), generator=g).tolist() for m in lengths]
+
+
+def protein_seqs(n, seed=0, lo=4, hi=20):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for m in torch.randint(lo, hi, (n,), generator=g).tolist():
+        out.append("".join(AMINO[i] for i in torch.randint(0, len(AMINO), (m,), generator=g).tolist()))
+    return out
+
+
+@pytest.fixture(scope="session")
+def gpt2():
+    return hooks.wrap(TM.build("gpt2"))
+
+
+@pytest.fixture(scope="session")
+def esm(tmp_path_factory):
+    from transformers import EsmTokenizer
+
+    vocab = tmp_path_factory.mktemp("esm_vocab") / "vocab.txt"
+    vocab.write_text("\n".join(ESM_VOCAB) + "\n")
+    return hooks.wrap(TM.build("esm"), EsmTokenizer(str(vocab)))
+
+
+@pytest.fixture(scope="session")
+def tl():
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_vocab=50,
+                                  act_fn="gelu", normalization_type="LN")
+    model = HookedTransformer(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return hooks.wrap(model)
