@@ -13,21 +13,35 @@ Training uses sae-lens's training SAEs (TopK: Gao et al. 2024; BatchTopK: Bussma
 ``SAETrainer``, fed by :class:`ActivationStore`, which streams one site's activations through
 the hook registry at chosen positions (ESM residues without CLS/EOS/padding, LLM tokens
 without BOS/padding). Files are SAELens's format (``sae_lens.SAE.load_from_disk`` reads
-ours, :func:`load_sae` reads theirs). Importing this package never imports sae_lens,
-transformer_lens or nnsight; they load when a function needs them.
+ours, :func:`load_sae` reads theirs). ``import saes`` imports nothing heavy (not even torch);
+sae_lens, transformer_lens and nnsight load only when a function needs them.
 """
-from .cache import cache_activations
-from .errors import ActivationError, CacheError, CheckpointError, ConfigError, DataError, SAEError, SAEFileError
-from .evaluate import evaluate_sae
-from .files import info_of, load_sae, positions_of, save_sae, site_of
-from .splice import SAESplice, splice
-from .store import ActivationStore
-from .train import ARCHS, TrainConfig, TrainResult, fit_sae, make_training_sae, train_sae
+from __future__ import annotations
 
-__all__ = [
-    "ActivationStore", "cache_activations",
-    "TrainConfig", "TrainResult", "train_sae", "fit_sae", "make_training_sae", "ARCHS",
-    "evaluate_sae", "SAESplice", "splice",
-    "save_sae", "load_sae", "info_of", "site_of", "positions_of",
-    "SAEError", "ConfigError", "DataError", "ActivationError", "CheckpointError", "SAEFileError", "CacheError",
-]
+import importlib
+
+_EXPORTS = {
+    "ActivationStore": "store", "cache_activations": "cache",
+    "TrainConfig": "train", "TrainResult": "train", "train_sae": "train", "fit_sae": "train",
+    "make_training_sae": "train", "ARCHS": "train",
+    "evaluate_sae": "evaluate", "SAESplice": "splice", "splice": "splice",
+    "save_sae": "files", "load_sae": "files", "info_of": "files", "site_of": "files", "positions_of": "files",
+    "SAEError": "errors", "ConfigError": "errors", "DataError": "errors", "ActivationError": "errors",
+    "CheckpointError": "errors", "SAEFileError": "errors", "CacheError": "errors",
+}
+
+
+def __getattr__(name):  # lazy: `import saes` (and `interp --help`) stay light, torch loads on first use
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'saes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = list(_EXPORTS)

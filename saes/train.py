@@ -110,7 +110,8 @@ class TrainResult:
     path: Optional[Path]
     summary: dict
     log: list  # metric dicts written this session
-    resumed_from: Optional[int] = None
+    resumed_from: Optional[int] = None  # checkpoint step this session started from
+    training_sae: object = None  # the trained sae-lens TrainingSAE (None when the run had already finished)
 
 
 def make_training_sae(cfg: TrainConfig, d_in: int):
@@ -281,7 +282,7 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
         with tempfile.TemporaryDirectory() as tmp:
             save_sae(trained, Path(tmp) / "sae", metadata=md)
             result = load_sae(Path(tmp) / "sae", device=cfg.device)
-    return TrainResult(result, out, summary, log, start)
+    return TrainResult(result, out, summary, log, start, trained)
 
 
 def train_sae(model, data, site: str, *, positions="auto", out=None, config: Optional[TrainConfig] = None,

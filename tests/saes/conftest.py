@@ -1,4 +1,6 @@
 """Shared tiny models and data for the saes tests (all built offline from configs, CPU, seconds)."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -59,3 +61,12 @@ def tl():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
     return hooks.wrap(model)
+
+
+def pytest_collection_modifyitems(config, items):
+    quiet = [pytest.mark.filterwarnings("ignore:HookedTransformer.*deprecated:DeprecationWarning"),
+             pytest.mark.filterwarnings("ignore:The 'utils' module has been deprecated:DeprecationWarning")]
+    for item in items:
+        if "saes" in Path(str(item.fspath)).parts:
+            for m in quiet:
+                item.add_marker(m)
