@@ -129,9 +129,9 @@ class HookedModel:
             self._ctx = None
             return None
         B, q = shape
-        if am is None:
-            am = torch.ones(B, q, dtype=torch.bool, device=ids.device if ids is not None else self.device)
-        am = am.bool()
+        # Masks are resolved on the CPU (one small copy per forward) so that selecting
+        # positions never synchronises the device inside a hook.
+        am = torch.ones(B, q, dtype=torch.bool) if am is None else am.detach().to("cpu", torch.bool)
         L = am.shape[1]
         start = L - q
         if ids is not None:
@@ -147,13 +147,13 @@ class HookedModel:
             input_ids=full,
             window_start=start,
             prompt_len=self._gen.get("prompt_len"),
-            span_fn=(lambda f=full, m=am: self.spans(f, m)),
+            span_fn=(lambda f=full, m=am: self.spans(None if f is None else f.cpu(), m)),
             tokenizer=self.tokenizer,
         )
         return None
 
     def _fallback_context(self, x: torch.Tensor) -> P.BatchContext:
-        return P.BatchContext(attention_mask=torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))
+        return P.BatchContext(attention_mask=torch.ones(x.shape[:2], dtype=torch.bool))
 
     def spans(self, input_ids, attention_mask) -> dict:
         """Named position spans of a batch (VLM modalities, ESM residues/cls/eos)."""

@@ -48,22 +48,59 @@ def native_cache_view(t: torch.Tensor, layout: str) -> torch.Tensor:
 
 
 def window_mask(ctx: P.BatchContext, selector, apply_to: str) -> torch.Tensor:
+    """CPU ``(B, q)`` mask of the selected positions in the current window (memoised per forward)."""
     key = ("sel", repr(selector) if not isinstance(selector, torch.Tensor) else id(selector), apply_to)
     m = ctx.memo.get(key)
     if m is None:
         full = P.resolve(selector, ctx, check=ctx.window_start == 0)
-        m = ctx.memo[key] = P.window(full, ctx, apply_to)
+        m = ctx.memo[key] = P.window(full, ctx, apply_to).cpu()
     return m
 
 
-def masked_set(x: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    out = x.clone()
-    out[mask] = values.to(dtype=x.dtype, device=x.device)
-    return out
+class Sel:
+    """A position selection for one activation: the CPU mask, and whether it covers everything.
 
+    ``full`` lets ops skip masking (and any host→device copy) in the common case where every
+    position of the window is selected, e.g. ``"all"`` on an unpadded batch or ``"last"``
+    while generating.
+    """
 
-def _expand(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return mask.view(*mask.shape, *([1] * (x.dim() - 2)))
+    __slots__ = ("cpu", "full", "_dev", "_ctx")
+
+    def __init__(self, cpu: torch.Tensor, ctx):
+        self.cpu, self._ctx, self._dev = cpu, ctx, None
+        self.full = bool(cpu.all())
+
+    def any(self) -> bool:
+        return self.full or bool(self.cpu.any())
+
+    def on(self, device) -> torch.Tensor:
+        if self._dev is None or self._dev.device != torch.device(device):
+            key = ("dev", id(self.cpu), str(device))
+            d = self._ctx.memo.get(key) if self._ctx is not None else None
+            if d is None:
+                d = self.cpu.to(device, non_blocking=True)
+                if self._ctx is not None:
+                    self._ctx.memo[key] = d
+            self._dev = d
+        return self._dev
+
+    def take(self, x: torch.Tensor) -> torch.Tensor:
+        """Selected rows, row-major: ``x[mask]``."""
+        return x.reshape(-1, *x.shape[2:]) if self.full else x[self.on(x.device)]
+
+    def put(self, x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``x`` with the selected rows replaced by ``values`` (a new tensor)."""
+        values = values.to(dtype=x.dtype, device=x.device)
+        if self.full:  # never alias the caller's tensors (a patch source, the input itself)
+            return values.reshape(x.shape).clone()
+        out = x.clone()
+        out[self.on(x.device)] = values
+        return out
+
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.on(x.device)
+        return m.view(*m.shape, *([1] * (x.dim() - 2)))
 
 
 # -- ops -------------------------------------------------------------------------
@@ -71,17 +108,17 @@ class Op:
     def __init__(self, binding, positions, apply_to):
         self.binding, self.positions, self.apply_to = binding, positions, apply_to
 
-    def mask(self, x, ctx):
+    def mask(self, x, ctx) -> Sel:
         m = window_mask(ctx, self.positions, self.apply_to)
         if m.shape != x.shape[:2]:
             if isinstance(self.positions, str) and self.positions == "all":
                 # a module outside the token sequence (vision tower, raw path): all positions
-                return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+                return Sel(torch.ones(x.shape[:2], dtype=torch.bool), None)
             raise PositionError(
                 f"{self.binding.name}: activation has {x.shape[1]} positions but the batch context has "
                 f"{m.shape[1]} in this window; call the model through HookedModel or pass attention_mask."
             )
-        return m
+        return Sel(m, ctx)
 
 
 class CacheOp(Op):
@@ -94,28 +131,28 @@ class CacheOp(Op):
         self.layout = layout
 
     def __call__(self, x, ctx):
-        m = self.mask(x, ctx)
-        if not m.any():
+        sel = self.mask(x, ctx)
+        if not sel.any():
             return None
         v = x if self.grad else x.detach()
         if self.layout == "padded":
-            if self.positions != "all":
-                v = v * _expand(m, v).to(v.dtype)
+            if not sel.full and self.positions != "all":
+                v = v * sel.expand(v).to(v.dtype)
         else:
             if self.layout == "row":
-                counts = m.sum(1)
+                counts = sel.cpu.sum(1)
                 if not bool((counts == 1).all()):
                     b = int((counts != 1).nonzero()[0])
                     raise PositionError(
                         f"Cache layout 'row' needs one position per row; row {b} has {int(counts[b])} "
                         f"selected at {self.binding.name}. Use layout='flat' or 'padded'."
                     )
-            v = v[m]
+            v = sel.take(v)
         dev = self.iv.device if self.iv.device is not None else v.device
         moved = v.to(device=dev, dtype=self.iv.dtype or v.dtype)
-        if moved.data_ptr() == v.data_ptr() and not self.grad:
+        if moved.data_ptr() == x.data_ptr() and not self.grad:
             moved = moved.clone()
-        self.store.add(self.binding, moved, m, self.layout)
+        self.store.add(self.binding, moved, sel.cpu, self.layout)
         return None
 
 
@@ -126,8 +163,8 @@ class SteerOp(Op):
         self._vec = None
 
     def __call__(self, x, ctx):
-        m = self.mask(x, ctx)
-        if not m.any():
+        sel = self.mask(x, ctx)
+        if not sel.any():
             return None
         vec = self._vec
         if vec is None or vec.device != x.device or vec.dtype != x.dtype:
@@ -138,7 +175,10 @@ class SteerOp(Op):
                     f"{tuple(x.shape)} (vector must be {tuple(x.shape[2:])})."
                 )
             vec = self._vec = vec.to(device=x.device, dtype=x.dtype)
-        return x + _expand(m, x).to(x.dtype) * (self.iv.scale * vec)
+        delta = self.iv.scale * vec
+        if sel.full:
+            return x + delta
+        return x + sel.expand(x).to(x.dtype) * delta
 
 
 class AblateOp(Op):
@@ -147,43 +187,43 @@ class AblateOp(Op):
         self.iv, self.reference = iv, reference  # mean tensor, or list of per-row tensors
 
     def __call__(self, x, ctx):
-        m = self.mask(x, ctx)
-        if not m.any():
+        sel = self.mask(x, ctx)
+        if not sel.any():
             return None
         if self.iv.how == "zero":
-            return x.masked_fill(_expand(m, x), 0)
+            return torch.zeros_like(x) if sel.full else x.masked_fill(sel.expand(x), 0)
         if self.iv.how == "mean":
             mean = self.reference.to(device=x.device, dtype=x.dtype)
             if tuple(mean.shape) != tuple(x.shape[2:]):
                 raise ShapeMismatchError(f"Reference mean {tuple(mean.shape)} does not fit {tuple(x.shape)}.")
-            return torch.where(_expand(m, x), mean, x)
+            return mean.expand_as(x).clone() if sel.full else torch.where(sel.expand(x), mean, x)
         rows = self.reference
         g = torch.Generator().manual_seed(self.iv.seed)
         pick = torch.randint(len(rows), (x.shape[0],), generator=g)
         rank = ctx.rank()[:, ctx.window_start:]
         vals = []
         for b in range(x.shape[0]):
-            sel = rank[b][m[b]]
+            r = rank[b][sel.cpu[b]]
             ref = rows[int(pick[b])]
-            vals.append(ref[sel.clamp(max=ref.shape[0] - 1).cpu()])
-        return masked_set(x, m, torch.cat(vals))
+            vals.append(ref[r.clamp(max=ref.shape[0] - 1)])
+        return sel.put(x, torch.cat(vals))
 
 
 class PatchOp(Op):
     def __init__(self, binding, iv, rows):
         super().__init__(binding, iv.positions, iv.apply_to)
         self.iv, self.rows = iv, rows  # per-row source values, each (n_b, ...)
+        self._cat = None
 
     def __call__(self, x, ctx):
-        m = self.mask(x, ctx)
-        if not m.any():
+        sel = self.mask(x, ctx)
+        if not sel.any():
             return None
-        counts = m.sum(1).tolist()
+        counts = sel.cpu.sum(1).tolist()
         if len(self.rows) != x.shape[0]:
             raise ShapeMismatchError(
                 f"Patch source at {self.binding.name} has {len(self.rows)} rows but this batch has {x.shape[0]}."
             )
-        vals = []
         for b, n in enumerate(counts):
             src = self.rows[b]
             if src.shape[0] != n or tuple(src.shape[1:]) != tuple(x.shape[2:]):
@@ -191,8 +231,9 @@ class PatchOp(Op):
                     f"Patch at {self.binding.name}, row {b}: source values have shape {tuple(src.shape)} but the "
                     f"target selects {n} positions of shape {tuple(x.shape[2:])} (target activation {tuple(x.shape)})."
                 )
-            vals.append(src)
-        return masked_set(x, m, torch.cat(vals))
+        if self._cat is None or self._cat.device != x.device:
+            self._cat = torch.cat(self.rows).to(x.device)
+        return sel.put(x, self._cat)
 
 
 class EditOp(Op):
@@ -201,17 +242,17 @@ class EditOp(Op):
         self.iv = iv
 
     def __call__(self, x, ctx):
-        m = self.mask(x, ctx)
-        if not m.any():
+        sel = self.mask(x, ctx)
+        if not sel.any():
             return None
-        sel = x[m]
-        new = self.iv.fn(sel)
-        if not isinstance(new, torch.Tensor) or new.shape != sel.shape:
+        acts = sel.take(x)
+        new = self.iv.fn(acts)
+        if not isinstance(new, torch.Tensor) or new.shape != acts.shape:
             raise ShapeMismatchError(
-                f"Edit fn at {self.binding.name} must return a tensor of shape {tuple(sel.shape)}, "
+                f"Edit fn at {self.binding.name} must return a tensor of shape {tuple(acts.shape)}, "
                 f"got {getattr(new, 'shape', type(new).__name__)}."
             )
-        return masked_set(x, m, new)
+        return sel.put(x, new)
 
 
 class KnockoutOp(Op):
@@ -221,34 +262,43 @@ class KnockoutOp(Op):
         super().__init__(binding, iv.queries, iv.apply_to)
         self.iv = iv
 
+    def _edges(self, ctx, B, Q, H, K) -> torch.Tensor:
+        """CPU (B, Q, H|1, K) bool tensor of the edges to cut (memoised per forward)."""
+        key = ("edges", id(self), B, Q, H, K)
+        e = ctx.memo.get(key)
+        if e is not None:
+            return e
+        qm = window_mask(ctx, self.positions, self.apply_to)  # (B, Q)
+        if self.iv.keys == "others":
+            qpos = torch.arange(ctx.window_start, ctx.length)
+            km = (qpos[:, None] != torch.arange(K)[None, :])[None] & ctx.attention_mask[:, None, :]
+        else:
+            km = P.resolve(self.iv.keys, ctx, check=ctx.window_start == 0)[:, None, :]  # (B, 1, K)
+        e = qm[:, :, None, None] & km[:, :, None, :]
+        if self.iv.heads is not None:
+            heads = [self.iv.heads] if isinstance(self.iv.heads, int) else list(self.iv.heads)
+            hm = torch.zeros(H, dtype=torch.bool)
+            hm[heads] = True
+            e = e & hm[None, None, :, None]
+        ctx.memo[key] = e
+        return e
+
     def __call__(self, x, ctx):
-        qm = self.mask(x, ctx)  # (B, Q)
-        if not qm.any():
-            return None
         B, Q, H, K = x.shape
         if ctx.length != K:
             raise PositionError(
                 f"Knockout at {self.binding.name}: attention has {K} keys but the sequence has {ctx.length} "
                 "positions (sliding-window caches are not supported for knockout)."
             )
-        if self.iv.keys == "others":
-            qpos = torch.arange(ctx.window_start, ctx.length, device=x.device)
-            km = (qpos[:, None] != torch.arange(K, device=x.device)[None, :])[None]  # (1, Q, K)
-            km = km & ctx.attention_mask[:, None, :].to(x.device)
-        else:
-            kkey = ("keys", repr(self.iv.keys))
-            kfull = ctx.memo.get(kkey)
-            if kfull is None:
-                kfull = ctx.memo[kkey] = P.resolve(self.iv.keys, ctx, check=ctx.window_start == 0)
-            km = kfull.to(x.device)[:, None, :]  # (B, 1, K)
-        edges = qm.to(x.device)[:, :, None, None] & km[:, :, None, :]  # (B, Q, 1, K)
-        if self.iv.heads is not None:
-            heads = [self.iv.heads] if isinstance(self.iv.heads, int) else list(self.iv.heads)
-            hm = torch.zeros(H, dtype=torch.bool, device=x.device)
-            hm[heads] = True
-            edges = edges & hm[None, None, :, None]
+        edges = self._edges(ctx, B, Q, H, K)
+        if not bool(edges.any()):
+            return None
+        key = ("edges_dev", id(self), str(x.device))
+        dev = ctx.memo.get(key)
+        if dev is None:
+            dev = ctx.memo[key] = edges.to(x.device, non_blocking=True)
         fill = 0.0 if self.iv.mode == "zero" else torch.finfo(x.dtype).min
-        return x.masked_fill(edges, fill)
+        return x.masked_fill(dev, fill)
 
 
 class CacheStore:
@@ -259,7 +309,7 @@ class CacheStore:
         self.parts: dict = {}
 
     def add(self, binding, value, mask, layout):
-        self.parts.setdefault(binding.name, []).append((value, mask.detach().cpu(), layout, binding.layout))
+        self.parts.setdefault(binding.name, []).append((value, mask, layout, binding.layout))
 
     def finalize(self):
         for name, parts in self.parts.items():
