@@ -22,27 +22,34 @@ Importing this package does not import transformers, transformer_lens,
 nnsight, scikit-learn, pandas or matplotlib (those are imported lazily).
 """
 
-from .adp import ADPResult, compute_clustering_adp
-from .data import Data
-from .density import (
-    Density,
-    compute_density_knn,
-    compute_density_kstarnn,
-    compute_density_pak,
-    compute_kstar,
-)
-from .errors import DuplicatePointsError, GeometryInputError
-from .intrinsic_dim import (
-    IDEstimate,
-    IDScaling,
-    compute_id_2nn,
-    compute_id_gride,
-    return_id_scaling_2nn,
-    return_id_scaling_gride,
-)
-from .knn import Neighbors, find_duplicates, knn, remove_identical_points
-from .overlap import adjusted_rand_index, data_overlap, homogeneity, label_overlap
-from .profile import layer_profile, plot_profile, save_profile, select_layers_by_id
+_EXPORTS = {
+    "adp": ("ADPResult", "compute_clustering_adp"),
+    "data": ("Data",),
+    "density": ("Density", "compute_density_knn", "compute_density_kstarnn", "compute_density_pak", "compute_kstar"),
+    "errors": ("DuplicatePointsError", "GeometryInputError"),
+    "intrinsic_dim": ("IDEstimate", "IDScaling", "compute_id_2nn", "compute_id_gride", "return_id_scaling_2nn",
+                      "return_id_scaling_gride"),
+    "knn": ("Neighbors", "find_duplicates", "knn", "remove_identical_points"),
+    "overlap": ("adjusted_rand_index", "data_overlap", "homogeneity", "label_overlap"),
+    "profile": ("layer_profile", "plot_profile", "save_profile", "select_layers_by_id"),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name):
+    # Lazy exports: ``import interp.geometry`` (and the CLI registration) does not import torch.
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_WHERE))
+
 
 __all__ = [
     "ADPResult",

@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import GeometryInputError
@@ -196,67 +197,85 @@ def compute_density_pak(data: Any, *, intrinsic_dim: float | None = None, alpha:
     log_pref = log_unit_ball_volume(d)
     volumes = math.exp(log_pref) * torch.exp(exponent)
     F0 = torch.log(kf) - (log_pref + d * torch.log(dc))
-    F = _nr_maxl(F0.clone(), kstar, volumes, max_iter)
+    F = _nr_maxl(F0.cpu().numpy().copy(), kstar.cpu().numpy(), volumes.cpu().numpy(), max_iter)
+    F = torch.as_tensor(F, device=dist.device)
     return Density(F - math.log(N), err, kstar, dc, d, "pak")
 
 
-def _nr_maxl(F: torch.Tensor, kstar: torch.Tensor, volumes: torch.Tensor, max_iter: int) -> torch.Tensor:
-    """Vectorised DADApy ``cython_maximum_likelihood_opt_full._nrmaxl``."""
-    feps = 2.220446049250313e-16
-    dev = F.device
+def _nr_maxl(F: np.ndarray, kstar: np.ndarray, volumes: np.ndarray, max_iter: int) -> np.ndarray:
+    """Vectorised DADApy ``cython_maximum_likelihood_opt_full._nrmaxl`` (numpy, CPU).
+
+    Per point: damped Newton-Raphson on (F, a) until the relative gradient
+    is <= 1e-3 or ``max_iter`` steps. A point whose state stops changing
+    (a float64 fixed point of the update) is final: further steps would
+    leave it unchanged, so it is retired early with the same result.
+    """
+    feps = float(np.finfo(np.float64).eps)
     kmax = volumes.shape[1]
-    jj = torch.arange(kmax, device=dev)
-    mask = jj.unsqueeze(0) < kstar.unsqueeze(1)
-    tiny = ((volumes < 1.0e-300) & mask).any(dim=1)
-    todo = torch.nonzero(~tiny).flatten()
+    jj = np.arange(kmax)
+    mask = jj[None, :] < kstar[:, None]
+    tiny = ((volumes < 1.0e-300) & mask).any(axis=1)
+    todo = np.nonzero(~tiny)[0]
     if len(todo) == 0:
         return F
-    l = (jj + 1).to(torch.float64)
-    V = torch.where(mask, volumes, torch.zeros_like(volumes))[todo]
-    k = kstar[todo].to(torch.float64)
-    f = F[todo].clone()
-    a = torch.zeros_like(f)
-    stepmax = 0.1 * f.abs()
+    l = (jj + 1).astype(np.float64)
+    V = np.where(mask, volumes, 0.0)[todo]
+    k = kstar[todo].astype(np.float64)
+    f = F[todo].copy()
+    a = np.zeros_like(f)
+    stepmax = 0.1 * np.abs(f)
 
-    def grads(f, a, V, k):
-        gf = V * torch.exp(f.unsqueeze(1) + a.unsqueeze(1) * l)
-        g_f = k - gf.sum(1)
-        g_a = (k + 1) * k / 2.0 - (l * gf).sum(1)
-        h00 = -gf.sum(1)
-        h01 = -(l * gf).sum(1)
-        h11 = -(l * l * gf).sum(1)
-        return g_f, g_a, h00, h01, h11
+    def grads(f, a, V, k, l):
+        gf = V * np.exp(f[:, None] + a[:, None] * l)
+        s0 = gf.sum(1)
+        s1 = gf @ l
+        s2 = gf @ (l * l)
+        return k - s0, (k + 1) * k / 2.0 - s1, -s0, -s1, -s2
 
-    g_f, g_a, h00, h01, h11 = grads(f, a, V, k)
-    det = h00 * h11 - h01 * h01
-    inv = torch.stack([h11 / det, -h01 / det, -h01 / det, h00 / det], 1)
-    inv = torch.where((det < feps).unsqueeze(1), torch.zeros_like(inv), inv)
-    active = torch.arange(len(todo), device=dev)
+    def inverse(h00, h01, h11, old=None):
+        det = h00 * h11 - h01 * h01
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.stack([h11 / det, -h01 / det, -h01 / det, h00 / det], 1)
+        sing = det < feps
+        inv[sing] = 0.0 if old is None else old[sing]
+        return det, inv
+
+    g_f, g_a, h00, h01, h11 = grads(f, a, V, k, l)
+    det, inv = inverse(h00, h01, h11)
+    # working set (compacted when it shrinks) and its state
+    w = np.arange(len(todo))
+    wf, wa, wk, wV, ws = f.copy(), a.copy(), k.copy(), V, stepmax.copy()
+    wgf, wga, wdet, winv = g_f, g_a, det, inv
+    live = np.ones(len(w), dtype=bool)
     for _ in range(max_iter):
-        if len(active) == 0:
+        if not live.any():
             break
-        fa, aa, ka = f[active], a[active], k[active]
-        gfa, gaa, deta, inva = g_f[active], g_a[active], det[active], inv[active]
-        sing = deta < feps
-        # fixed point step where the Hessian is singular, damped Newton otherwise
-        f_fp = (-aa * ka * (ka + 1) / 2 - (gfa - ka)) / ka
-        a_fp = (-f_fp * ka - (gfa - ka)) / (ka * (ka + 1) / 2)
-        df = inva[:, 0] * gfa + inva[:, 1] * gaa
-        da = inva[:, 2] * gfa + inva[:, 3] * gaa
-        lr = torch.full_like(fa, 0.1)
-        big = (lr * df).abs() > stepmax[active]
-        lr = torch.where(big, (stepmax[active] / df).abs(), lr)
-        fa = torch.where(sing, f_fp, fa - lr * df)
-        aa = torch.where(sing, a_fp, aa - lr * da)
-        ng = grads(fa, aa, V[active], ka)
-        ndet = ng[2] * ng[4] - ng[3] * ng[3]
-        ninv = torch.stack([ng[4] / ndet, -ng[3] / ndet, -ng[3] / ndet, ng[2] / ndet], 1)
-        ninv = torch.where((ndet < feps).unsqueeze(1), inva, ninv)
-        small = (aa.abs() <= feps) | (fa.abs() <= feps)
-        func = torch.where(small, torch.maximum(ng[0].abs(), ng[1].abs()),
-                           torch.maximum((ng[0] / fa).abs(), (ng[1] / aa).abs()))
-        f[active], a[active] = fa, aa
-        g_f[active], g_a[active], det[active], inv[active] = ng[0], ng[1], ndet, ninv
-        active = active[func > 1e-3]
+        if live.sum() < 0.5 * len(live):
+            f[w], a[w] = wf, wa
+            keep = np.nonzero(live)[0]
+            w, wf, wa, wk, wV, ws = w[keep], wf[keep], wa[keep], wk[keep], wV[keep], ws[keep]
+            wgf, wga, wdet, winv = wgf[keep], wga[keep], wdet[keep], winv[keep]
+            live = np.ones(len(w), dtype=bool)
+        sing = wdet < feps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f_fp = (-wa * wk * (wk + 1) / 2 - (wgf - wk)) / wk
+            a_fp = (-f_fp * wk - (wgf - wk)) / (wk * (wk + 1) / 2)
+            df = winv[:, 0] * wgf + winv[:, 1] * wga
+            da = winv[:, 2] * wgf + winv[:, 3] * wga
+            lr = np.where(np.abs(0.1 * df) > ws, np.abs(ws / df), 0.1)
+        nf = np.where(sing, f_fp, wf - lr * df)
+        na = np.where(sing, a_fp, wa - lr * da)
+        nf = np.where(live, nf, wf)
+        na = np.where(live, na, wa)
+        frozen = (nf == wf) & (na == wa)
+        ngf, nga, n00, n01, n11 = grads(nf, na, wV, wk, l)
+        ndet, ninv = inverse(n00, n01, n11, winv)
+        small = (np.abs(na) <= feps) | (np.abs(nf) <= feps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            func = np.where(small, np.maximum(np.abs(ngf), np.abs(nga)),
+                            np.maximum(np.abs(ngf / nf), np.abs(nga / na)))
+        wf, wa, wgf, wga, wdet, winv = nf, na, ngf, nga, ndet, ninv
+        live &= (func > 1e-3) & ~frozen
+    f[w], a[w] = wf, wa
     F[todo] = f
     return F

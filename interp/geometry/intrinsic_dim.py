@@ -179,7 +179,7 @@ def _first_two_distances(X: torch.Tensor, subsets: list[torch.Tensor], knn_kwarg
     """Yield (r1, r2) within each subset; small subsets are batched in float64."""
     n = len(subsets[0])
     metric = knn_kwargs.get("metric", "euclidean")
-    if n > 1024:
+    if n > 1024 or knn_kwargs.get("period") is not None:
         for idx in subsets:
             nb = knn(X[idx], 2, **knn_kwargs)
             yield nb.distances[:, 1], nb.distances[:, 2]

@@ -233,6 +233,7 @@ def knn(
     chunk_size: int | None = None,
     device: Any = None,
     margin: int | None = None,
+    period: Any = None,
     on_duplicates: str = "raise",
 ) -> Neighbors:
     """Exact k nearest neighbours of every point (self in column 0).
@@ -252,6 +253,10 @@ def knn(
         device: ``None``/``"auto"`` (CUDA when available), or a torch device.
         margin: extra candidates per row re-ranked in float64 (default
             depends on the precision).
+        period: periodic boundaries (a scalar or one period per coordinate),
+            as DADApy's ``compute_distances(period=...)``; coordinates are
+            wrapped into [0, period). Distances are then computed directly in
+            float64 (O(N^2 D), meant for low-dimensional data).
         on_duplicates: ``"raise"`` (default) raises
             :class:`~interp.geometry.errors.DuplicatePointsError` when some
             points are identical (zero distances break every estimator);
@@ -279,6 +284,12 @@ def knn(
                 f"{n0} point(s) have zero norm, for which the cosine distance is undefined; drop them or use metric='euclidean'."
             )
         Xt = Xt / nrm
+    if period is not None:
+        if metric != "euclidean":
+            raise GeometryInputError("periodic boundaries are supported for metric='euclidean' only.")
+        nb = _periodic_knn(Xt, k, period, chunk_size)
+        _check_duplicates(Xt, nb, on_duplicates)
+        return nb
     level0 = _auto_level(dev) if precision == "auto" else precision
     levels = _LEVELS[_LEVELS.index(level0):]
     s = _Searcher(Xt, k, margin)
@@ -313,6 +324,34 @@ def knn(
     nb = Neighbors(distances, idx, metric, stats)
     _check_duplicates(Xt, nb, on_duplicates)
     return nb
+
+
+def _periodic_knn(X: torch.Tensor, k: int, period: Any, chunk_size: int | None) -> Neighbors:
+    N, D = X.shape
+    L = torch.as_tensor(period, dtype=torch.float64, device=X.device).expand(D).contiguous()
+    if bool((L <= 0).any()):
+        raise GeometryInputError("period must be positive.")
+    X = torch.remainder(X, L)
+    Xt = X.T.contiguous()
+    chunk = chunk_size or max(1, min(N, (1 << 21) // max(N, 1)))
+    dist = torch.empty(N, k + 1, dtype=torch.float64, device=X.device)
+    idx = torch.empty(N, k + 1, dtype=torch.int64, device=X.device)
+    acc = torch.empty(chunk, N, dtype=torch.float64, device=X.device)
+    tmp = torch.empty_like(acc)
+    tmp2 = torch.empty_like(acc)
+    for s in range(0, N, chunk):
+        e = min(N, s + chunk)
+        a, t, t2 = acc[: e - s], tmp[: e - s], tmp2[: e - s]
+        a.zero_()
+        for c in range(D):  # one coordinate at a time: O(chunk * N) memory
+            torch.sub(X[s:e, c : c + 1], Xt[c : c + 1], out=t).abs_()
+            torch.sub(L[c], t, out=t2)
+            torch.minimum(t, t2, out=t)
+            a.addcmul_(t, t)
+        a[torch.arange(e - s, device=X.device), torch.arange(s, e, device=X.device)] = -1.0
+        v, i = torch.topk(a, k + 1, dim=1, largest=False, sorted=True)
+        dist[s:e], idx[s:e] = v.clamp(min=0.0).sqrt(), i
+    return Neighbors(dist, idx, "euclidean", {"periodic": N})
 
 
 def _check_duplicates(X: torch.Tensor, nb: Neighbors, on_duplicates: str) -> None:
