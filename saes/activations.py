@@ -18,6 +18,9 @@ The forward stops right after the site (the rest of the model is skipped).
 """
 from __future__ import annotations
 
+import threading
+import weakref
+
 import torch
 
 from hooks import Cache, Edit
@@ -28,6 +31,20 @@ from .errors import ActivationError, ConfigError
 AUTO = "auto"
 _TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id",
                  "image_token_id", "image_token_index")
+
+
+_LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model) -> threading.RLock:
+    """One lock per wrapped model: a ``HookedModel`` keeps per-forward state (the batch
+    context), so forwards from a prefetching store thread and the main thread must not overlap."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
 
 
 class _StopForward(Exception):
@@ -106,7 +123,7 @@ def collect(model, batch, site: str, positions=AUTO, *, described=None, dtype=to
     described = described or describe_positions(model, positions)
     inputs = model.prepare(batch)
     sel = resolve_positions(model, inputs, positions, described)
-    with torch.no_grad(), model.trace() as tr:
+    with model_lock(model), torch.no_grad(), model.trace() as tr:
         res = tr.add(Cache(site, sel, device=None, dtype=dtype, layout="flat"))
         if stop_early:
             tr.add(Edit(site, sel, _stop))

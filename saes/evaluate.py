@@ -25,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from .activations import describe_positions, resolve_positions
+from .activations import describe_positions, model_lock, resolve_positions
 from .data import iter_examples
 from .errors import ConfigError, DataError
 from .files import positions_of, site_of
@@ -88,24 +88,25 @@ def evaluate_sae(sae, model, data, *, site: Optional[str] = None, positions=None
         batch = list(itertools.islice(examples, batch_size))
         if not batch:
             break
-        inputs = model.prepare(batch)
-        sel = resolve_positions(model, inputs, positions, described)
-        res = model.run(inputs, [Cache(site, sel, device=None, layout="flat")])
-        if not res.cache:
-            continue
-        acts = next(iter(res.cache.values()))
-        x = acts.reshape(acts.shape[0], -1).to(dev, dt)
-        f = sae.encode(x)
-        rec.add(x, sae.decode(f), f)
-        if downstream:
-            run_inputs, targets, where = lm_targets(model, inputs, seed + i)
-            sel_run = resolve_positions(model, run_inputs, positions, described) if mlm else sel
-            clean = model.run(run_inputs).logits if mlm else res.logits
-            spliced = model.run(run_inputs, [Edit(site, sel_run, SAESplice(sae, error_term=False))]).logits
-            zeroed = model.run(run_inputs, [Ablate(site, sel_run, how="zero")]).logits
-            for name, logits in (("clean", clean), ("sae", spliced), ("zero", zeroed)):
-                ce[name] += float(token_nll(logits, targets)[where].double().sum())
-            n_ce += int(where.sum())
+        with model_lock(model):
+            inputs = model.prepare(batch)
+            sel = resolve_positions(model, inputs, positions, described)
+            res = model.run(inputs, [Cache(site, sel, device=None, layout="flat")])
+            if not res.cache:
+                continue
+            acts = next(iter(res.cache.values()))
+            x = acts.reshape(acts.shape[0], -1).to(dev, dt)
+            f = sae.encode(x)
+            rec.add(x, sae.decode(f), f)
+            if downstream:
+                run_inputs, targets, where = lm_targets(model, inputs, seed + i)
+                sel_run = resolve_positions(model, run_inputs, positions, described) if mlm else sel
+                clean = model.run(run_inputs).logits if mlm else res.logits
+                spliced = model.run(run_inputs, [Edit(site, sel_run, SAESplice(sae, error_term=False))]).logits
+                zeroed = model.run(run_inputs, [Ablate(site, sel_run, how="zero")]).logits
+                for name, logits in (("clean", clean), ("sae", spliced), ("zero", zeroed)):
+                    ce[name] += float(token_nll(logits, targets)[where].double().sum())
+                n_ce += int(where.sum())
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -117,7 +117,7 @@ class ActivationStore:
     """
 
     def __init__(self, source, *, batch_size: int = 4096, buffer_size: Optional[int] = None, seed: int = 0,
-                 device=None, dtype=torch.float32):
+                 device=None, dtype=torch.float32, prefetch: bool = False):
         buffer_size = int(buffer_size) if buffer_size is not None else 16 * int(batch_size)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
@@ -126,25 +126,28 @@ class ActivationStore:
                               "raise the buffer or lower the batch size.")
         self.source, self.batch_size, self.buffer_size = source, int(batch_size), buffer_size
         self.seed, self.device, self.dtype = int(seed), torch.device(device or "cpu"), dtype
-        # where reading continues, and the state at the start of the block being served
+        self.prefetch = bool(prefetch)
+        self.limit_rows: Optional[int] = None  # rows the consumer will take at most (stops needless prefetch)
+        # producer side: where reading continues
         self._rd = {"epoch": 0, "cursor": 0, "epoch_rows": 0}
-        self._start = dict(self._rd)
-        self._carry_in = None
-        self._carry = None
         self._it = None
-        self._block = -1
-        self._buf = None
-        self._n_batches = self._served = 0
-        self.rows_served = 0
-        self.fill_seconds = 0.0
         self._warned_pass = False
+        # consumer side: the block being served and how it started
+        self._blk: Optional[dict] = None
+        self._served = 0
+        self._pending = None  # Future of the next block (prefetch)
+        self._pool = None
+        self.rows_served = 0
+        self.fill_seconds = 0.0  # time spent building blocks (in the background when prefetching)
+        self.wait_seconds = 0.0  # time next() was blocked waiting for activations
 
     # -- constructors ------------------------------------------------------------------------
     @classmethod
     def from_model(cls, model, data, site: str, positions=AUTO, *, batch_size: int = 4096,
                    buffer_size: Optional[int] = None, model_batch_size: int = 8, seed: int = 0, device=None,
                    text_key=None, dtype=torch.float32, cache_dir=None, max_rows: Optional[int] = None,
-                   model_name: Optional[str] = None, progress: bool = False) -> "ActivationStore":
+                   model_name: Optional[str] = None, progress: bool = False,
+                   prefetch: bool = False) -> "ActivationStore":
         """Stream ``site`` activations of ``model`` over ``data``; with ``cache_dir``, first write
         (or finish writing) safetensors shards there (see :mod:`saes.cache`), then read them."""
         if cache_dir is not None:
@@ -153,18 +156,19 @@ class ActivationStore:
             cache_activations(model, data, site, cache_dir, positions, model_batch_size=model_batch_size,
                               text_key=text_key, dtype=dtype, max_rows=max_rows, model_name=model_name,
                               progress=progress)
-            return cls.from_cache(cache_dir, batch_size=batch_size, buffer_size=buffer_size, seed=seed, device=device)
+            return cls.from_cache(cache_dir, batch_size=batch_size, buffer_size=buffer_size, seed=seed, device=device,
+                                  prefetch=prefetch)
         src = ModelSource(model, data, site, positions, model_batch_size=model_batch_size, text_key=text_key,
                           dtype=dtype, model_name=model_name)
-        return cls(src, batch_size=batch_size, buffer_size=buffer_size, seed=seed, device=device)
+        return cls(src, batch_size=batch_size, buffer_size=buffer_size, seed=seed, device=device, prefetch=prefetch)
 
     @classmethod
     def from_cache(cls, cache_dir, *, batch_size: int = 4096, buffer_size: Optional[int] = None, seed: int = 0,
-                   device=None) -> "ActivationStore":
+                   device=None, prefetch: bool = False) -> "ActivationStore":
         from .cache import CacheSource
 
         return cls(CacheSource(cache_dir, seed=seed), batch_size=batch_size, buffer_size=buffer_size, seed=seed,
-                   device=device)
+                   device=device, prefetch=prefetch)
 
     @classmethod
     def from_tensor(cls, acts: torch.Tensor, *, batch_size: int = 4096, buffer_size: Optional[int] = None,
@@ -176,9 +180,11 @@ class ActivationStore:
     @property
     def d_in(self) -> int:
         """Activation width (reads the first buffer if the source does not know it yet)."""
-        if getattr(self.source, "d_in", None) is None and self._buf is None:
-            self._fill()
-        return int(self.source.d_in if getattr(self.source, "d_in", None) is not None else self._buf.shape[1])
+        if getattr(self.source, "d_in", None) is None and self._blk is None and self._pending is None:
+            self._advance()
+        if getattr(self.source, "d_in", None) is not None:
+            return int(self.source.d_in)
+        return int(self._blk["buf"].shape[1])
 
     def describe(self) -> dict:
         return {**self.source.describe(), "batch_size": self.batch_size, "buffer_size": self.buffer_size,
@@ -189,12 +195,31 @@ class ActivationStore:
         return self
 
     def __next__(self) -> torch.Tensor:
-        if self._buf is None or self._served >= self._n_batches:
-            self._fill()
+        if self._blk is None or self._served >= self._blk["n_batches"]:
+            self._advance()
         i = self._served
         self._served += 1
         self.rows_served += self.batch_size
-        return self._buf[i * self.batch_size : (i + 1) * self.batch_size]
+        return self._blk["buf"][i * self.batch_size : (i + 1) * self.batch_size]
+
+    def _advance(self) -> None:
+        """Install the next block (waiting for the prefetched one), then start prefetching."""
+        t0 = time.perf_counter()
+        if self._pending is not None:
+            fut, self._pending = self._pending, None
+            blk = fut.result()
+        else:
+            prev = self._blk
+            blk = self._build(None if prev is None else prev["carry_out"], 0 if prev is None else prev["block"] + 1)
+        self.wait_seconds += time.perf_counter() - t0
+        self._blk, self._served = blk, 0
+        ahead = self.rows_served + blk["n_batches"] * self.batch_size
+        if self.prefetch and (self.limit_rows is None or ahead < self.limit_rows):
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saes-store")
+            self._pending = self._pool.submit(self._build, blk["carry_out"], blk["block"] + 1)
 
     def _end_pass(self) -> None:
         rows = self._rd["epoch_rows"]
@@ -212,12 +237,12 @@ class ActivationStore:
         self._rd = {"epoch": self._rd["epoch"] + 1, "cursor": 0, "epoch_rows": 0}
         self._it = None
 
-    def _fill(self) -> None:
+    def _build(self, carry: Optional[torch.Tensor], block: int) -> dict:
+        """Read from the source until ``buffer_size`` rows, permute (seed, block). Producer side only."""
         t0 = time.perf_counter()
-        self._start = dict(self._rd)
-        self._carry_in = self._carry
-        parts = [self._carry] if self._carry is not None else []
-        n = 0 if self._carry is None else self._carry.shape[0]
+        start = dict(self._rd)
+        parts = [carry] if carry is not None else []
+        n = 0 if carry is None else carry.shape[0]
         while n < self.buffer_size:
             if self._it is None:
                 self._it = self.source.chunks(self._rd["cursor"], self._rd["epoch"])
@@ -232,14 +257,27 @@ class ActivationStore:
             parts.append(chunk.to(self.device, self.dtype))
             n += chunk.shape[0]
             self._rd["epoch_rows"] += chunk.shape[0]
-        self._block += 1
-        g = torch.Generator().manual_seed(_block_seed(self.seed, self._block))
+        g = torch.Generator().manual_seed(_block_seed(self.seed, block))
         perm = torch.randperm(n, generator=g).to(self.device)
-        block = torch.cat(parts)[perm]
+        rows = torch.cat(parts)[perm]
         nb = n // self.batch_size
-        self._carry = block[nb * self.batch_size :].clone() if n % self.batch_size else None
-        self._buf, self._n_batches, self._served = block[: nb * self.batch_size], nb, 0
+        out = {"block": block, "start": start, "carry_in": carry, "buf": rows[: nb * self.batch_size],
+               "n_batches": nb, "carry_out": rows[nb * self.batch_size :].clone() if n % self.batch_size else None}
         self.fill_seconds += time.perf_counter() - t0
+        return out
+
+    def close(self) -> None:
+        """Stop prefetching (waits for a block being built) and drop buffered activations."""
+        if self._pending is not None:
+            self._pending.cancel()
+            try:
+                self._pending.result()
+            except Exception:  # noqa: BLE001 - an unneeded block's failure does not matter
+                pass
+            self._pending = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # -- resuming ----------------------------------------------------------------------------------
     def _config(self) -> dict:
@@ -247,12 +285,11 @@ class ActivationStore:
 
     def state_dict(self) -> dict:
         """Where the stream is: ``{"meta": json-able dict, "carry": tensor or None}``."""
-        if self._block < 0:
-            meta = {"block": -1, "start": dict(self._rd), "served": 0}
-            carry = None
+        blk = self._blk
+        if blk is None:
+            meta, carry = {"block": -1, "start": {"epoch": 0, "cursor": 0, "epoch_rows": 0}, "served": 0}, None
         else:
-            meta = {"block": self._block, "start": dict(self._start), "served": self._served}
-            carry = self._carry_in
+            meta, carry = {"block": blk["block"], "start": dict(blk["start"]), "served": self._served}, blk["carry_in"]
         meta.update(rows_served=self.rows_served, config=self._config(), warned=self._warned_pass)
         return {"meta": meta, "carry": None if carry is None else carry.detach().cpu()}
 
@@ -261,12 +298,12 @@ class ActivationStore:
         if meta.get("config") != self._config():
             raise CheckpointError(f"The saved stream was made with {meta.get('config')} but this store has "
                                   f"{self._config()}; resume with the same batch size, buffer size and seed.")
+        self.close()
         carry = state.get("carry")
-        self._rd = dict(meta["start"])
-        self._carry = None if carry is None else carry.to(self.device, self.dtype)
-        self._it, self._buf, self._warned_pass = None, None, bool(meta.get("warned"))
-        self._block = int(meta["block"]) - 1
-        if meta["block"] >= 0:
-            self._fill()
-            self._served = int(meta["served"])
+        carry = None if carry is None else carry.to(self.device, self.dtype)
+        self._rd, self._it, self._blk, self._served = dict(meta["start"]), None, None, 0
+        self._warned_pass = bool(meta.get("warned"))
         self.rows_served = int(meta["rows_served"])
+        if meta["block"] >= 0:
+            blk = self._build(carry, int(meta["block"]))
+            self._blk, self._served = blk, int(meta["served"])

@@ -40,7 +40,7 @@ from .errors import CheckpointError, ConfigError
 
 ARCHS = ("topk", "batchtopk", "jumprelu", "standard")
 # settings that may change between a run and its resumption without changing the result
-_FREE = ("checkpoint_every", "keep_checkpoints", "log_every", "wandb", "wandb_project", "device")
+_FREE = ("checkpoint_every", "keep_checkpoints", "log_every", "wandb", "wandb_project", "device", "prefetch")
 
 
 @dataclass
@@ -72,6 +72,7 @@ class TrainConfig:
     log_every: int = 10  # steps between JSONL metric lines
     wandb: bool = False
     wandb_project: str = "interp-saes"
+    prefetch: Optional[bool] = None  # build the next buffer while the SAE trains (None: on for CUDA)
     sae_kwargs: dict = field(default_factory=dict)  # extra sae-lens config fields, e.g. {"aux_loss_coefficient": 0.5}
 
     @property
@@ -251,6 +252,8 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     if cfg.checkpoint_every and ckpt_root is not None:
         every = cfg.checkpoint_every
         trainer.checkpoint_thresholds = [s * cfg.batch_size - 1 for s in range(every, cfg.steps, every) if s > (start or 0)]
+    norm_rows = cfg.n_batches_for_norm_estimate * cfg.batch_size if cfg.normalize_activations != "none" else 0
+    store.limit_rows = cfg.steps * cfg.batch_size + norm_rows  # no prefetching past the end of training
     if cfg.wandb:
         import wandb
 
@@ -258,6 +261,7 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     try:
         trained = trainer.fit()
     finally:
+        store.close()
         if cfg.wandb:
             import wandb
 
@@ -266,6 +270,7 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     steps_now = cfg.steps - (start or 0)
     summary = {"steps": cfg.steps, "tokens": cfg.steps * cfg.batch_size, "session_steps": steps_now,
                "wall_s": wall, "sae_step_s": trainer.sae_seconds, "store_fill_s": store.fill_seconds,
+               "store_wait_s": store.wait_seconds,
                "sae_step_fraction": trainer.sae_seconds / wall if wall > 0 else 0.0,
                "tokens_per_s": steps_now * cfg.batch_size / wall if wall > 0 else 0.0,
                "final": log[-1] if log else None}
@@ -304,7 +309,8 @@ def train_sae(model, data, site: str, *, positions="auto", out=None, config: Opt
         model, data, site, positions, batch_size=cfg.batch_size, buffer_size=cfg.buffer_size,
         model_batch_size=cfg.model_batch_size, seed=cfg.seed, device=cfg.device, text_key=text_key,
         cache_dir=cache_dir, max_rows=cfg.steps * cfg.batch_size if cache_dir is not None else None,
-        model_name=model_name, progress=progress)
+        model_name=model_name, progress=progress,
+        prefetch=cfg.prefetch if cfg.prefetch is not None else torch.device(cfg.device).type == "cuda")
     desc = store.describe()
     md = {"model_name": desc["model"]["name"], "hook_name": hook_name_for(model, desc["site"]),
           "dataset_path": desc["dataset"].get("source")}

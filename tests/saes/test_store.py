@@ -72,8 +72,24 @@ def test_memory_stays_bounded_by_the_buffer(gpt2):
     biggest = 0
     for _ in range(60):
         next(store)
-        biggest = max(biggest, store._buf.shape[0] + (0 if store._carry is None else store._carry.shape[0]))
+        blk = store._blk
+        biggest = max(biggest, blk["buf"].shape[0] + (0 if blk["carry_out"] is None else blk["carry_out"].shape[0]))
     assert biggest < 40 + 4 * 15 + 8                                  # buffer + one model batch + carried rows
+
+
+def test_prefetching_gives_the_same_stream_and_resumes(gpt2):
+    rows = token_rows(60, seed=9)
+    make = lambda prefetch: saes.ActivationStore.from_model(gpt2, rows, "resid_post.0", batch_size=16,  # noqa: E731
+                                                            buffer_size=100, model_batch_size=8, prefetch=prefetch)
+    plain, ahead = make(False), make(True)
+    assert torch.equal(drain(plain, 12), drain(ahead, 12))
+    assert ahead._pending is not None                                 # the next block is being built meanwhile
+    state = ahead.state_dict()
+    again = make(True)
+    again.load_state_dict(state)
+    assert torch.equal(drain(again, 20), drain(plain, 20)) and torch.equal(drain(ahead, 5), drain(make(False), 17)[12 * 16:])
+    ahead.close()
+    again.close()
 
 
 def test_disk_cache_is_resumable_after_a_crash_and_read_back(gpt2, tmp_path, monkeypatch):
