@@ -29,7 +29,7 @@ _EXPORTS = {
     "errors": ("DuplicatePointsError", "GeometryInputError"),
     "intrinsic_dim": ("IDEstimate", "IDScaling", "compute_id_2nn", "compute_id_gride", "return_id_scaling_2nn",
                       "return_id_scaling_gride"),
-    "knn": ("Neighbors", "find_duplicates", "knn", "remove_identical_points"),
+    "neighbors": ("Neighbors", "find_duplicates", "knn", "remove_identical_points"),
     "overlap": ("adjusted_rand_index", "data_overlap", "homogeneity", "label_overlap"),
     "profile": ("layer_profile", "plot_profile", "save_profile", "select_layers_by_id"),
 }

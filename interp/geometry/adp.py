@@ -40,7 +40,7 @@ import torch
 
 from .density import Density
 from .errors import GeometryInputError
-from .knn import Neighbors
+from .neighbors import Neighbors
 
 __all__ = ["ADPResult", "compute_clustering_adp"]
 

@@ -35,7 +35,7 @@ from .intrinsic_dim import (
     return_id_scaling_2nn,
     return_id_scaling_gride,
 )
-from .knn import Neighbors, find_duplicates, knn
+from .neighbors import Neighbors, find_duplicates, knn
 from .overlap import data_overlap, label_overlap
 
 __all__ = ["Data"]
@@ -73,6 +73,11 @@ class Data:
                 self.n_duplicates = n_dup
         self.X = Xt
         self.N = Xt.shape[0]
+        if self.N < 3:
+            raise GeometryInputError(
+                f"only {self.N} distinct point(s) ({self.n_duplicates} identical copies removed): "
+                f"neighbour statistics need at least 3 distinct points; check that the inputs differ."
+            )
         self.maxk = min(100, self.N - 1) if maxk is None else int(maxk)
         check_k(self.N, self.maxk, "maxk")
         self.knn_kwargs = {"metric": metric, "precision": precision, "device": self.device, "chunk_size": chunk_size}

@@ -39,7 +39,7 @@ import torch
 
 from .errors import GeometryInputError
 from .intrinsic_dim import compute_id_2nn
-from .knn import Neighbors, knn
+from .neighbors import Neighbors, knn
 
 __all__ = [
     "Density",

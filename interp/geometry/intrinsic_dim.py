@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from .errors import GeometryInputError
-from .knn import Neighbors, knn
+from .neighbors import Neighbors, knn
 
 __all__ = [
     "IDEstimate",

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .errors import GeometryInputError, check_labels
-from .knn import Neighbors, knn
+from .neighbors import Neighbors, knn
 
 __all__ = ["label_overlap", "data_overlap", "adjusted_rand_index", "homogeneity"]
 

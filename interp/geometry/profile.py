@@ -35,7 +35,7 @@ from .adp import compute_clustering_adp
 from .density import compute_density_knn, compute_density_pak
 from .errors import GeometryInputError, check_k, check_labels
 from .intrinsic_dim import compute_id_2nn, compute_id_gride
-from .knn import find_duplicates, knn
+from .neighbors import find_duplicates, knn
 from .overlap import adjusted_rand_index, data_overlap, homogeneity, label_overlap
 
 __all__ = ["layer_profile", "select_layers_by_id", "save_profile", "plot_profile"]
