@@ -110,12 +110,8 @@ def layer_landscape(X, subjects, letters, cfg: LandscapeConfig | None = None, *,
     Returns ``{metric: float}`` for :data:`METRICS` (and ``"seconds"``); with
     ``return_labels=True`` also ``"labels"`` (ADP clusters of the kept points) and ``"kept"``.
     """
-    # submodule imports: with lazy package exports, the name ``interp.geometry.knn`` can be the module
-    from interp.geometry.adp import compute_clustering_adp
-    from interp.geometry.density import compute_density_knn
-    from interp.geometry.intrinsic_dim import compute_id_gride
-    from interp.geometry.knn import find_duplicates, knn
-    from interp.geometry.overlap import adjusted_rand_index, label_overlap
+    from interp.geometry import (adjusted_rand_index, compute_clustering_adp, compute_density_knn,
+                                 compute_id_gride, find_duplicates, knn, label_overlap)
 
     cfg = cfg or LandscapeConfig()
     t0 = time.perf_counter()

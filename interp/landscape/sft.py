@@ -35,6 +35,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
@@ -192,7 +193,9 @@ def train_lora(model, tokenizer, records: Sequence[MCQ], cfg: SFTConfig | None =
     prompts = FewShotPrompter(k=0, letters=letters).prompts(records)
     answers = torch.as_tensor([r.answer for r in records])
     torch.manual_seed(cfg.seed)
-    peft_model = get_peft_model(model, cfg.lora_config())
+    with warnings.catch_warnings():  # peft calls a deprecated transformers property; not actionable here
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(model, cfg.lora_config())
     dev = next(peft_model.parameters()).device
     loss_before = answer_loss(peft_model, tokenizer, records, batch_size=cfg.batch_size, letters=letters)
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -266,7 +269,9 @@ def load_adapter(model, path):
     if not (p / "adapter_config.json").exists():
         raise SFTConfigError(f"{p} is not a LoRA adapter directory (no adapter_config.json); train one with "
                              f"`interp landscape --sft lora.yaml` or point 'adapter' at a saved adapter.")
-    return PeftModel.from_pretrained(model, str(p)).eval()
+    with warnings.catch_warnings():  # peft calls a deprecated transformers property; not actionable here
+        warnings.simplefilter("ignore", FutureWarning)
+        return PeftModel.from_pretrained(model, str(p)).eval()
 
 
 def hooked(peft_model, tokenizer):
