@@ -1,0 +1,137 @@
+"""``interp proteins read|fetch`` and ``interp toy train-protein-model``; wired in by ``register(app)``.
+
+    interp proteins read /work/shared/data/tmbed/alpha.fasta --out alpha.parquet
+    interp proteins fetch --query "reviewed:true AND ft_zn_fing:C2H2" --out znf.parquet --max 1000
+    interp toy train-protein-model --device cuda --steps 20000 --batch-size 256 \\
+        --results-md bench/RESULTS_protein_model.md
+
+Heavy imports (datasets, transformers, torch) happen inside the commands.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+GPU_COMMAND = ("interp toy train-protein-model --device cuda --steps 20000 --batch-size 256 --n-train 60000 "
+               "--out steering/protein/toy_model --results-md bench/RESULTS_protein_model.md")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fail(msg: str):
+    _console().print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+def _group(app: typer.Typer, name: str, help: str) -> typer.Typer:
+    """The sub-typer ``name`` of ``app``: reused when another package registered it first."""
+    for info in app.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    sub = typer.Typer(no_args_is_help=True, help=help)
+    app.add_typer(sub, name=name)
+    return sub
+
+
+def _summary(ds, title: str):
+    import numpy as np
+    from rich.table import Table
+
+    from .schema import track_names
+
+    t = Table(title=title)
+    for c in ("track", "proteins", "residues", "features"):
+        t.add_column(c, justify="right" if c != "track" else "left")
+    feats = [f["type"] for fs in ds["features"] for f in fs]
+    for tr in track_names(ds):
+        ms = ds[f"mask_{tr}"]
+        n_res = int(sum(np.count_nonzero(m) for m in ms))
+        if n_res:
+            t.add_row(tr, str(sum(any(m) for m in ms)), str(n_res), str(feats.count(tr)))
+    _console().print(t)
+    _console().print(f"{len(ds)} proteins, {sum(ds['length'])} residues")
+
+
+def read(path: Path = typer.Argument(..., help="FASTA, TMbed, UniProt .txt/.xml/.json/.tsv, or parquet"),
+         out: Path = typer.Option(..., help="output parquet file"),
+         format: str = typer.Option("auto", help="auto|fasta|tmbed|uniprot-swiss|uniprot-xml|uniprot-json|uniprot-tsv"),
+         track: Optional[list[str]] = typer.Option(None, help="extra feature types to make masks for, e.g. TOPO_DOM")):
+    """Read a protein file into the parquet dataset (sequence, per-residue masks, feature spans)."""
+    from .data import read_proteins
+    from .errors import ProteinDataError
+    from .schema import TRACKS, save_dataset
+
+    try:
+        ds = read_proteins(path, format, tuple(TRACKS) + tuple(track or ()))
+    except (ProteinDataError, ImportError) as e:
+        _fail(str(e))
+    save_dataset(ds, out)
+    _summary(ds, f"{path.name} -> {out}")
+
+
+def fetch(query: str = typer.Option(..., help="UniProtKB query, e.g. 'reviewed:true AND ft_transmem:*'"),
+          out: Path = typer.Option(..., help="output parquet file"),
+          max_results: Optional[int] = typer.Option(None, "--max", help="stop after N entries"),
+          size: int = typer.Option(500, help="entries per page"),
+          fields: Optional[str] = typer.Option(None, help="REST 'fields' (default: full entries)")):
+    """Download entries from the UniProt REST API (paginated) into the parquet dataset."""
+    from .errors import ProteinDataError
+    from .fetch import fetch_uniprot
+
+    try:
+        ds = fetch_uniprot(query, out, size=size, max_results=max_results, fields=fields, log=_console().print)
+    except ProteinDataError as e:
+        _fail(str(e))
+    _summary(ds, f"UniProt {query!r} -> {out}")
+
+
+def train_protein_model(
+    out: Path = typer.Option(None, help="output dir (default: the shipped steering/protein/toy_model)"),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    steps: Optional[int] = typer.Option(None, help="optimisation steps (reproducible); default 4000 unless --minutes"),
+    minutes: Optional[float] = typer.Option(None, help="wall-clock budget (alone: derives --steps from a timing)"),
+    batch_size: int = 128, lr: float = 2e-3, seed: int = 0, layers: int = 4, d_model: int = 128, heads: int = 4,
+    ffn: int = 512, mask_rate: float = 0.2, n_train: int = 30000, n_eval: int = 1000, eval_every: int = 500,
+    warmup: int = 200,
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (1 is fastest on a busy machine)"),
+    results_md: Optional[Path] = typer.Option(None, help="also write a markdown summary here"),
+    probe: bool = typer.Option(True, help="fit linear probes per layer after training"),
+):
+    """Train the toy ESM-2-architecture masked LM on the synthetic protein world (seeded)."""
+    import torch
+
+    from .toy_model import DEFAULT_DIR, TrainConfig, train_toy_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    if steps is None and minutes is None:
+        steps = 4000
+    tc = TrainConfig(seed=seed, layers=layers, d_model=d_model, heads=heads, ffn=ffn, steps=steps, minutes=minutes,
+                     batch_size=batch_size, lr=lr, warmup=warmup, mask_rate=mask_rate, n_train=n_train,
+                     n_eval=n_eval, eval_every=eval_every, device=device)
+    out = out or DEFAULT_DIR
+    try:
+        result = train_toy_model(out, tc, log=_console().print, probe=probe)
+    except ValueError as e:
+        _fail(str(e))
+    if results_md is not None:
+        from .report import write_results_md
+
+        write_results_md(results_md, result, out)
+        _console().print(f"wrote {results_md}")
+    if not device.startswith("cuda"):
+        _console().print(f"For the shipped weights, on a GPU run:\n  {GPU_COMMAND}")
+
+
+def register(app: typer.Typer) -> None:
+    proteins = _group(app, "proteins", "Protein data: read files, fetch from UniProt.")
+    proteins.command("read")(read)
+    proteins.command("fetch")(fetch)
+    toy = _group(app, "toy", "Train the small toy models shipped with the package.")
+    toy.command("train-protein-model")(train_protein_model)
