@@ -133,18 +133,35 @@ def iter_examples(data, *, text_key=None, start: int = 0) -> Iterator:
     return itertools.islice(it, start, None) if start else it
 
 
+def _canon(obj):
+    """A JSON-able stand-in for an example: binary payloads (images, arrays) by content hash."""
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, dict):
+        return {str(k): _canon(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canon(v) for v in obj]
+    if hasattr(obj, "tobytes") and hasattr(obj, "size") and hasattr(obj, "mode"):  # PIL image
+        return {"image": [obj.mode, list(obj.size)], "sha256": hashlib.sha256(obj.tobytes()).hexdigest()}
+    try:
+        import numpy as np
+        import torch
+
+        if isinstance(obj, torch.Tensor):
+            obj = obj.detach().cpu().numpy()
+        if isinstance(obj, np.ndarray):
+            return {"array": [str(obj.dtype), list(obj.shape)],
+                    "sha256": hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()}
+    except ImportError:  # pragma: no cover
+        pass
+    return repr(obj)
+
+
 def _update(h, ex) -> None:
     if isinstance(ex, str):
         h.update(b"s" + ex.encode("utf-8"))
-        return
-    try:
-        import torch
-
-        if isinstance(ex, torch.Tensor):
-            ex = ex.tolist()
-        h.update(b"j" + json.dumps(ex, sort_keys=True, default=repr).encode("utf-8"))
-    except (TypeError, ValueError):
-        h.update(b"r" + repr(ex).encode("utf-8"))
+    else:
+        h.update(b"j" + json.dumps(_canon(ex), sort_keys=True).encode("utf-8"))
     h.update(b"\x00")
 
 

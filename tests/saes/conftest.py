@@ -70,3 +70,37 @@ def pytest_collection_modifyitems(config, items):
         if "saes" in Path(str(item.fspath)).parts:
             for m in quiet:
                 item.add_marker(m)
+
+
+def tiny_llava():
+    """A tiny random LLaVA (Llama text model, CLIP tower) with a word-level processor, offline."""
+    import numpy as np
+    import transformers
+    from PIL import Image
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "<s>", "</s>", "<image>", "<unk>"] + [f"w{i}" for i in range(40)]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>",
+                                               eos_token="</s>", unk_token="<unk>",
+                                               extra_special_tokens={"image_token": "<image>"})
+    ip = transformers.CLIPImageProcessor(size={"shortest_edge": 8}, crop_size={"height": 8, "width": 8})
+    proc = transformers.LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=4,
+                                       vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    torch.manual_seed(0)
+    text = dict(model_type="llama", vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0)
+    cfg = transformers.LlavaConfig(
+        text_config=text, image_token_id=3, vision_feature_layer=-1, vision_feature_select_strategy="default",
+        vision_config=dict(model_type="clip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=8, patch_size=4))
+    model = transformers.LlavaForConditionalGeneration._from_config(cfg, attn_implementation="sdpa").eval()
+    rng = np.random.RandomState(0)
+    images = [Image.fromarray(rng.randint(0, 255, (8, 8, 3), dtype=np.uint8)) for _ in range(4)]
+    return hooks.wrap(model, proc), images
+
+
+@pytest.fixture(scope="session")
+def llava():
+    return tiny_llava()
