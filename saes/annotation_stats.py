@@ -251,9 +251,15 @@ def latent_max_of(batches: Iterable, n_latents: int, device=None) -> torch.Tenso
     m = None
     for b in batches:
         acts = b.acts if isinstance(b, StatBatch) else b
-        rows, cols, vals = _entries(acts.to(device) if device is not None else acts)
-        cur = torch.zeros(n_latents, dtype=torch.float32, device=vals.device).scatter_reduce_(
-            0, cols, vals.float(), "amax", include_self=True)
+        acts = acts.to(device) if device is not None else acts
+        if acts.dim() != 2 or acts.shape[1] != n_latents:
+            raise AnnotationStatsError(f"acts must be (N, {n_latents}), got {tuple(acts.shape)}.")
+        if acts.is_sparse:
+            _, cols, vals = _entries(acts)
+            cur = torch.zeros(n_latents, dtype=torch.float32, device=vals.device).scatter_reduce_(
+                0, cols, vals.float(), "amax", include_self=True)
+        else:
+            cur = acts.float().amax(0).clamp_min(0) if acts.shape[0] else torch.zeros(n_latents, device=acts.device)
         m = cur if m is None else torch.maximum(m, cur.to(m.device))
     if m is None:
         raise AnnotationStatsError("No batches were given; the statistics need at least one token.")

@@ -13,7 +13,7 @@ training positions unless ``site``/``positions`` are given):
   activation; ``fvu`` = 1 - explained_variance (fraction of variance unexplained);
 * ``dead_fraction``: latents that never fired on these tokens / ``d_sae``;
 * downstream: next-token CE for causal LMs, masked-token CE on a fixed random 15% residue
-  mask for ESM (see :mod:`saes.objectives`), clean vs. the site replaced by the SAE's
+  mask for ESM (see :mod:`hooks.objectives`), clean vs. the site replaced by the SAE's
   reconstruction (``Edit``, no error term) vs. zero-ablated at the same positions;
   ``loss_recovered = (loss_zero - loss_sae) / (loss_zero - loss_clean)`` (1 = as good as
   the clean model, 0 = as bad as zero-ablation; Bricken et al. 2023).
@@ -25,11 +25,12 @@ from typing import Optional
 
 import torch
 
+from hooks.objectives import is_masked_lm, lm_targets, token_nll
+
 from .activations import describe_positions, model_lock, resolve_positions
 from .data import iter_examples
 from .errors import ConfigError, DataError
 from .files import positions_of, site_of
-from .objectives import is_masked_lm, lm_targets, token_nll
 from .splice import SAESplice
 
 

@@ -4,7 +4,7 @@ import torch
 
 import hooks
 import saes
-from saes.objectives import lm_targets
+from hooks.objectives import lm_targets
 
 from .conftest import protein_seqs, token_rows
 
