@@ -9,10 +9,13 @@ Same TransformerLens model (random weights from a config, no downloads: 4 layers
 vocab 1000, context 128), same pre-tokenized data (rows of ``BOS + 127`` Zipf-distributed
 tokens), same site (``blocks.1.hook_resid_post`` = ``resid_post.1``), same positions (BOS
 left out: SAELens ``exclude_special_tokens=[BOS]``, ours ``positions="1:"``), same TopK SAE
-(4096 latents, k 32, identical initial weights), same optimiser settings and token budget.
+(k 32; 2048 latents and batch 2048 on CPU, 4096/4096 on CUDA; identical initial weights), same
+optimiser settings, buffer size and token budget.
 
 * **ours** — ``saes.train_sae``: ``ActivationStore`` streaming activations through the hook
   registry (forward stopped after the site), fed to sae-lens's ``SAETrainer``;
+* **ours, prefetch thread** — the same, with the next buffer built in a background thread
+  while the SAE trains (``prefetch=True``; the default on CUDA);
 * **ours, disk cache** — the same, with the activations first written to safetensors shards
   (``cache_dir``); the caching pass is included in the wall time;
 * **SAELens** — ``LanguageModelSAETrainingRunner(cfg, override_model=tl_model,
@@ -97,7 +100,7 @@ class StepTimer:
         self.cls.step = self.orig
 
 
-def run_ours(hm, rows, args, use_cache=False):
+def run_ours(hm, rows, args, use_cache=False, prefetch=False):
     import saes
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ours_"))
@@ -109,7 +112,7 @@ def run_ours(hm, rows, args, use_cache=False):
                 saes.ActivationStore.from_model(hm, rows, SITE, "1:", batch_size=args.batch_size,
                                                 buffer_size=args.buffer_rows, model_batch_size=args.model_batch,
                                                 seed=args.seed, device=args.device, cache_dir=cache_dir,
-                                                max_rows=args.tokens if cache_dir else None),
+                                                max_rows=args.tokens if cache_dir else None, prefetch=prefetch),
                 saes.TrainConfig(**_train_kw(args)), out=tmp / "sae")
             wall = time.perf_counter() - t0
         return res.sae, wall, timer.seconds
@@ -146,6 +149,51 @@ def run_saelens(model, rows, args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def pipeline_only(hm, model, rows, args, reps: int = 3) -> dict:
+    """Activations per second of each store alone (no SAE), interleaved repetitions, median."""
+    import random
+    import statistics
+
+    from datasets import Dataset
+    from sae_lens import LanguageModelSAERunnerConfig, LoggingConfig, TopKTrainingSAEConfig
+    from sae_lens.training.activations_store import ActivationsStore
+
+    import saes
+
+    n_batches = max(2, 2 * args.buffer_rows // args.batch_size)
+    cfg = LanguageModelSAERunnerConfig(
+        sae=TopKTrainingSAEConfig(d_in=128, d_sae=args.latents, k=args.k, device=args.device),
+        model_name="bench-tl", hook_name=HOOK, dataset_path="bench", is_dataset_tokenized=True, streaming=False,
+        context_size=CTX, training_tokens=args.tokens, train_batch_size_tokens=args.batch_size,
+        store_batch_size_prompts=args.model_batch, n_batches_in_buffer=max(1, args.buffer_rows // CTX),
+        exclude_special_tokens=[BOS], prepend_bos=False, device=args.device, seed=args.seed,
+        logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, output_path=None, verbose=False)
+    ds = Dataset.from_dict({"tokens": rows})
+
+    def ours():
+        return saes.ActivationStore.from_model(hm, rows, SITE, "1:", batch_size=args.batch_size,
+                                               buffer_size=args.buffer_rows, model_batch_size=args.model_batch,
+                                               device=args.device)
+
+    def theirs():
+        return ActivationsStore.from_config(model, cfg, override_dataset=ds)
+
+    times: dict = {"ours": [], "SAELens": []}
+    for _ in range(reps):
+        order = list(times)
+        random.shuffle(order)
+        for name in order:
+            store = ours() if name == "ours" else theirs()
+            t0 = time.perf_counter()
+            for _ in range(n_batches):
+                x = next(store)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+            assert x.shape == (args.batch_size, 128)
+    return {k: n_batches * args.batch_size / statistics.median(v) for k, v in times.items()}
+
+
 def _train_kw(args) -> dict:
     return dict(arch="topk", latents=args.latents, k=args.k, tokens=args.tokens, batch_size=args.batch_size,
                 buffer_size=args.buffer_rows, model_batch_size=args.model_batch, lr=args.lr, seed=args.seed,
@@ -155,24 +203,29 @@ def _train_kw(args) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--tokens", type=int, default=None, help="training tokens (default: 40 batches on CPU, 1000 on CUDA)")
-    ap.add_argument("--batch-size", type=int, default=4096)
-    ap.add_argument("--latents", type=int, default=4096)
+    ap.add_argument("--tokens", type=int, default=None, help="training tokens (default: 50 batches on CPU, 1000 on CUDA)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 2048 on CPU, 4096 on CUDA")
+    ap.add_argument("--latents", type=int, default=None, help="default 2048 on CPU, 4096 on CUDA")
     ap.add_argument("--k", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--buffer-rows", type=int, default=32768)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--buffer-rows", type=int, default=None, help="default 8 batches")
     ap.add_argument("--model-batch", type=int, default=32, help="sequences per model forward")
     ap.add_argument("--dead-window", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default 1 on CPU: the prefetch thread gets the other core)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-cache-variant", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads or args.device == "cpu":
+        torch.set_num_threads(args.threads or 1)
+    cpu = args.device == "cpu"
+    args.batch_size = args.batch_size or (2048 if cpu else 4096)
+    args.latents = args.latents or (2048 if cpu else 4096)
+    args.buffer_rows = args.buffer_rows or 8 * args.batch_size
     if args.tokens is None:
-        batches = (12 if args.quick else 40) if args.device == "cpu" else 1000
+        batches = (15 if args.quick else 50) if args.device == "cpu" else 1000
         args.tokens = batches * args.batch_size
     import saes
     import sae_lens  # noqa: F401 - import cost kept out of the timings
@@ -183,10 +236,13 @@ def main(argv=None):
     rows, heldout = make_rows(rows_needed, seed=1), make_rows(64, seed=2)
     model = build_model(args.device)
     hm = hooks.wrap(model)
-    variants = [("ours", lambda: run_ours(hm, rows, args))]
+    variants = [("ours", lambda: run_ours(hm, rows, args)),
+                ("ours, prefetch thread", lambda: run_ours(hm, rows, args, prefetch=True))]
     if not args.no_cache_variant:
         variants.append(("ours, disk cache", lambda: run_ours(hm, rows, args, use_cache=True)))
     variants.append(("SAELens runner", lambda: run_saelens(copy.deepcopy(model), rows, args)))
+    pipe = pipeline_only(hm, model, rows, args, reps=2 if args.quick else 3)
+    print("activation pipeline alone: " + ", ".join(f"{k} {v:,.0f} tok/s" for k, v in pipe.items()), flush=True)
     results = []
     for name, fn in variants:
         sae, wall, step_s = fn()
@@ -207,6 +263,9 @@ def main(argv=None):
     for name, tps, frac, m in results:
         lines.append(f"| {name} | {tps:,.0f} | {100 * frac:.1f}% | {m['fvu']:.3f} | {m['l0']:.1f} | "
                      f"{100 * m['dead_fraction']:.1f}% | {m['loss_recovered']:.3f} |")
+    lines += ["", "Activation pipeline alone (store `next()` only, no SAE; median of interleaved repetitions):", "",
+              "| store | activations/s |", "|---|---:|"]
+    lines += [f"| {k} | {v:,.0f} |" for k, v in pipe.items()]
     table = "\n".join(lines)
     print("\n" + table)
     if args.out is not None:
