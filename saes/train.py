@@ -21,7 +21,8 @@ The training loop is sae-lens's ``SAETrainer.fit``; we subclass it only to time 
 write the JSONL metrics log, and hand it a ``save_checkpoint_fn`` that writes our atomic
 checkpoints (:mod:`saes.checkpoint`). With ``out`` set, a run resumes from the newest
 checkpoint there and, with the same settings and seed, ends with exactly the weights of an
-uninterrupted run.
+uninterrupted run; once the SAE is saved the checkpoints are removed, and re-running a
+finished run returns the saved SAE without training.
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
-    checkpoint_every: int = 0  # steps; 0 = no checkpoints
+    checkpoint_every: int = 1000  # steps (with ``out`` set); 0 = no checkpoints
     keep_checkpoints: int = 2
     log_every: int = 10  # steps between JSONL metric lines
     wandb: bool = False
@@ -208,7 +209,10 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     ckpt_root = out / "checkpoints" if out is not None else None
     log_path = out / "metrics.jsonl" if out is not None else None
     if out is not None and resume and (out / CFG).exists():
-        done = json.loads((out / CFG).read_text()).get("metadata", {}).get("interp", {})
+        try:
+            done = json.loads((out / CFG).read_text()).get("metadata", {}).get("interp", {})
+        except json.JSONDecodeError:  # a damaged final config: train (or resume) again and rewrite it
+            done = {}
         if done.get("run_hash") == run_hash:  # this exact run already finished
             return TrainResult(load_sae(out, device=cfg.device), out, done.get("summary", {}), [], None)
     import sae_lens  # noqa: F401 - imported before the clock starts (it takes seconds)
@@ -280,6 +284,7 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     md = {**(metadata or {}), "interp": info}
     if out is not None:
         save_sae(trained, out, metadata=md, sparsity=trainer.log_feature_sparsity)
+        shutil.rmtree(ckpt_root, ignore_errors=True)  # the finished SAE (and its run hash) replace them
         result = load_sae(out, device=cfg.device)
     else:
         import tempfile

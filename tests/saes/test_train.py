@@ -112,6 +112,7 @@ def test_killed_run_resumes_to_the_same_weights(gpt2, gpt2_rows, tmp_path):
     resumed = saes.train_sae(gpt2, gpt2_rows, "resid_post.0", out=tmp_path / "a", **kw)
     clean = saes.train_sae(gpt2, gpt2_rows, "resid_post.0", out=tmp_path / "b", **kw)
     assert resumed.resumed_from == 14 and clean.resumed_from is None
+    assert not (tmp_path / "a" / "checkpoints").exists()                   # finished: the saved SAE replaces them
     for name, p in clean.training_sae.state_dict().items():
         assert torch.equal(resumed.training_sae.state_dict()[name], p), name
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
