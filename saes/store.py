@@ -16,6 +16,11 @@ Every block therefore depends only on where its reading started, so the state ne
 resume mid-stream is a few integers plus the carried rows, and a resumed store yields
 bit-identical batches. When the data runs out the source restarts (another pass, logged);
 a dataset too small to fill one buffer is an error.
+
+``prefetch=True`` builds the next buffer in a background thread while the current one is
+served (default on CUDA in :func:`saes.train_sae`): the stream is the same, the model
+forward overlaps the SAE steps, and memory holds two buffers. Forwards of one model are
+serialised by :func:`saes.activations.model_lock`.
 """
 from __future__ import annotations
 

@@ -218,7 +218,21 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     import sae_lens  # noqa: F401 - imported before the clock starts (it takes seconds)
 
     t_start = time.perf_counter()
-    sae = make_training_sae(cfg, store.d_in)
+    last = run = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            shutil.rmtree(ckpt_root, ignore_errors=True)
+        last = C.latest(ckpt_root)
+        if last is not None:
+            run = C.verify(last)
+            if run.get("hash") != run_hash:
+                diff = _diff(run.get("identity", {}), ident)
+                raise CheckpointError(f"The checkpoint in {last} is from a different run ({'; '.join(diff[:4])}). Use "
+                                      "the same settings, another --out, or --no-resume to start over.")
+    # resuming: the width is in the checkpoint, so the store does not read a buffer it would discard
+    d_in = json.loads((last / CFG).read_text())["d_in"] if last is not None else store.d_in
+    sae = make_training_sae(cfg, d_in)
     log: list = []
 
     def after_step(tr, output):
@@ -239,19 +253,8 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
                           {"hash": run_hash, "identity": ident, "config": cfg.to_dict()}, keep=cfg.keep_checkpoints)
 
     trainer = _trainer(cfg, sae, store, after_step, save_fn)
-    start = None
+    start = C.restore(last, trainer, store, run) if last is not None else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        last = C.latest(ckpt_root) if resume else None
-        if not resume:
-            shutil.rmtree(ckpt_root, ignore_errors=True)
-        if last is not None:
-            run = C.verify(last)
-            if run.get("hash") != run_hash:
-                diff = _diff(run.get("identity", {}), ident)
-                raise CheckpointError(f"The checkpoint in {last} is from a different run ({'; '.join(diff[:4])}). Use "
-                                      "the same settings, another --out, or --no-resume to start over.")
-            start = C.restore(last, trainer, store, run)
         _trim_log(log_path, start or 0)
     if cfg.checkpoint_every and ckpt_root is not None:
         every = cfg.checkpoint_every
