@@ -1,0 +1,227 @@
+"""Shell commands of the narrow-gate analyses, added to the ``interp`` app by :func:`register`.
+
+    interp gate flow   --model MODEL --data DATA [--n 2000 --seed 42] --out DIR   # flow shares, gate, gap
+    interp gate ablate --model MODEL --data DATA [--windows 8,16] --out DIR      # Table 1: none/[EOI]/img→text/random
+    interp gate steer  --model MODEL --data DATA [--layers 8,16] --out DIR       # EOI patching flip rates
+    interp gate toy                                                              # the planted-gate toy world
+    interp toy train-gate-models [--out DIR --seed 0]                            # retrain the toy models
+
+``MODEL`` is anything ``hooks.load`` takes (HF id, local dir, HF cache) or ``toy:gated`` /
+``toy:free``; ``DATA`` is a :func:`steering.narrow_gate.data.load_data` spec (``vqav2``,
+``coco-karpathy``, ``flickr30k``, an ImageNet-style folder, a jsonl/parquet file, ``toy``).
+Outputs are CSV + PNG (+ Markdown/JSON), written atomically. Heavy imports happen inside the
+commands, so ``interp --help`` stays fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+GATE_HELP = "Narrow-gate analyses of VLMs (Serra et al. 2025): attention flow, knockouts, gate patching."
+TOY_HELP = "Toy worlds with known answers: train their small models."
+
+
+def get_or_add_typer(app: typer.Typer, name: str, help: str = "") -> typer.Typer:
+    """The sub-typer registered on ``app`` as ``name``, created (and added) when missing."""
+    for g in getattr(app, "registered_groups", []):
+        gname = g.name or getattr(getattr(g.typer_instance, "info", None), "name", None)
+        if gname == name and g.typer_instance is not None:
+            return g.typer_instance
+    sub = typer.Typer(add_completion=False, no_args_is_help=True, help=help)
+    app.add_typer(sub, name=name, help=help)
+    return sub
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fail(msg: str):
+    _console().print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+def _errors():
+    import hooks
+
+    from .errors import NarrowGateError
+
+    return (NarrowGateError, hooks.HookError, FileNotFoundError)
+
+
+def load_model(model: str, dtype: Optional[str] = None, device: Optional[str] = None):
+    """``toy:gated`` / ``toy:free`` or anything ``hooks.load`` accepts."""
+    if model.startswith("toy:"):
+        from .toy import load_toy_model
+
+        return load_toy_model(model[4:])
+    import hooks
+
+    return hooks.load(model, dtype=dtype, device=device)
+
+
+def _ints(s: Optional[str]):
+    if s is None or s.strip().lower() in ("", "all", "none"):
+        return None
+    from .errors import LayerWindowError
+
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise LayerWindowError(f"Expected comma-separated layer numbers, got {s!r}.") from None
+
+
+def _table(df, title: str):
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column(df.index.name or "")
+    for c in df.columns:
+        t.add_column(str(c), justify="right")
+    for idx, row in df.iterrows():
+        t.add_row(str(idx), *[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.tolist()])
+    return t
+
+
+MODEL_OPT = typer.Option(..., help="HF id, local dir, HF cache, or toy:gated / toy:free")
+DATA_OPT = typer.Option(..., help="vqav2 | coco-karpathy | flickr30k | hf:ID[:SPLIT] | image folder | file | toy")
+
+
+def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option(..., help="output directory"),
+         n: int = 2000, seed: int = 42, batch_size: int = 8, task: Optional[str] = None,
+         layers: Optional[str] = typer.Option(None, help="comma-separated layers (default all)"),
+         gap: bool = typer.Option(True, help="also the modality gap (cosine, ADP homogeneity)"),
+         semantic: bool = typer.Option(True, help="also label overlap at the gate (labelled data)"),
+         dtype: Optional[str] = None, device: Optional[str] = None):
+    """Cross-modal attention flow per layer, the gate, and the modality gap."""
+    from . import report
+    from .data import load_data
+    from .flow import attention_flow
+
+    try:
+        hm = load_model(model, dtype, device)
+        examples, t = load_data(data, n=n, seed=seed, task=task)
+        lay = _ints(layers)
+        res = attention_flow(hm, examples, layers=lay, batch_size=batch_size, task=t, progress=True)
+        res.save(out)
+        con = _console()
+        con.print(_table(res.shares, f"attention flow — {model}"))
+        g = res.gate()
+        con.print(f"gate: [bold]{g.key}[/] carries {g.share:.1%} of the text→image flow "
+                  f"({'narrow' if g.narrow else 'not narrow'}; runner-up {g.runner_up} {g.runner_up_share:.1%})")
+        if gap:
+            from .gap import modality_gap
+
+            gdf = modality_gap(hm, examples[: min(len(examples), 500)], layers=lay, batch_size=batch_size, task=t,
+                               seed=seed)
+            report.write_frame(gdf, out / "modality_gap.csv")
+            report.plot_layers(gdf, out / "modality_gap.png", [c for c in ("cos_median", "homogeneity") if c in gdf],
+                               "modality gap", "value")
+            con.print(_table(gdf, "modality gap"))
+        if semantic and all(e.get("label") is not None for e in examples):
+            from .semantic import semantic_localisation
+
+            sdf = semantic_localisation(hm, examples, layers=lay, batch_size=batch_size)
+            report.write_frame(sdf, out / "semantic_overlap.csv")
+            report.plot_layers(sdf, out / "semantic_overlap.png", list(sdf.columns), "label overlap (k=30)", "overlap")
+            con.print(_table(sdf, "label overlap (k=30)"))
+    except _errors() as e:
+        _fail(str(e))
+    _console().print(f"wrote {out}")
+
+
+def ablate(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option(..., help="output directory"),
+           n: int = 2000, seed: int = 42, batch_size: int = 8, task: Optional[str] = None,
+           windows: Optional[str] = typer.Option(None, help="extra windows of last-k layers, e.g. 8,16"),
+           mode: str = typer.Option("zero", help="zero (post-softmax, no renormalisation) | mask"),
+           n_random: int = 10, dtype: Optional[str] = None, device: Optional[str] = None):
+    """Table 1: task metrics under none / [EOI] / img→text / random knockouts."""
+    from . import report
+    from .ablations import ablation_table, standard_ablations
+    from .data import load_data
+
+    try:
+        hm = load_model(model, dtype, device)
+        wins = [None] + (_ints(windows) or [])
+        abl = standard_ablations(hm.n_layers, windows=wins, mode=mode, n_random=n_random, seed=seed)
+        examples, t = load_data(data, n=n, seed=seed, task=task)
+        df = ablation_table(hm, {"": (examples, t)}, abl, batch_size=batch_size,
+                            progress=lambda row: _console().print(f"  {row['label']}: " + ", ".join(
+                                f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))))
+    except _errors() as e:
+        _fail(str(e))
+    report.write_frame(df, out / "ablation.csv")
+    report.write_text(out / "ablation.md", report.markdown_table(df.drop(columns="ablation"), "ablation"))
+    report.plot_ablation(df.drop(columns="ablation"), out / "ablation.png", f"{model} · {data}")
+    report.write_json(out / "results.json", {"model": model, "data": data, "task": t, "n": len(examples),
+                                              "seed": seed, "mode": mode, "table": df.reset_index().to_dict("records")})
+    _console().print(_table(df.drop(columns="ablation"), f"attention knockout — {model} · {data}"))
+    _console().print(f"wrote {out}")
+
+
+def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option(..., help="output directory"),
+          n: int = 2000, seed: int = 42, batch_size: int = 8,
+          layers: Optional[str] = typer.Option(None, help="comma-separated layers (default all)"),
+          mode: str = typer.Option("resid", help="resid (resid_pre.L at the gate) | attn_input (attention input from L on)"),
+          dtype: Optional[str] = None, device: Optional[str] = None):
+    """Patch the base image's gate activations into the target run; flip rates per layer."""
+    from .data import load_data
+    from .patching import make_pairs, patch_gate
+
+    try:
+        hm = load_model(model, dtype, device)
+        if data == "toy" or data.startswith("toy:"):
+            from .toy import make_pairs as toy_pairs
+
+            pairs = toy_pairs(min(n, 400), seed=seed)
+        else:
+            examples, _ = load_data(data, n=None, seed=seed, task="classify")
+            pairs = make_pairs(examples, n, seed=seed)
+        res = patch_gate(hm, pairs, layers=_ints(layers), mode=mode, batch_size=batch_size)
+    except _errors() as e:
+        _fail(str(e))
+    res.save(out)
+    _console().print(_table(res.summary, f"gate patching ({mode}) — {model}"))
+    _console().print(f"wrote {out}")
+
+
+def toy(n: int = typer.Option(400, help="test examples per table"), seed: int = 1,
+        pairs: int = typer.Option(100, help="patching pairs"), out: Optional[Path] = typer.Option(None, help="write CSVs here")):
+    """The planted-gate toy world: flow, both ablation tables side by side, EOI patching."""
+    from .toy.demo import print_report, run_toy_world
+
+    try:
+        res = run_toy_world(n=n, seed=seed, n_pairs=pairs, out=out)
+    except _errors() as e:
+        _fail(str(e))
+    print_report(res, _console())
+
+
+def train_gate_models_cmd(out: Path = typer.Option(None, help="directory (default: the shipped toy_models/)"),
+                          seed: int = 0, steps: Optional[int] = typer.Option(None, help="training steps per model")):
+    """Train the gated and the free toy models (seeded, reproducible) and save them."""
+    from .toy.train import train_gate_models
+    from .toy.world import TOY_MODEL_DIR
+
+    kw = {} if steps is None else {"steps": steps}
+    try:
+        stats = train_gate_models(out or TOY_MODEL_DIR, seed=seed, log=_console().print, **kw)
+    except _errors() as e:
+        _fail(str(e))
+    for kind, s in stats.items():
+        _console().print(f"{kind}: final loss {s['history'][-1]['loss']}")
+    _console().print(f"wrote {out or TOY_MODEL_DIR}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``gate flow|ablate|steer|toy`` and ``toy train-gate-models`` to the ``interp`` app."""
+    gate = get_or_add_typer(app, "gate", GATE_HELP)
+    gate.command("flow")(flow)
+    gate.command("ablate")(ablate)
+    gate.command("steer")(steer)
+    gate.command("toy")(toy)
+    get_or_add_typer(app, "toy", TOY_HELP).command("train-gate-models")(train_gate_models_cmd)

@@ -1,0 +1,284 @@
+"""Prompts, model inputs, predictions and scores of the three tasks of the ablation tables.
+
+``task`` is ``"vqa"`` (generate a short answer; VQA accuracy), ``"caption"`` (generate a
+caption; CIDEr) or ``"classify"`` (constrained answer: the candidate with the highest
+log-likelihood; accuracy). Examples are dicts (see :mod:`.data`): an ``image`` (PIL) with
+``question`` / ``answers`` / ``captions`` / ``label_name`` / ``candidates``; or, for models
+whose images are tokens in the prompt (the toy models), a ready ``text``.
+
+    exs = load_data("vqav2", n=200)
+    preds = predict(hm, exs, "vqa", interventions=lambda inputs, lay, i: [])
+    score("vqa", preds, exs)        # {"vqa_accuracy": 0.51}
+
+``interventions(inputs, layout, batch_index) -> list`` builds the interventions of one
+prepared batch (knockouts depend on where each row's image is; see :mod:`.ablations`).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import TaskError
+
+TASKS = {"vqa": "vqa_accuracy", "caption": "cider", "classify": "accuracy"}
+MAX_NEW_TOKENS = {"vqa": 10, "caption": 30}
+INSTRUCTIONS = {
+    "vqa": "{question} Answer the question using a single word or phrase.",
+    "caption": "Provide a one-sentence caption for the provided image.",
+    "classify": "What is the main object in this image? Answer with one word.",
+}
+# per adapter family: how an instruction and the image placeholder form a prompt
+TEMPLATES = {
+    "llava": "USER: {image}\n{instruction} ASSISTANT:",
+    "janus": "<|User|>: {image}\n{instruction}\n\n<|Assistant|>:",
+    "chameleon": "{image}{instruction}",
+    "emu3": "{image}{instruction}",
+}
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise TaskError(f"Unknown task {task!r}; use one of {sorted(TASKS)} (vqa: VQA accuracy, caption: CIDEr, "
+                        "classify: constrained-answer accuracy).")
+    return task
+
+
+def image_placeholder(hm) -> str:
+    """The text the processor expands into image tokens (``<image>``, ``<image_placeholder>``)."""
+    proc = getattr(hm, "processor", None)
+    for obj in (proc, getattr(proc, "tokenizer", None), hm.tokenizer):
+        tok = getattr(obj, "image_token", None)
+        if isinstance(tok, str):
+            return tok
+    return "<image>"
+
+
+def build_prompt(hm, example: dict, task: str, template=None):
+    """The prompt of one example: its ``text`` if it has one, else template + instruction
+    (None for pre-tokenised examples, which carry ``input_ids``)."""
+    if "input_ids" in example:
+        return None
+    if "text" in example and example.get("image") is None:
+        return example["text"]
+    if task == "vqa" and not example.get("question"):
+        raise TaskError("A VQA example has no 'question'.")
+    instruction = INSTRUCTIONS[task].format(question=example.get("question", ""))
+    if template is None:
+        fam = hm.adapter.name.split("_")[0]
+        template = TEMPLATES.get(fam, "{image}{instruction}")
+    return template.format(image=image_placeholder(hm), instruction=instruction)
+
+
+@contextlib.contextmanager
+def _left_padding(hm):
+    tok = hm.tokenizer
+    old = getattr(tok, "padding_side", None)
+    if tok is not None:
+        tok.padding_side = "left"
+    try:
+        yield
+    finally:
+        if tok is not None:
+            tok.padding_side = old
+
+
+def encode(hm, examples: list, task: str, template=None) -> dict:
+    """Prepared, left-padded model inputs of a batch of examples (through the processor when
+    they carry images)."""
+    from .data import materialize
+
+    if any("input_ids" in e for e in examples):
+        return collate(hm, examples)
+    prompts = [build_prompt(hm, e, task, template) for e in examples]
+    images = [None if e.get("image") is None else materialize(e["image"]) for e in examples]
+    with _left_padding(hm):
+        if any(im is not None for im in images):
+            if any(im is None for im in images):
+                raise TaskError("Some examples of a batch have an image and some do not; every example needs one.")
+            batch = {"text": prompts, "images": images}
+            if hm.adapter.name.startswith("chameleon"):
+                batch["return_for_text_completion"] = True  # no trailing <sep>: the answer follows the prompt
+            return hm.prepare(batch)
+        return hm.prepare(prompts)
+
+
+def collate(hm, examples: list) -> dict:
+    """Left-pad pre-tokenised examples (``input_ids`` + tensors such as ``pixel_values``) into a batch."""
+    tok = hm.tokenizer
+    pad = getattr(tok, "pad_token_id", None) if tok is not None else None
+    if pad is None:
+        pad = getattr(getattr(hm.model, "config", None), "pad_token_id", None) or 0
+    if any("input_ids" not in e for e in examples):
+        raise TaskError("Mix of pre-tokenised examples (input_ids) and others in one batch.")
+    rows = [torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples]
+    P = max(len(r) for r in rows)
+    ids = torch.full((len(rows), P), int(pad), dtype=torch.long)
+    am = torch.zeros(len(rows), P, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, P - len(r):], am[b, P - len(r):] = r, 1
+    batch = {"input_ids": ids, "attention_mask": am}
+    for k in examples[0]:
+        v = examples[0][k]
+        if k not in ("input_ids", "attention_mask") and isinstance(v, torch.Tensor):
+            batch[k] = torch.stack([e[k] for e in examples])
+    return hm.prepare(batch)
+
+
+def candidate_ids(hm, prompt, candidates: list) -> list:
+    """Token ids of each candidate answer as it continues ``prompt`` (None: no prompt text)."""
+    tok = hm.tokenizer
+    if tok is None:
+        raise TaskError("Constrained answers need the model's tokenizer.")
+    if prompt is None:
+        return [tok(str(c), add_special_tokens=False)["input_ids"] or _empty(c) for c in candidates]
+    base = tok(prompt, add_special_tokens=False)["input_ids"]
+    out = []
+    for c in candidates:
+        full = tok(f"{prompt} {c}", add_special_tokens=False)["input_ids"]
+        ids = full[len(base):] if full[: len(base)] == base else tok(f" {c}", add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise TaskError(f"Candidate answer {c!r} tokenizes to nothing.")
+        out.append(ids)
+    return out
+
+
+@contextlib.contextmanager
+def full_attention_mask(hm):
+    """Give every forward an explicit ``attention_mask`` while generating.
+
+    transformers >= 5 drops an all-ones attention mask in ``generate``; the hook registry then
+    sees decode steps without one and mis-sizes the sequence, so span- and mask-selected
+    knockouts fail with "attention has K keys but the sequence has 1 positions". This
+    pre-hook, registered before the registry's, puts back a ones mask covering cache + new
+    tokens. (Core fix: ``HookedModel._set_context`` could size the window from the KV cache.)
+    """
+    def pre(mod, args, kwargs):
+        if kwargs.get("attention_mask") is not None:
+            return None
+        ids = kwargs.get("input_ids")
+        emb = kwargs.get("inputs_embeds")
+        ref = ids if ids is not None else emb
+        if ref is None:
+            return None
+        past = kwargs.get("past_key_values")
+        n_past = int(past.get_seq_length()) if past is not None and hasattr(past, "get_seq_length") else 0
+        kwargs["attention_mask"] = torch.ones(ref.shape[0], n_past + ref.shape[1], dtype=torch.long, device=ref.device)
+        return args, kwargs
+
+    handle = hm.model.register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _empty(c):
+    raise TaskError(f"Candidate answer {c!r} tokenizes to nothing.")
+
+
+def _no_ivs(inputs, layout, i):
+    return []
+
+
+@torch.no_grad()
+def predict(hm, examples: list, task: str, *, interventions=None, batch_size: int = 8, template=None,
+            max_new_tokens=None, layout_fn=None) -> list:
+    """Predictions (strings) for ``examples`` under the per-batch ``interventions``."""
+    from .layout import image_layout
+
+    check_task(task)
+    make = interventions or _no_ivs
+    layout_fn = layout_fn or image_layout
+    preds = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        inputs = encode(hm, chunk, task, template)
+        lay = layout_fn(hm, inputs)
+        ivs = make(inputs, lay, i // batch_size)
+        if task == "classify":
+            preds.extend(_constrained(hm, chunk, inputs, ivs, template))
+        else:
+            n = max_new_tokens or MAX_NEW_TOKENS[task]
+            with full_attention_mask(hm):
+                out = hm.generate(inputs, ivs, max_new_tokens=n)
+            preds.extend(t.split("\n")[0].strip() for t in out.texts)
+    return preds
+
+
+def _constrained(hm, chunk, inputs, ivs, template) -> list:
+    """The candidate with the highest summed log-probability, per example."""
+    cands = [e.get("candidates") for e in chunk]
+    if any(not c for c in cands):
+        raise TaskError("Classification examples need 'candidates' (the class names to choose from).")
+    prompt = build_prompt(hm, chunk[0], "classify", template)
+    same = all(c == cands[0] for c in cands)
+    if not same:  # score each row's own candidates, one row at a time
+        out = []
+        for b in range(len(chunk)):
+            sub = {k: (v[b : b + 1] if isinstance(v, torch.Tensor) and v.shape[0] == len(chunk) else v)
+                   for k, v in inputs.items()}
+            sub_ivs = [_row_iv(iv, b) for iv in ivs]
+            out.extend(_score_candidates(hm, sub, sub_ivs, cands[b], build_prompt(hm, chunk[b], "classify", template)))
+        return out
+    return _score_candidates(hm, inputs, ivs, cands[0], prompt)
+
+
+def _row_iv(iv, b):
+    import copy
+
+    iv = copy.copy(iv)
+    for f in ("queries", "keys", "positions"):
+        v = getattr(iv, f, None)
+        if isinstance(v, torch.Tensor):
+            setattr(iv, f, v[b : b + 1])
+    return iv
+
+
+def _score_candidates(hm, inputs, ivs, cands, prompt) -> list:
+    ids = candidate_ids(hm, prompt, cands)
+    B = inputs["input_ids"].shape[0]
+    if all(len(t) == 1 for t in ids):
+        logits = hm.run(inputs, ivs).logits[:, -1].float()
+        first = torch.tensor([t[0] for t in ids], device=logits.device)
+        scores = logits.log_softmax(-1)[:, first]
+    else:
+        cols = []
+        for t in ids:
+            ext = dict(inputs)
+            add = torch.tensor(t, device=inputs["input_ids"].device).expand(B, len(t))
+            ext["input_ids"] = torch.cat([inputs["input_ids"], add], 1)
+            ext["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(add)], 1)
+            lp = hm.run(ext, ivs).logits.float().log_softmax(-1)
+            P = inputs["input_ids"].shape[1]
+            steps = [lp[:, P - 1 + k, tid] for k, tid in enumerate(t)]
+            cols.append(torch.stack(steps, 1).sum(1))
+        scores = torch.stack(cols, 1)
+    best = scores.argmax(1).tolist()
+    return [cands[j] for j in best]
+
+
+def score(task: str, predictions: list, examples: list) -> dict:
+    """``{metric_name: value}`` for one task."""
+    from . import metrics
+
+    check_task(task)
+    if task == "vqa":
+        refs = [e.get("answers") or ([e["answer"]] if e.get("answer") else None) for e in examples]
+        if any(not r for r in refs):
+            raise TaskError("VQA examples need 'answers' (the annotators' answers).")
+        return {"vqa_accuracy": metrics.vqa_accuracy(predictions, refs)}
+    if task == "caption":
+        refs = [e.get("captions") for e in examples]
+        if any(not r for r in refs):
+            raise TaskError("Captioning examples need 'captions' (reference captions).")
+        return {"cider": metrics.cider(predictions, refs)}
+    labels = [e.get("label_name", e.get("answer")) for e in examples]
+    if any(lbl is None for lbl in labels):
+        raise TaskError("Classification examples need 'label_name' (the true class among 'candidates').")
+    return {"accuracy": metrics.classification_accuracy(predictions, labels)}
+
+
+def evaluate(hm, examples: list, task: str, **kw) -> dict:
+    """``score(task, predict(hm, examples, task, **kw), examples)``."""
+    return score(task, predict(hm, examples, task, **kw), examples)
