@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from typing import Any
 
 import torch
@@ -62,3 +63,57 @@ def cpu_has_fast_bf16() -> bool:
 def natural_key(s: str) -> list:
     """Sort key putting ``layer2`` before ``layer10``."""
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", str(s))]
+
+
+# Small element-wise/gather ops are run with this many intra-op threads on the CPU.
+# With more, each tiny op opens an OpenMP parallel region, which costs ~10x on a
+# loaded machine (threads descheduled at the barrier); big GEMMs keep all threads.
+SMALL_OP_THREADS = 1
+
+
+_OUTER = threading.local()
+
+
+def user_threads() -> int:
+    """The intra-op thread count set by the caller (outside any ``intraop_threads``)."""
+    import torch
+
+    return getattr(_OUTER, "n", None) or torch.get_num_threads()
+
+
+class intraop_threads:
+    """Context manager: torch CPU intra-op threads set to ``n`` (restored on exit)."""
+
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.old = torch.get_num_threads()
+        self.outermost = getattr(_OUTER, "n", None) is None
+        if self.outermost:
+            _OUTER.n = self.old
+        if self.n is not None and self.n != self.old:
+            torch.set_num_threads(max(1, int(self.n)))
+        return user_threads()
+
+    def __exit__(self, *exc):
+        import torch
+
+        if torch.get_num_threads() != self.old:
+            torch.set_num_threads(self.old)
+        if self.outermost:
+            _OUTER.n = None
+        return False
+
+
+def small_ops(fn):
+    """Decorator: run ``fn`` with :data:`SMALL_OP_THREADS` intra-op threads."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with intraop_threads(SMALL_OP_THREADS):
+            return fn(*args, **kwargs)
+
+    return wrapper

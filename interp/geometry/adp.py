@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .density import Density
+from ._utils import small_ops
 from .errors import GeometryInputError
 from .neighbors import Neighbors
 
@@ -69,6 +70,7 @@ class ADPResult:
     n_putative: int
 
 
+@small_ops
 def compute_clustering_adp(nb: Neighbors, density: Density, Z: float = 1.65, halo: bool = False) -> ADPResult:
     """Cluster with Advanced Density Peaks (see the module docstring).
 

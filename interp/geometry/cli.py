@@ -130,7 +130,7 @@ def print_profile(df, chosen, paths=(), console: Any = None) -> None:
     cols = [("layer", "layer"), ("ID", "id"), ("Gride ID", "id_gride"), ("clusters", "n_clusters"),
             ("ARI", "ari"), ("homog.", "homogeneity"), ("label ovl", "label_overlap"), ("ovl next", "data_overlap_next")]
     for title, _ in cols:
-        t.add_column(title, justify="left" if title == "layer" else "right")
+        t.add_column(title, justify="left" if title == "layer" else "right", no_wrap=True)
     chosen_s = {str(c) for c in chosen}
     for _, row in df.iterrows():
         cells = []

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._utils import small_ops
 from .errors import GeometryInputError
 from .intrinsic_dim import compute_id_2nn
 from .neighbors import Neighbors, knn
@@ -103,6 +104,7 @@ def _knn_formula(nb: Neighbors, kstar: torch.Tensor, d: float, bias: bool, metho
     return Density(log_den, err, kstar, dc, d, method)
 
 
+@small_ops
 def compute_density_knn(data: Any, k: int = 10, *, intrinsic_dim: float | None = None,
                         bias: bool = False, **knn_kwargs) -> Density:
     """k-NN log-density of every point (DADApy ``compute_density_kNN``; default k = 10).
@@ -125,6 +127,7 @@ def _chi2_isf_1dof(alpha: torch.Tensor) -> torch.Tensor:
     return torch.special.ndtri(alpha / 2.0) ** 2
 
 
+@small_ops
 def compute_kstar(nb: Neighbors, intrinsic_dim: float, *, alpha: float = 1e-6,
                   bonferroni_deloc: bool = False, bonferroni_loc: bool = False) -> torch.Tensor:
     """Point-adaptive k* (DADApy ``compute_kstar``; Rodriguez et al. 2018).
@@ -159,6 +162,7 @@ def compute_kstar(nb: Neighbors, intrinsic_dim: float, *, alpha: float = 1e-6,
     return (first + 4 - 1).to(torch.int64)
 
 
+@small_ops
 def compute_density_kstarnn(data: Any, *, intrinsic_dim: float | None = None, alpha: float = 1e-6,
                             bias: bool = False, kstar: torch.Tensor | None = None, **knn_kwargs) -> Density:
     """k-NN log-density with the adaptive k* (DADApy ``compute_density_kstarNN``)."""
@@ -168,6 +172,7 @@ def compute_density_kstarnn(data: Any, *, intrinsic_dim: float | None = None, al
     return _knn_formula(nb, kstar, d, bias, "kstarnn")
 
 
+@small_ops
 def compute_density_pak(data: Any, *, intrinsic_dim: float | None = None, alpha: float = 1e-6,
                         kstar: torch.Tensor | None = None, max_iter: int = 10000, **knn_kwargs) -> Density:
     """PAk log-density (Rodriguez, d'Errico, Facco, Laio, JCTC 14, 1206, 2018).

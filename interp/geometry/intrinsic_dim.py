@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from ._utils import small_ops
 from .errors import GeometryInputError
 from .neighbors import Neighbors, knn
 
@@ -113,6 +114,7 @@ def _check_fractions(mu_fraction: float, data_fraction: float) -> None:
         raise GeometryInputError(f"data_fraction must be in (0, 1], got {data_fraction}.")
 
 
+@small_ops
 def compute_id_2nn(
     data: Any,
     *,
@@ -204,6 +206,7 @@ def _first_two_distances(X: torch.Tensor, subsets: list[torch.Tensor], knn_kwarg
             yield dist[b, :, 0], dist[b, :, 1]
 
 
+@small_ops
 def return_id_scaling_2nn(
     X: Any,
     *,
@@ -326,6 +329,7 @@ def _gride(mus: torch.Tensor, n1s: list[int], n2s: list[int], d0: float, d1: flo
     return ids, errs
 
 
+@small_ops
 def compute_id_gride(
     data: Any,
     *,
@@ -353,6 +357,7 @@ def compute_id_gride(
     return IDEstimate(float(ids[0]), float(errs[0]), scale)
 
 
+@small_ops
 def return_id_scaling_gride(
     data: Any,
     *,

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ._utils import small_ops
 from .errors import GeometryInputError, check_labels
 from .neighbors import Neighbors, knn
 
@@ -47,6 +48,7 @@ def _table(data: Any, k: int, **knn_kwargs) -> Neighbors:
     return knn(data, k, **knn_kwargs)
 
 
+@small_ops
 def label_overlap(
     data: Any,
     labels: Any,
@@ -105,6 +107,7 @@ def label_overlap(
     return float(overlaps.mean())
 
 
+@small_ops
 def data_overlap(data_a: Any, data_b: Any, k: int = 30, *, avg: bool = True, **knn_kwargs):
     """Neighbourhood overlap between two representations of the same N points
     (DADApy ``return_data_overlap``): |NN_k^a(i) & NN_k^b(i)| / k.
