@@ -15,7 +15,7 @@ from __future__ import annotations
 
 _EXPORTS = {
     "read_proteins": "data", "read_records": "data", "detect_format": "data",
-    "to_dataset": "schema", "save_dataset": "schema", "load_dataset_file": "schema", "masks_of": "schema",
+    "to_dataset": "schema", "save_dataset": "schema", "load_dataset_file": "schema", "masks_of": "schema", "spans_of": "schema",
     "track_names": "schema", "TRACKS": "schema", "Feature": "schema", "ProteinRecord": "schema",
     "encode_sequences": "align", "residue_token_mask": "align", "dataset_token_masks": "align",
     "fetch_uniprot": "fetch",

@@ -173,6 +173,11 @@ def masks_of(ds, track: str) -> list:
     return [np.asarray(m, dtype=bool) for m in ds[col]]
 
 
+def spans_of(ds, ftype: str) -> list:
+    """Per-row lists of ``(start, end)`` spans of feature type ``ftype`` (for per-domain recall)."""
+    return [[(f["start"], f["end"]) for f in fs if f["type"] == ftype] for fs in ds["features"]]
+
+
 def save_dataset(ds, path) -> Path:
     """Write ``ds`` as parquet atomically (temp file in the same folder, then rename)."""
     path = Path(path)

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from .alphabet import AA_IDS, CLS_ID, EOS_ID, MASK_ID, PAD_ID, background_entropy, esm_tokenizer
-from .toy_world import PLANTED, WorldConfig, skeleton_mask, toy_records
+from .toy_world import PLANTED, WorldConfig, heptad_d_mask, skeleton_mask, toy_records
 
 DEFAULT_DIR = Path(__file__).resolve().with_name("toy_model")
 LOG_NAME = "training_log.json"
 EVAL_SEED_OFFSET = 1_000_003
-REGIONS = ("background", "ZN_FING", "ZN_FING_skeleton", "TRANSMEM", "MOTIF")
+REGIONS = ("background", "ZN_FING", "ZN_FING_skeleton", "TRANSMEM", "COILED", "COILED_d")
 
 
 @dataclass
@@ -104,9 +104,10 @@ def region_masks(records) -> dict:
         for f in r.features:
             ms[f.type][f.start:f.end] = True
         out["ZN_FING_skeleton"].append(skeleton_mask(r.sequence, r.features))
+        out["COILED_d"].append(heptad_d_mask(r.sequence, r.features))
         for t in PLANTED:
             out[t].append(ms[t])
-        out["background"].append(~(ms["ZN_FING"] | ms["TRANSMEM"] | ms["MOTIF"]))
+        out["background"].append(~np.logical_or.reduce([ms[t] for t in PLANTED]))
     return out
 
 
@@ -123,7 +124,7 @@ def _pad_regions(region_lists, P: int) -> dict:
 @torch.no_grad()
 def evaluate_mlm(model, records, *, rate: float = 0.15, seed: int = 0, batch_size: int = 256) -> dict:
     """Masked-token loss/accuracy on ``records``, overall and per region (background, each planted
-    feature, the zinc-finger skeleton). Masking: a seeded ``rate`` of residues, all -> <mask>."""
+    feature, the zinc-finger skeleton, the coiled coils' ``d`` positions). Masking: a seeded ``rate`` of residues, all -> <mask>."""
     dev = next(model.parameters()).device
     ids, res = encode_records(records)
     regions = _pad_regions(region_masks(records), ids.shape[1])

@@ -1,7 +1,7 @@
 """A synthetic protein world with planted, per-residue annotated features (ground truth for SAEs).
 
     ds = make_toy_world(5000, seed=0)        # same Dataset schema as read_proteins(...)
-    ds[0]["sequence"], ds[0]["features"]     # planted spans: ZN_FING / TRANSMEM / MOTIF
+    ds[0]["sequence"], ds[0]["features"]     # planted spans: ZN_FING / TRANSMEM / COILED
     find_ps00028(ds[0]["sequence"])          # PROSITE PS00028 matches, [(start, end), ...]
 
 Every sequence (64-96 residues, starts with M) is drawn from the UniProtKB/Swiss-Prot amino-acid
@@ -15,12 +15,20 @@ composition, then gets, independently, with the probabilities of :class:`WorldCo
   two residues before the first C through the last H (UniProt's C2H2-type ZN_FING convention).
 * **A transmembrane helix** (``TRANSMEM``): an 18-22 residue core rich in L/I/V/F/A/M whose mean
   Kyte & Doolittle (1982) hydropathy is >= 1.6 (the usual 19-residue TM threshold), with
-  K/R before it (positive-inside rule). Only the core is annotated.
-* **A nuclear localisation signal** (``MOTIF``): a monopartite, SV40-like run of 5-7 K/R.
+  two K/R before it (positive-inside rule) and two D/E/Q/N after it (a polar exit, so both ends
+  are sharp). Only the core is annotated.
+* **A coiled coil** (``COILED``): 3-4 leucine-zipper heptads ``abcdefg`` (Lupas 1996; GCN4-like):
+  ``a`` I/V, ``d`` L, ``e`` E/Q/K, ``g`` K/E/R, ``b c f`` polar or charged.
 
 Ground truth is clean by construction: a sequence is redrawn when background residues happen to
-form a PS00028 match, a 19-residue window with mean hydropathy >= 1.6, or a run of >= 4 K/R
-outside the planted spans. Seeded: ``make_toy_world(n, seed)`` is a pure function.
+form a PS00028 match or a 19-residue window with mean hydropathy >= 1.6 outside the planted
+spans. Seeded: ``make_toy_world(n, seed)`` is a pure function.
+
+Design notes: a first version planted a 5-7 residue K/R nuclear localisation signal instead of
+the coiled coil; a small model learned to predict it (masked accuracy 0.66 vs 0.65 ideal) but a
+linear probe on its residues reached only F1 0.58 (a short run is a conjunction "K/R and K/R
+neighbours" that unmasked positions need not represent), so it was replaced by a longer
+composition- and period-defined segment that, like the TM helix, is readable from context.
 """
 from __future__ import annotations
 
@@ -34,40 +42,54 @@ from .schema import TRACKS, Feature, ProteinRecord, to_dataset
 
 PS00028 = re.compile(r"(?=(C.{2,4}C.{3}[LIVMFYWC].{8}H.{3,5}H))")
 _FINGER = re.compile(r"..(C).{2,4}(C).{3}([LIVMFYWC]).{8}(H).{3,5}(H)")
-PLANTED = ("ZN_FING", "TRANSMEM", "MOTIF")
+PLANTED = ("ZN_FING", "TRANSMEM", "COILED")
 AA = np.array(list(STANDARD_AA))
 BG = np.array([background_probs()[a] for a in STANDARD_AA])
 BG_NO_CH = np.where(np.isin(AA, ["C", "H"]), 0.0, BG)
 BG_NO_CH /= BG_NO_CH.sum()
-TM_COMPOSITION = {"L": 0.28, "I": 0.15, "V": 0.15, "F": 0.10, "A": 0.12, "M": 0.05, "G": 0.05, "W": 0.03,
-                  "Y": 0.02, "T": 0.03, "S": 0.02}
+TM_COMPOSITION = {"L": 0.30, "I": 0.17, "V": 0.17, "F": 0.11, "A": 0.10, "M": 0.05, "G": 0.03, "W": 0.03,
+                  "Y": 0.02, "C": 0.02}
+TM_EXIT = {"D": 0.3, "E": 0.3, "Q": 0.2, "N": 0.2}
 KD = np.array([KYTE_DOOLITTLE[a] for a in STANDARD_AA])
 
 
 @dataclass(frozen=True)
 class WorldConfig:
+    """Feature probabilities are per protein, drawn independently; when the drawn segments do not fit
+    the drawn length, segments are dropped (in random order) until they do."""
+
     min_len: int = 64
     max_len: int = 96
     p_zinc_finger: float = 0.45
     p_tandem: float = 0.3          # a second finger, given one
     p_transmembrane: float = 0.45
-    p_nls: float = 0.45
+    p_coiled_coil: float = 0.45
     consensus: float = 0.6         # finger positions outside the skeleton that take the consensus residue
 
 
+_CDF: dict = {}
+
+
 def _letters(rng, probs: dict, n: int) -> str:
-    keys = list(probs)
-    p = np.array([probs[k] for k in keys], float)
-    return "".join(rng.choice(keys, size=n, p=p / p.sum()))
+    """``n`` letters drawn from ``probs`` (inverse-CDF sampling; the CDF is cached per distribution)."""
+    key = tuple(probs.items())
+    if key not in _CDF:
+        p = np.array(list(probs.values()), float)
+        _CDF[key] = (np.array(list(probs)), np.cumsum(p / p.sum()))
+    letters, cdf = _CDF[key]
+    return "".join(letters[np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1)])
+
+
+_BG, _BG_NO_CH = dict(zip(STANDARD_AA, BG)), dict(zip(STANDARD_AA, BG_NO_CH))
 
 
 def _bg(rng, n: int, no_ch: bool = False) -> str:
-    return "".join(rng.choice(AA, size=n, p=BG_NO_CH if no_ch else BG))
+    return _letters(rng, _BG_NO_CH if no_ch else _BG, n)
 
 
 def _cons(rng, consensus: str, p: float) -> str:
     keep = rng.random(len(consensus)) < p
-    alt = rng.choice(AA, size=len(consensus), p=BG_NO_CH)
+    alt = _bg(rng, len(consensus), no_ch=True)
     return "".join(c if k else a for c, k, a in zip(consensus, keep, alt))
 
 
@@ -88,8 +110,22 @@ def transmembrane_core(rng) -> str:
             return core
 
 
-def nls(rng) -> str:
-    return _letters(rng, {"K": 0.65, "R": 0.35}, int(rng.integers(5, 8)))
+HEPTAD = {
+    "a": {"I": 0.4, "V": 0.4, "L": 0.1, "A": 0.1},
+    "b": {"E": 0.25, "K": 0.25, "A": 0.15, "Q": 0.1, "R": 0.1, "S": 0.1, "D": 0.05},
+    "c": {"E": 0.25, "K": 0.25, "A": 0.15, "Q": 0.1, "R": 0.1, "S": 0.1, "D": 0.05},
+    "d": {"L": 0.9, "M": 0.05, "I": 0.05},
+    "e": {"E": 0.6, "Q": 0.2, "K": 0.2},
+    "f": {"E": 0.25, "K": 0.25, "A": 0.15, "Q": 0.1, "R": 0.1, "S": 0.1, "D": 0.05},
+    "g": {"K": 0.6, "E": 0.2, "R": 0.2},
+}
+
+
+def coiled_coil(rng) -> str:
+    """3-4 heptads ``abcdefg`` starting at ``a``."""
+    n = int(rng.integers(3, 5))
+    cols = [_letters(rng, HEPTAD[p], n) for p in "abcdefg"]
+    return "".join(cols[j][i] for i in range(n) for j in range(7))
 
 
 def _segments(rng, cfg: WorldConfig) -> list:
@@ -104,11 +140,11 @@ def _segments(rng, cfg: WorldConfig) -> list:
         else:
             segs.append((f1, [("ZN_FING", 0, len(f1), "C2H2-type")]))
     if rng.random() < cfg.p_transmembrane:
-        pre, core = _letters(rng, {"K": 0.5, "R": 0.5}, 2), transmembrane_core(rng)
-        segs.append((pre + core, [("TRANSMEM", 2, 2 + len(core), "Helical")]))
-    if rng.random() < cfg.p_nls:
-        s = nls(rng)
-        segs.append((s, [("MOTIF", 0, len(s), "Nuclear localization signal")]))
+        pre, core, post = _letters(rng, {"K": 0.5, "R": 0.5}, 2), transmembrane_core(rng), _letters(rng, TM_EXIT, 2)
+        segs.append((pre + core + post, [("TRANSMEM", 2, 2 + len(core), "Helical")]))
+    if rng.random() < cfg.p_coiled_coil:
+        s = coiled_coil(rng)
+        segs.append((s, [("COILED", 0, len(s), f"{len(s) // 7} heptads")]))
     return segs
 
 
@@ -127,9 +163,6 @@ def _spurious(seq: str, feats: list) -> bool:
     win = np.convolve(kd, np.ones(19) / 19, mode="valid")
     for i in np.nonzero(win >= 1.6)[0]:
         if not overlaps(i, i + 19, "TRANSMEM"):
-            return True
-    for m in re.finditer(r"[KR]{4,}", seq):  # basic runs: exactly a planted NLS, nothing more
-        if not any(f.type == "MOTIF" and (f.start, f.end) == m.span() for f in feats):
             return True
     return False
 
@@ -188,6 +221,16 @@ def skeleton_mask(seq: str, features) -> np.ndarray:
             if m:
                 for g in range(1, 6):
                     out[start + m.start(g)] = True
+    return out
+
+
+def heptad_d_mask(seq: str, features) -> np.ndarray:
+    """The ``d`` positions (4th of each heptad) of every planted coiled coil."""
+    out = np.zeros(len(seq), dtype=bool)
+    for f in features:
+        ftype, start, end = (f.type, f.start, f.end) if isinstance(f, Feature) else (f["type"], f["start"], f["end"])
+        if ftype == "COILED":
+            out[start + 3:end:7] = True
     return out
 
 

@@ -7,7 +7,7 @@ import pytest
 from steering.protein.data import detect_format, read_proteins, read_records
 from steering.protein.errors import (LabelLengthError, ProteinDataError, ProteinFormatError,
                                      UnknownResidueError)
-from steering.protein.schema import TRACKS, masks_of, save_dataset, load_dataset_file, track_names
+from steering.protein.schema import TRACKS, load_dataset_file, masks_of, save_dataset, spans_of, track_names
 from steering.protein.uniprot import parse_rest_json, parse_tsv_features, read_rest_tsv
 
 from .conftest import FIXTURES
@@ -110,6 +110,8 @@ def test_parquet_round_trip_is_atomic_and_lossless(tmp_path, uniprot_dir):
     assert back.column_names == ds.column_names and back[0] == ds[0]
     # 8 TOPO_DOM lines 1-19, 41-58, ..., 316-388: every residue not in the 7 helices (149 residues)
     assert masks_of(back, "TOPO_DOM")[0].sum() == 388 - 149 == 239
+    assert spans_of(back, "TRANSMEM")[0] == [(19, 40), (58, 79), (93, 116), (137, 158), (192, 213), (260, 281),
+                                             (294, 315)]
 
 
 def test_bad_inputs_raise_one_clear_error_each(tmp_path, uniprot_dir):

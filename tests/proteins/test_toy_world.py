@@ -32,7 +32,7 @@ def test_sequences_and_feature_frequencies(world):
     assert all(r.sequence[0] == "M" and 64 <= len(r.sequence) <= 96 for r in world)
     assert all(set(r.sequence) <= set(RESIDUE_ALPHABET[:20]) for r in world)
     has = {t: np.mean([any(f.type == t for f in r.features) for r in world]) for t in PLANTED}
-    assert 0.35 < has["ZN_FING"] < 0.5 and 0.38 < has["TRANSMEM"] < 0.52 and 0.33 < has["MOTIF"] < 0.5
+    assert 0.35 < has["ZN_FING"] < 0.5 and 0.38 < has["TRANSMEM"] < 0.52 and 0.35 < has["COILED"] < 0.5
     n_fingers = [sum(f.type == "ZN_FING" for f in r.features) for r in world]
     assert set(n_fingers) == {0, 1, 2}
 
@@ -54,19 +54,21 @@ def test_zinc_fingers_match_ps00028_and_nothing_else_does(world):
     assert n > 250
 
 
-def test_transmembrane_and_nls_ground_truth(world):
+def test_transmembrane_and_coiled_coil_ground_truth(world):
     kd = KYTE_DOOLITTLE
+    n_cc = 0
     for r in world:
         for f in r.features:
             seg = r.sequence[f.start:f.end]
             if f.type == "TRANSMEM":
                 assert 18 <= len(seg) <= 22 and np.mean([kd[c] for c in seg]) >= 1.6
                 assert set(r.sequence[f.start - 2:f.start]) <= set("KR")      # positive-inside flank
-            if f.type == "MOTIF":
-                assert re.fullmatch(r"[KR]{5,7}", seg)
-                assert r.sequence[f.start - 1] not in "KR" and r.sequence[f.end:f.end + 1] not in ("K", "R")
-        runs = [m.span() for m in re.finditer(r"[KR]{4,}", r.sequence)]
-        assert runs == [(f.start, f.end) for f in r.features if f.type == "MOTIF"]
+                assert set(r.sequence[f.end:f.end + 2]) <= set("DEQN")        # polar exit
+            if f.type == "COILED":
+                n_cc += 1
+                assert len(seg) in (21, 28) and set(seg[0::7]) <= set("IVLA") and set(seg[3::7]) <= set("LMI")
+                assert set(seg[4::7]) <= set("EQK") and set(seg[6::7]) <= set("KER")
+                assert np.mean([kd[c] for c in seg]) < 0       # amphipathic, not a TM helix
         tm = np.zeros(len(r.sequence), bool)
         for f in r.features:
             if f.type == "TRANSMEM":
@@ -74,10 +76,11 @@ def test_transmembrane_and_nls_ground_truth(world):
         win = np.convolve([kd[c] for c in r.sequence], np.ones(19) / 19, "valid")
         for i in np.flatnonzero(win >= 1.6):            # hydrophobic windows only over planted helices
             assert tm[i:i + 19].any()
+    assert n_cc > 200
 
 
 def test_masks_match_features():
-    ds = make_toy_world(30, seed=1, config=WorldConfig(p_zinc_finger=1.0, p_tandem=0.0))
+    ds = make_toy_world(30, seed=1, config=WorldConfig(p_zinc_finger=1.0, p_tandem=0.0, p_transmembrane=0.0, p_coiled_coil=0.0))
     for row, zf in zip(ds, masks_of(ds, "ZN_FING")):
         spans = [(f["start"], f["end"]) for f in row["features"] if f["type"] == "ZN_FING"]
         assert len(spans) == 1 and zf.sum() == spans[0][1] - spans[0][0] and zf[spans[0][0]:spans[0][1]].all()
