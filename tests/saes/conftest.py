@@ -11,7 +11,7 @@ ESM_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO.-",
 AMINO = "LAGVSERTIDPKQNFYMHWC"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny tensors on a shared 2-core box: one intra-op thread is ~20x faster than two contended ones."""
     old = torch.get_num_threads()
