@@ -22,6 +22,7 @@ The table is tidy: one row per (condition, layer, metric) with a float ``value``
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
@@ -47,6 +48,9 @@ class LandscapeConfig:
         class_fraction: neighbourhood size of the label overlap, as a fraction of the class size.
         metric, precision, device, chunk_size: see :func:`interp.geometry.knn`
             (``device=None``: CUDA when available).
+        neighbors: ``"auto"`` (exact blocked float64 search for maxk >= 256, else
+            ``interp.geometry.knn``), ``"blocked"`` or ``"geometry"``; same table either way
+            (see :mod:`interp.landscape.neighbors`).
     """
 
     k: int = 16
@@ -57,6 +61,7 @@ class LandscapeConfig:
     precision: str = "auto"
     device: Any = None
     chunk_size: int | None = None
+    neighbors: str = "auto"
 
     def __post_init__(self):
         if int(self.k) != self.k or self.k < 1:
@@ -66,6 +71,8 @@ class LandscapeConfig:
         if int(self.maxk) != self.maxk or self.maxk < 2 * self.k:
             raise LandscapeInputError(f"maxk={self.maxk!r} must be an integer >= 2k = {2 * self.k} (Gride uses the "
                                       f"2k-th neighbour).")
+        if self.neighbors not in ("auto", "blocked", "geometry"):
+            raise LandscapeInputError(f"neighbors must be auto/blocked/geometry, got {self.neighbors!r}.")
         if not 0 < self.class_fraction <= 1:
             raise LandscapeInputError(f"class_fraction must be in (0, 1], got {self.class_fraction!r}.")
 
@@ -111,7 +118,9 @@ def layer_landscape(X, subjects, letters, cfg: LandscapeConfig | None = None, *,
     ``return_labels=True`` also ``"labels"`` (ADP clusters of the kept points) and ``"kept"``.
     """
     from interp.geometry import (adjusted_rand_index, compute_clustering_adp, compute_density_knn,
-                                 compute_id_gride, find_duplicates, knn, label_overlap)
+                                 compute_id_gride, find_duplicates, label_overlap)
+
+    from .neighbors import neighbor_table
 
     cfg = cfg or LandscapeConfig()
     t0 = time.perf_counter()
@@ -138,8 +147,9 @@ def layer_landscape(X, subjects, letters, cfg: LandscapeConfig | None = None, *,
                                   f"more than 2k = {2 * k} (Gride uses the 2k-th neighbour); use more questions or a "
                                   f"smaller k.")
     maxk = min(int(cfg.maxk), N - 1)
-    kw = dict(metric=cfg.metric, precision=cfg.precision, device=dev, chunk_size=cfg.chunk_size)
-    nb = knn(Xt, maxk, **kw)
+    kw = dict(metric=cfg.metric, precision=cfg.precision, device=dev, chunk_size=cfg.chunk_size,
+              method=cfg.neighbors)
+    nb = neighbor_table(Xt, maxk, **kw)
     gride = compute_id_gride(nb, n1=k, n2=2 * k)
     dens = compute_density_knn(nb, k, intrinsic_dim=gride.id)
     adp = compute_clustering_adp(nb, dens, Z=cfg.Z, halo=False)
@@ -149,8 +159,10 @@ def layer_landscape(X, subjects, letters, cfg: LandscapeConfig | None = None, *,
     def overlap(y: np.ndarray) -> float:
         counts = np.bincount(y)
         need = max(1, int(counts.max() * cfg.class_fraction))
-        src = nb if need <= nb.k else Xt  # recompute neighbours only when maxk is too small
-        return label_overlap(src, y, class_fraction=cfg.class_fraction, **({} if src is nb else kw))
+        src = nb if need <= nb.k else neighbor_table(Xt, min(need, N - 1), **kw)  # only when maxk is too small
+        with warnings.catch_warnings():  # classes with < 1/class_fraction points use k = 1, as DADApy
+            warnings.simplefilter("ignore", UserWarning)
+            return label_overlap(src, y, class_fraction=cfg.class_fraction)
 
     out = {
         "n_points": float(N),

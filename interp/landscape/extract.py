@@ -61,11 +61,13 @@ def _accepts(model, name: str) -> bool:
 
 
 def extract_representations(hm, prompts: Sequence[str], letter_ids: Sequence[int], *, batch_size: int = 8,
-                            dtype: torch.dtype = torch.float32, progress: bool = False,
+                            dtype: torch.dtype | None = None, progress: bool = False,
                             meta: dict | None = None) -> Representations:
     """Run ``prompts`` through the hooked model ``hm``; returns :class:`Representations`.
 
     ``letter_ids``: the token id of each answer letter (:func:`~interp.landscape.prompts.letter_token_ids`).
+    ``dtype``: storage dtype of the representations; ``None`` keeps the model's floating dtype
+    (bf16 activations are stored exactly, at half the size of float32). Letter logits are float32.
     """
     import hooks
 
@@ -98,9 +100,9 @@ def extract_representations(hm, prompts: Sequence[str], letter_ids: Sequence[int
             idx = torch.as_tensor(rows)
             for name, t in res.cache.items():
                 L = int(name.rsplit(".", 1)[1])
-                t = t.detach().to("cpu", dtype)
+                t = t.detach().to("cpu", dtype or t.dtype)
                 if L not in layers:
-                    layers[L] = torch.empty(len(prompts), t.shape[-1], dtype=dtype)
+                    layers[L] = torch.empty(len(prompts), t.shape[-1], dtype=t.dtype)
                 layers[L][idx] = t
             logits = res.logits
             if logits is None:
@@ -140,17 +142,19 @@ def save_representations(path, reps: Representations) -> Path:
     return path
 
 
-def load_representations(path) -> Representations:
-    """Read a file written by :func:`save_representations`."""
+def load_representations(path, *, layers: bool = True) -> Representations:
+    """Read a file written by :func:`save_representations` (``layers=False``: only the letter
+    logits and the metadata, without reading the per-layer tensors)."""
     from safetensors import safe_open
 
+    want_layers = layers
     layers, letter_logits = {}, None
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads((f.metadata() or {}).get("meta", "{}"))
         for k in f.keys():
             if k == "letter_logits":
                 letter_logits = f.get_tensor(k)
-            elif k.startswith(f"{SITE}."):
+            elif k.startswith(f"{SITE}.") and want_layers:
                 layers[int(k.rsplit(".", 1)[1])] = f.get_tensor(k)
     if letter_logits is None:
         raise ValueError(f"{path} is not a representation file (no 'letter_logits'); delete it to re-extract.")

@@ -146,7 +146,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
         raise PromptError(f"{len(ids)} letter ids for {n_choices} choices; pass one id per choice letter.")
     mid = _model_id(model)
 
-    reps: dict = {}
+    reps: dict = {}  # condition -> (path, fingerprint, letter logits); tensors stay on disk
     files: dict = {}
     timings: dict = {}
 
@@ -154,10 +154,10 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
         path = out / "reps" / f"{cond}.safetensors"
         if reuse and path.exists():
             try:
-                r = load_representations(path)
+                r = load_representations(path, layers=False)
                 if r.meta.get("fingerprint") == fp:
                     say(f"{cond}: reusing {path}")
-                    return r, path, False
+                    return path, fp, r.letter_logits
             except Exception:  # noqa: BLE001 - a corrupt/old cache is simply recomputed
                 pass
         t0 = time.time()
@@ -166,13 +166,14 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
         save_representations(path, r)
         timings[f"extract_{cond}"] = time.time() - t0
         say(f"{cond}: extracted {len(prompts)} prompts x {len(r.layers)} layers in {time.time() - t0:.1f}s")
-        return r, path, True
+        return path, fp, r.letter_logits
 
     for k in ks:
         cond = f"{k}shot"
         prompts = prompters[k].prompts(test)
         fp = fingerprint(FORMAT_VERSION, mid, prompts, ids)
-        reps[cond], files[f"reps_{cond}"], _ = cached_or_extract(cond, prompts, fp, lambda: hm)
+        reps[cond] = cached_or_extract(cond, prompts, fp, lambda: hm)
+        files[f"reps_{cond}"] = reps[cond][0]
 
     if sft_cfg is not None:
         from .sft import hooked, load_adapter, save_adapter, train_lora
@@ -197,7 +198,8 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
             return hooked(state["peft"], hm.tokenizer)
 
         try:
-            reps["sft"], files["reps_sft"], _ = cached_or_extract("sft", prompts, fp, make_sft_model)
+            reps["sft"] = cached_or_extract("sft", prompts, fp, make_sft_model)
+            files["reps_sft"] = reps["sft"][0]
         finally:
             if "peft" in state:  # remove the LoRA layers: the base model is as before
                 state["peft"].unload()
@@ -207,8 +209,8 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
 
     # -- analysis -------------------------------------------------------------------------
     tables = []
-    for cond, r in reps.items():
-        tfp = fingerprint(FORMAT_VERSION, r.meta.get("fingerprint"), cfg.to_dict(), subj_labels, letter_labels)
+    for cond, (rpath, rfp, _) in reps.items():
+        tfp = fingerprint(FORMAT_VERSION, rfp, cfg.to_dict(), subj_labels, letter_labels)
         tpath = out / "tables" / f"{cond}.csv"
         fpath = out / "tables" / f".{cond}.fingerprint"
         if reuse and tpath.exists() and fpath.exists() and fpath.read_text() == tfp:
@@ -216,14 +218,16 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
             t = pd.read_csv(tpath)
         else:
             t0 = time.time()
-            t = landscape(r.layers, subj_labels, letter_labels, cfg, condition=cond, log=say if progress else None)
+            layers = load_representations(rpath).layers  # one condition in host memory at a time
+            t = landscape(layers, subj_labels, letter_labels, cfg, condition=cond, log=say if progress else None)
             timings[f"landscape_{cond}"] = time.time() - t0
-            say(f"{cond}: landscape of {len(r.layers)} layers in {time.time() - t0:.1f}s")
+            say(f"{cond}: landscape of {len(layers)} layers in {time.time() - t0:.1f}s")
+            del layers
             write_text_atomic(tpath, t.to_csv(index=False))
             write_text_atomic(fpath, tfp)
         tables.append(t)
     table = pd.concat(tables, ignore_index=True)
-    accuracy = {cond: letter_accuracy(r.letter_logits, answers) for cond, r in reps.items()}
+    accuracy = {cond: letter_accuracy(logits, answers) for cond, (_, _, logits) in reps.items()}
 
     from .plots import plot_landscape
 

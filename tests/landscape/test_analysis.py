@@ -95,3 +95,21 @@ def test_bad_inputs():
         LandscapeConfig(k=16, maxk=20)
     with pytest.raises(LandscapeInputError):
         landscape({}, [], [])
+
+
+def test_blocked_neighbours_equal_geometry_knn():
+    from interp.geometry import knn
+    from interp.landscape.neighbors import blocked_knn, neighbor_table
+
+    X = torch.tensor(np.random.default_rng(5).standard_normal((300, 20)))
+    for metric in ("euclidean", "cosine"):
+        ref = knn(X, 120, metric=metric)
+        got = blocked_knn(X, 120, metric=metric, block_bytes=8 * 300 * 37)  # several blocks
+        assert torch.equal(got.indices, ref.indices)
+        assert torch.allclose(got.distances, ref.distances, rtol=1e-12, atol=1e-12)
+    assert neighbor_table(X, 10).stats.get("blocked_float64") is None        # small k: geometry.knn
+    assert neighbor_table(X, 256).stats == {"blocked_float64": 300}
+    a = layer_landscape(X, ["s"] * 150 + ["t"] * 150, ["A"] * 300, LandscapeConfig(maxk=120, neighbors="blocked"))
+    b = layer_landscape(X, ["s"] * 150 + ["t"] * 150, ["A"] * 300, LandscapeConfig(maxk=120, neighbors="geometry"))
+    a.pop("seconds"), b.pop("seconds")
+    assert a == pytest.approx(b, rel=1e-10)
