@@ -24,7 +24,7 @@ _EXPORTS = {
     "ActivationStore": "store", "cache_activations": "cache",
     "TrainConfig": "train", "TrainResult": "train", "train_sae": "train", "fit_sae": "train",
     "make_training_sae": "train", "ARCHS": "train",
-    "evaluate_sae": "evaluate", "SAESplice": "splice", "splice": "splice",
+    "evaluate_sae": "evaluate", "SAESplice": "splicing", "splice": "splicing",
     "save_sae": "files", "load_sae": "files", "info_of": "files", "site_of": "files", "positions_of": "files",
     "SAEError": "errors", "ConfigError": "errors", "DataError": "errors", "ActivationError": "errors",
     "CheckpointError": "errors", "SAEFileError": "errors", "CacheError": "errors",

@@ -31,7 +31,7 @@ from .activations import describe_positions, model_lock, resolve_positions
 from .data import iter_examples
 from .errors import ConfigError, DataError
 from .files import positions_of, site_of
-from .splice import SAESplice
+from .splicing import SAESplice
 
 
 class _Recon:

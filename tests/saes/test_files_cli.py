@@ -129,3 +129,10 @@ def test_import_saes_is_light():
     root = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
     assert out.strip() == "[]"
+
+
+def test_public_names_resolve_in_any_order():
+    code = ("import saes; saes.SAESplice; saes.evaluate_sae; assert callable(saes.splice) and "
+            "saes.splice.__name__ == 'splice', saes.splice; import saes.splicing")
+    root = str(Path(__file__).resolve().parents[2])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
