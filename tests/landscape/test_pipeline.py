@@ -62,6 +62,11 @@ def test_cached_representations_are_the_hooked_last_token_states(run, splits):
     direct = hm.run(prompts, [hooks.Cache("resid_post.*", positions="last")])  # right padding, no sorting
     for L in r.layers:
         assert torch.allclose(r.layers[L][:3], direct.cache[f"resid_post.{L}"], atol=1e-5)
+    # letter logits (extraction asks for the last position only, under left padding) vs the full logits
+    ids = json.loads((run[3] / "summary.json").read_text())["letter_ids"]
+    last = direct.inputs["attention_mask"].sum(1) - 1
+    full = direct.logits[torch.arange(3), last][:, ids]
+    assert direct.logits.shape[1] > 1 and torch.allclose(r.letter_logits[:3], full, atol=1e-5)
     answers = [q.answer for q in splits["test"]]
     assert res.accuracy["2shot"] == pytest.approx(letter_accuracy(r.letter_logits, answers))
 
