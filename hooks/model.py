@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -59,6 +60,7 @@ class HookedModel:
         self.attention_enabled = attention.enable(model) if backend_kind == "hf" else backend_kind is not None
         if backend_kind != "hf" or not self.attention_enabled:
             self._table = {k: v for k, v in self._table.items() if v.kind != "attn" or self.attention_enabled}
+        self.lock = threading.RLock()  # forwards share per-call state (batch context): one at a time
         self._ctx: Optional[P.BatchContext] = None
         self._ctx_users = 0
         self._ctx_handle = None
@@ -94,6 +96,14 @@ class HookedModel:
 
     def resolve_sites(self, names) -> list:
         return S.resolve(self._table, self.model, names)
+
+    def deepest_site(self, names) -> Optional[str]:
+        """The canonical site among ``names`` that runs last (None if a raw path is involved)."""
+        order = {k: i for i, k in enumerate(self._table)}
+        bs = self.resolve_sites(names)
+        if not bs or any(b.name not in order for b in bs):
+            return None
+        return max(bs, key=lambda b: order[b.name]).name
 
     def knockout_bindings(self, iv: Knockout) -> list:
         layers = iv.layers
@@ -171,14 +181,17 @@ class HookedModel:
     def logits_of(self, output):
         return self.backend.logits_of(output)
 
-    def trace(self, batch=None, *, grad: bool = False, **forward_kwargs) -> Trace:
-        """Context manager; see :mod:`hooks.trace`."""
-        return Trace(self, batch, grad=grad, **forward_kwargs)
+    def trace(self, batch=None, *, grad: bool = False, stop_after=None, **forward_kwargs) -> Trace:
+        """Context manager; see :mod:`hooks.trace`. ``stop_after=SITE`` ends the forward once
+        that site has run (its interventions included): caches fill, ``output`` is ``None``."""
+        return Trace(self, batch, grad=grad, stop_after=stop_after, **forward_kwargs)
 
-    def run(self, batch, interventions=(), *, grad: bool = False, **forward_kwargs) -> RunResult:
-        """One forward with interventions (a list, or a spec file / YAML string)."""
+    def run(self, batch, interventions=(), *, grad: bool = False, stop_after=None, **forward_kwargs) -> RunResult:
+        """One forward with interventions (a list, or a spec file / YAML string).
+
+        ``stop_after="resid_post.3"`` skips everything after that site (for extraction)."""
         ivs = as_interventions(interventions)
-        with self.trace(batch, grad=grad, **forward_kwargs) as tr:
+        with self.trace(batch, grad=grad, stop_after=stop_after, **forward_kwargs) as tr:
             results = [tr.add(iv) for iv in ivs]
         return RunResult(tr.output, tr.logits, merge_caches(results), tr.inputs)
 
@@ -194,13 +207,13 @@ class HookedModel:
             self._gen = old
 
     def iter_run(self, data, interventions=(), *, batch_size: int = 8, progress: bool = True, text_key=None,
-                 grad: bool = False, **forward_kwargs):
+                 grad: bool = False, stop_after=None, **forward_kwargs):
         """Yield one :class:`RunResult` per batch of ``data`` (texts, sequences, a Dataset or a file)."""
         from .data import iter_batches
 
         ivs = as_interventions(interventions)
         for batch in iter_batches(data, batch_size, text_key=text_key, progress=progress):
-            yield self.run(batch, ivs, grad=grad, **forward_kwargs)
+            yield self.run(batch, ivs, grad=grad, stop_after=stop_after, **forward_kwargs)
 
     def cache_dataset(self, data, sites, positions="all", *, batch_size: int = 8, progress: bool = True,
                       dtype=None, text_key=None) -> dict:
@@ -215,6 +228,7 @@ class HookedModel:
         rows: list = []
         offset = 0
         for res in self.iter_run(data, [Cache(sites, positions, layout="flat", dtype=dtype)], batch_size=batch_size,
+                                 stop_after=self.deepest_site(sites),
                                  progress=progress, text_key=text_key):
             for k, v in res.cache.items():
                 parts.setdefault(k, []).append(v)
@@ -251,7 +265,7 @@ class HookedModel:
                 self.tokenizer.padding_side = old
         prompt_len = inputs["input_ids"].shape[1]
         pad = getattr(self.tokenizer, "pad_token_id", None) if self.tokenizer is not None else None
-        with self.generating(prompt_len), self.trace() as tr:
+        with self.lock, self.generating(prompt_len), self.trace() as tr:
             results = [tr.add(iv) for iv in ivs]
             if pad is not None:
                 gen_kwargs.setdefault("pad_token_id", pad)

@@ -31,9 +31,19 @@ from .errors import HookError
 from .interventions import Ablate, Cache, Edit, Intervention, Knockout, Patch, Steer
 
 
+class _StopForward(Exception):
+    """Raised by the stop hook of ``Trace(stop_after=...)``; caught by that trace only."""
+
+    def __init__(self, trace):
+        super().__init__("forward stopped early")
+        self.trace = trace
+
+
 class Trace:
-    def __init__(self, hm, batch=None, *, grad: bool = False, internal: bool = False, **forward_kwargs):
+    def __init__(self, hm, batch=None, *, grad: bool = False, internal: bool = False, stop_after=None,
+                 **forward_kwargs):
         self.hm, self.batch, self.grad, self.internal = hm, batch, grad, internal
+        self.stop_after = stop_after
         self.forward_kwargs = forward_kwargs
         self.output = None
         self.inputs = None
@@ -135,12 +145,33 @@ class Trace:
             raise HookError("tr.run() needs a batch (none was given to model.trace()).")
         inputs = self.hm.prepare(batch)
         kw = {**self.forward_kwargs, **forward_kwargs}
-        with torch.set_grad_enabled(self.grad):
-            out = self.hm.forward(inputs, **kw)
+        stop = self._stop_hook() if self.stop_after is not None else None
+        try:
+            with self.hm.lock, torch.set_grad_enabled(self.grad):
+                out = self.hm.forward(inputs, **kw)
+        except _StopForward as e:
+            if e.trace is not self:
+                raise
+            out = None
+        finally:
+            if stop is not None:
+                stop.remove()
         self._ran = True
         self.inputs, self.output = inputs, out
         self._finalize()
         return out
+
+    def _stop_hook(self):
+        """A forward hook that ends the forward after ``stop_after`` (registered last, so every
+        intervention at that site has run)."""
+        b = self.hm.resolve_sites(self.stop_after)[-1]
+
+        def stop(mod, args, output=None, _t=self):
+            raise _StopForward(_t)
+
+        if b.kind == "input":
+            return b.module.register_forward_pre_hook(lambda m, a: stop(m, a))
+        return b.module.register_forward_hook(stop)
 
     @property
     def logits(self) -> Optional[torch.Tensor]:

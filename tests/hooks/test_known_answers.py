@@ -277,3 +277,22 @@ def test_gradients_are_opt_in_and_flow_to_a_steering_vector():
     res.logits.sum().backward()
     assert v.grad is not None and v.grad.abs().sum() > 0
     assert res.cache["resid_post.1"].requires_grad
+
+
+def test_stop_after_skips_later_layers_but_fills_caches():
+    model = build("llama")
+    hm = hooks.wrap(model)
+    inp = batch("llama")
+    ran = []
+    h = model.model.layers[1].register_forward_hook(lambda m, a, o: ran.append(1))
+    try:
+        full = hm.run(inp, [Cache("resid_post.0")])
+        assert ran == [1]
+        ran.clear()
+        res = hm.run(inp, [Cache("resid_post.0")], stop_after="resid_post.0")
+        assert ran == [] and res.output is None
+        assert torch.equal(res.cache["resid_post.0"], full.cache["resid_post.0"])
+        assert hm.deepest_site(["resid_post.0", "resid_pre.1", "embed"]) == "resid_pre.1"
+    finally:
+        h.remove()
+    assert _hook_count(model) == 0
