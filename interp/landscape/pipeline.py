@@ -124,7 +124,8 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
     # -- data first: fail before loading a model -------------------------------------
     test = cap_per_subject(load_split(data, "test", letters=letters), per_subject, seed=seed)
     subjects = subjects_of(test)
-    dev = load_split(data, "dev", letters=letters) if any(k > 0 for k in ks) or sft_cfg is not None else []
+    needs_dev = any(k > 0 for k in ks) or (sft_cfg is not None and sft_cfg.adapter is None)
+    dev = load_split(data, "dev", letters=letters) if needs_dev else []
     prompters = {k: FewShotPrompter(dev, k, letters=letters) for k in ks}
     for p in prompters.values():
         p.check(subjects)
