@@ -23,9 +23,11 @@ VLM_TYPES = ("llava", "chameleon", "janus", "emu3", "llava_next", "pixtral")
 
 
 def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None) -> HookedModel:
-    """Wrap a built model (HF, TransformerLens or fair-esm) in a :class:`HookedModel`."""
+    """Wrap a built model (HF, TransformerLens, fair-esm, or a peft ``PeftModel``) in a :class:`HookedModel`."""
     from .adapters import rebase
 
+    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
+        model = model.get_base_model()  # a peft model: the LoRA layers live inside the base model's modules
     if adapter is not None:
         adapter = rebase(adapter, model)
     model.eval()
