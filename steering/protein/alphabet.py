@@ -71,14 +71,16 @@ def write_vocab(path) -> Path:
     return path
 
 
-def esm_tokenizer(vocab_file=None):
-    """A ``transformers.EsmTokenizer`` over the ESM-2 vocabulary (writes a vocab file when none is given)."""
+def esm_tokenizer(vocab_file=None, model_max_length: int | None = None):
+    """A ``transformers.EsmTokenizer`` over the ESM-2 vocabulary (writes a vocab file when none is given);
+    ``model_max_length``: the model's context in tokens (CLS and EOS included)."""
     import tempfile
 
     from transformers import EsmTokenizer
 
     if vocab_file is None:
         vocab_file = write_vocab(Path(tempfile.mkdtemp(prefix="esm_vocab_")) / "vocab.txt")
-    tok = EsmTokenizer(str(vocab_file))
+    kw = {} if model_max_length is None else {"model_max_length": int(model_max_length)}
+    tok = EsmTokenizer(str(vocab_file), **kw)
     assert tok.convert_tokens_to_ids(list(ESM_VOCAB)) == list(range(len(ESM_VOCAB)))
     return tok

@@ -24,8 +24,9 @@ def render(result: dict, model_dir=None) -> str:
         f"({result['threads']} CPU threads), torch {result['torch']}."
         + (" **Stopped early by the time budget.**" if result.get("stopped_early") else ""), "",
         f"Reproduce: `interp toy train-protein-model --device {result['device'].split(':')[0]} --steps {result['steps']} "
-        f"--batch-size {c['batch_size']} --n-train {c['n_train']} --lr {c['lr']} --seed {c['seed']} --layers {c['layers']} "
-        f"--d-model {c['d_model']} --heads {c['heads']} --ffn {c['ffn']} --mask-rate {c['mask_rate']} --warmup {c['warmup']}`", "",
+        f"--batch-size {c['batch_size']} --n-train {c['n_train']} --n-eval {c['n_eval']} --lr {c['lr']} --seed {c['seed']} --layers {c['layers']} "
+        f"--d-model {c['d_model']} --heads {c['heads']} --ffn {c['ffn']} --mask-rate {c['mask_rate']} --warmup {c['warmup']}"
+        + (f" --threads {result['threads']}" if result["device"] == "cpu" else "") + "`", "",
         f"### Held-out masked-LM evaluation ({c['n_eval']} proteins from a disjoint seed, 15% of residues → <mask>)", "",
         f"Loss {ev['loss']:.3f} nats (background composition alone: {ev['background_entropy']:.3f}); "
         f"accuracy {ev['accuracy']:.3f} over {ev['n_masked']} masked residues.", "",

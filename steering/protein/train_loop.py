@@ -3,8 +3,9 @@
 Reproducibility: weights are initialised on the CPU from ``seed``; batches and masks come
 from a CPU ``torch.Generator`` seeded with ``seed``, so a ``--steps`` run is the same data
 stream on any device (bit-identical results on the CPU; GPU kernels may differ in the last
-bits). ``--minutes`` without ``--steps`` times the first 20 steps and derives the step count
-(recorded in the log, so the run can be repeated exactly with ``--steps``).
+bits). ``--minutes`` without ``--steps`` times steps 10-50 (after start-up/CUDA warm-up) and derives
+the step count that fills the budget (recorded in the log, so the run can be repeated exactly
+with ``--steps``).
 """
 from __future__ import annotations
 
@@ -20,18 +21,26 @@ from .toy_model import (EVAL_SEED_OFFSET, LOG_NAME, TrainConfig, _lr, build_mode
                         evaluate_mlm, mask_batch)
 from .toy_world import WorldConfig, toy_records
 
-CALIBRATION_STEPS = 20
+CALIBRATION = (10, 50)   # steps timed to size a --minutes run
 
 
-def _total_steps(tc: TrainConfig, t_step: float | None) -> int:
-    if tc.steps is not None:
-        return int(tc.steps)
-    if tc.minutes is None:
-        raise ValueError("Give steps or minutes.")
-    return max(CALIBRATION_STEPS + 1, int(tc.minutes * 60 / max(t_step, 1e-4)))
+def _total_steps(tc: TrainConfig, elapsed: float, t_step: float) -> int:
+    """Steps that fill ``tc.minutes`` given ``elapsed`` seconds so far and ``t_step`` s/step."""
+    left = tc.minutes * 60 - elapsed
+    return CALIBRATION[1] + max(1, int(left / max(t_step, 1e-5)))
 
 
 def run_training(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -> dict:
+    old = torch.get_num_threads()
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    try:
+        return _run(out, tc, log=log, probe=probe)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -> dict:
     from interp.io import write_json_atomic
     from hooks.loading import save_pretrained_atomic
 
@@ -55,11 +64,14 @@ def run_training(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.98))
     g = torch.Generator().manual_seed(tc.seed)
     curve, evals, run_loss, run_n = [], [], 0.0, 0
-    total, step, stopped_early = tc.steps, 0, False
+    total, step, stopped_early, t_cal = tc.steps, 0, False, None
     t_train = time.time()
     while True:
-        if total is None and step == CALIBRATION_STEPS:
-            total = _total_steps(tc, (time.time() - t_train) / CALIBRATION_STEPS)
+        if total is None and step == CALIBRATION[0]:
+            t_cal = time.time()
+        if total is None and step == CALIBRATION[1]:
+            now = time.time()
+            total = _total_steps(tc, now - t_train, (now - t_cal) / (CALIBRATION[1] - CALIBRATION[0]))
             log(f"calibrated: {total} steps fit in {tc.minutes} min")
         if total is not None and step >= total:
             break
@@ -67,7 +79,7 @@ def run_training(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -
             stopped_early = True
             log(f"time budget of {tc.minutes} min reached at step {step}/{total}")
             break
-        lr = _lr(step, total or 10 ** 9, tc)
+        lr = _lr(step, total or 10 ** 9, tc)   # (still in warm-up while calibrating)
         for pg in opt.param_groups:
             pg["lr"] = lr
         idx = torch.randint(0, len(ids), (tc.batch_size,), generator=g)
@@ -99,7 +111,7 @@ def run_training(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "loss_curve": curve, "evals": evals, "final_eval": final}
     model.cpu()
-    tok = esm_tokenizer()
+    tok = esm_tokenizer(model_max_length=model.config.max_position_embeddings)
     save_pretrained_atomic(model, tok, out)
     write_vocab(out / "vocab.txt")
     if probe:

@@ -12,7 +12,7 @@ from steering.protein.toy_model import (DEFAULT_DIR, LOG_NAME, TrainConfig, eval
 from steering.protein.toy_world import toy_records
 
 TINY = dict(layers=1, d_model=16, heads=2, ffn=32, batch_size=4, n_train=40, n_eval=16, eval_every=0,
-            log_every=1, warmup=2)
+            log_every=1, warmup=2, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +72,19 @@ def test_training_is_seeded_and_logged(tmp_path):
     assert hm.n_layers == 1 and "resid_post.0" in hm.sites
 
 
+def test_minutes_budget_calibrates_the_step_count(tmp_path):
+    tc = TrainConfig(steps=None, minutes=1e-5, **dict(TINY, log_every=100))
+    res = train_toy_model(tmp_path / "m", tc, log=lambda *_: None, probe=False)
+    assert res["steps"] == res["steps_planned"] == 51      # 50 timed steps, then the (exhausted) budget
+
+
 def test_cli_train_writes_model_log_and_results(tmp_path):
     from interp.cli import app
 
     out = tmp_path / "m"
     args = ["toy", "train-protein-model", "--out", str(out), "--steps", "2", "--batch-size", "4", "--n-train", "30",
             "--n-eval", "24", "--layers", "2", "--d-model", "16", "--heads", "2", "--ffn", "32", "--eval-every", "0",
-            "--warmup", "1", "--results-md", str(tmp_path / "R.md")]
+            "--warmup", "1", "--threads", "1", "--results-md", str(tmp_path / "R.md")]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     md = (tmp_path / "R.md").read_text()
