@@ -18,8 +18,16 @@ Functional API (arrays in: numpy or torch; arrays out: torch)::
 or the DADApy-like class ``Data(X)`` with the same verbs as methods, and
 ``layer_profile`` / ``select_layers_by_id`` for layer-wise analyses.
 
-Importing this package does not import transformers, transformer_lens,
-nnsight, scikit-learn, pandas or matplotlib (those are imported lazily).
+Importing this package is light: the names below load their module on first
+use (torch then; scikit-learn, pandas, matplotlib only inside the functions
+that need them; never transformers, transformer_lens or nnsight).
+
+Precision: neighbours are found with bf16/float32 products and re-ranked and
+certified in float64 (see ``interp.geometry.neighbors``), so every result
+equals the float64 computation DADApy does. Small array operations run with
+one intra-op thread on the CPU (``interp.geometry._utils.SMALL_OP_THREADS``):
+many threads make each tiny op pay an OpenMP barrier, ruinous on a loaded
+machine; the big products use all threads.
 """
 
 _EXPORTS = {

@@ -33,13 +33,13 @@ Example::
 from __future__ import annotations
 
 import math
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from concurrent.futures import ThreadPoolExecutor
 
 from ._utils import SMALL_OP_THREADS, as_points, cpu_has_fast_bf16, intraop_threads, resolve_device
 from .errors import DuplicatePointsError, GeometryInputError, check_k
@@ -89,15 +89,22 @@ class Neighbors:
         return self.distances.cpu().numpy(), self.indices.cpu().numpy()
 
 
-def _auto_level(device: torch.device) -> str:
+def _auto_level(device: torch.device, dim: int) -> str:
+    """bf16 only where the product dominates: CPUs with native bf16 and D >= 512.
+
+    Below that (and on GPUs, where float32 products are cheap) selection and
+    re-ranking dominate, and float32's smaller candidate margin wins.
+    """
     if device.type == "cuda":
-        return "bf16"
-    return "bf16" if cpu_has_fast_bf16() else "float32"
+        return "float32"
+    return "bf16" if (cpu_has_fast_bf16() and dim >= 512) else "float32"
 
 
-def _default_chunk(n_cols: int) -> int:
-    # ~64 MB of float32 scores per block: keeps temporaries small and reused.
-    rows = max(16, min(2048, (1 << 24) // max(n_cols, 1)))
+def _default_chunk(n_cols: int, device: torch.device | None = None) -> int:
+    # ~64 MB of float32 scores per block on the CPU (512 MB on a GPU): buffers
+    # are allocated once and reused.
+    budget = (1 << 27) if (device is not None and device.type == "cuda") else (1 << 24)
+    rows = max(16, min(8192, budget // max(n_cols, 1)))
     return 1 << int(math.log2(rows))
 
 
@@ -144,14 +151,15 @@ class _Searcher:
         self.l4_max = float(self.l4.max())
         self.margin = margin
         self._low: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._out: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()  # per-worker output buffers
 
     def n_candidates(self, level: str) -> int:
         k1 = self.k + 1
         if self.margin is not None:
             extra = self.margin
         else:
-            extra = {"bf16": max(24, k1 // 2), "float32": max(8, k1 // 8), "float64": 4}[level]
+            extra = {"bf16": max(24, k1 // 2), "float32": max(4, k1 // 32), "float64": 4}[level]
         return min(self.N, k1 + extra)
 
     def _padded_cols(self, level: str) -> int:
@@ -171,7 +179,13 @@ class _Searcher:
 
     def low(self, level: str):
         """Augmented low-precision query (A) and key (B) matrices, keys padded."""
-        if level not in self._low:
+        with self._lock:
+            if level not in self._low:
+                self._low[level] = self._build_low(level)
+        return self._low[level]
+
+    def _build_low(self, level: str):
+        if True:
             dt = _DTYPE[level]
             pieces = {"bf16": 3, "float32": 2, "float64": 1}[level]
             n_pad = self._padded_cols(level)
@@ -179,16 +193,15 @@ class _Searcher:
             Dp = self.D + 2 * pieces
             A = torch.zeros(self.N, Dp, dtype=dt, device=dev)
             B = torch.zeros(n_pad, Dp, dtype=dt, device=dev)
-            A[:, : self.D] = self.X.to(dt)
-            B[: self.N, : self.D] = (-2.0 * self.X).to(dt)
+            A[:, : self.D].copy_(self.X)  # converts in place, no float64 temporaries
+            B[: self.N, : self.D].copy_(self.X).mul_(-2.0)  # exact: power-of-two scaling
             for t, piece in enumerate(self._split(self.sq, dt, pieces)):
                 A[:, self.D + t] = 1.0
                 A[:, self.D + pieces + t] = piece
                 B[: self.N, self.D + t] = piece
                 B[: self.N, self.D + pieces + t] = 1.0
             B[self.N :, self.D] = 1e30  # padding columns: huge distance
-            self._low[level] = (A, B)
-        return self._low[level]
+            return A, B
 
     def bound(self, level: str, rows: torch.Tensor, worst: torch.Tensor) -> torch.Tensor:
         """Lower bound on the true squared distance of every non-candidate point.
@@ -210,15 +223,15 @@ class _Searcher:
         """Approximate squared distances of ``rows`` to all points (padded), float32/64."""
         A, B = self.low(level)
         b = len(rows)
-        if level not in self._out:
-            self._out[level] = torch.empty(self.chunk, B.shape[0], dtype=A.dtype, device=A.device)
+        bufs = self._local.__dict__
+        if level not in bufs:
+            bufs[level] = torch.empty(self.chunk, B.shape[0], dtype=A.dtype, device=A.device)
             if level == "bf16":
-                self._out["bf16->f32"] = torch.empty(self.chunk, B.shape[0], dtype=torch.float32, device=A.device)
-        out = self._out[level][:b]
-        with intraop_threads(self.threads):
-            torch.mm(A[rows], B.T, out=out)
+                bufs["bf16->f32"] = torch.empty(self.chunk, B.shape[0], dtype=torch.float32, device=A.device)
+        out = bufs[level][:b]
+        torch.mm(A[rows], B.T, out=out)
         if level == "bf16":
-            out = self._out["bf16->f32"][:b].copy_(out)
+            out = bufs["bf16->f32"][:b].copy_(out)
         out[torch.arange(b, device=out.device), rows] = -float("inf")
         return out
 
@@ -226,8 +239,7 @@ class _Searcher:
         """float64 squared distances between ``rows`` and their candidates.
 
         CPU: exact dot products only at the candidate positions
-        (``torch.sparse.sampled_addmm``), the rows split over ``threads``
-        worker threads, each single-threaded. CUDA: gather + batched matvec.
+        (``torch.sparse.sampled_addmm``). CUDA: gather + batched matvec.
         """
         b, m = cand.shape
         dev = self.X.device
@@ -241,15 +253,9 @@ class _Searcher:
                                             size=(n, self.N), check_invariants=False)
                 out[lo:hi] = torch.sparse.sampled_addmm(S, self.X[rows[lo:hi]], self.X.T, beta=0.0).values().view(n, m)
 
-            workers = self.threads if b >= 8 * self.threads else 1
-            bounds = [round(i * b / workers) for i in range(workers + 1)]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-                if workers > 1:
-                    with ThreadPoolExecutor(workers) as ex:
-                        list(ex.map(lambda i: work(bounds[i], bounds[i + 1]), range(workers)))
-                else:
-                    work(0, b)
+                work(0, b)
         else:
             sub = max(1, min(b, (64 << 20) // max(m * self.D * 8, 1)))
             buf = torch.empty(sub * m, self.D, dtype=torch.float64, device=dev)
@@ -265,8 +271,7 @@ class _Searcher:
         """Neighbours of ``rows`` at one precision level; returns (d2, idx, certified)."""
         m = self.n_candidates(level)
         S = self.scores(level, rows)
-        with intraop_threads(self.threads):
-            cand = _smallest(S, m)
+        cand = _smallest(S, m)
         worst = torch.gather(S, 1, cand).amax(dim=1).to(torch.float64)
         d2 = self.exact(rows, cand)
         is_self = cand == rows.unsqueeze(1)
@@ -305,7 +310,7 @@ def knn(
         k: number of neighbours (DADApy's ``maxk``); needs ``N > k``.
         metric: ``"euclidean"`` or ``"cosine"`` (distance ``1 - cos``, as
             scikit-learn and so DADApy report it).
-        precision: ``"auto"`` (bf16 on CUDA and on CPUs with native bf16,
+        precision: ``"auto"`` (bf16 on CPUs with native bf16 when D >= 512,
             else float32), ``"bf16"``, ``"float32"`` or ``"float64"``: the
             precision of the candidate search. The result is the float64
             answer in every case (see the module docstring).
@@ -351,25 +356,31 @@ def knn(
         nb = _periodic_knn(Xt, k, period, chunk_size)
         _check_duplicates(Xt, nb, on_duplicates)
         return nb
-    level0 = _auto_level(dev) if precision == "auto" else precision
+    level0 = _auto_level(dev, Xt.shape[1]) if precision == "auto" else precision
     levels = _LEVELS[_LEVELS.index(level0):]
-    chunk = chunk_size or _default_chunk(N)
     with intraop_threads(SMALL_OP_THREADS) as threads:
+        chunk = chunk_size or _default_chunk(N, dev)
+        if chunk_size is None and dev.type == "cpu" and threads > 1:
+            chunk = max(64, min(chunk, -(-N // (2 * threads))))  # >= 2 blocks per worker thread
         return _knn_blocks(Xt, k, metric, levels, chunk, margin, threads, on_duplicates)
 
 
 def _knn_blocks(Xt, k, metric, levels, chunk, margin, threads, on_duplicates) -> Neighbors:
+    """Row blocks processed by ``threads`` worker threads (CPU), each running
+    single-threaded kernels: parallel without an OpenMP barrier per small op."""
     N = Xt.shape[0]
     dev = Xt.device
     s = _Searcher(Xt, k, margin, chunk, threads)
     dist2 = torch.empty(N, k + 1, dtype=torch.float64, device=dev)
     idx = torch.empty(N, k + 1, dtype=torch.int64, device=dev)
-    stats = {lv: 0 for lv in levels}
-    start_level = 0
-    for c0 in range(0, N, chunk):
+    state = {"start_level": 0}
+
+    def block(c0: int) -> dict:
+        stats = {lv: 0 for lv in levels}
         pending = torch.arange(c0, min(N, c0 + chunk), device=dev)
-        n_chunk = len(pending)
-        for li in range(start_level, len(levels)):
+        n_block = len(pending)
+        first = state["start_level"]
+        for li in range(first, len(levels)):
             lv = levels[li]
             d2, nb, ok = s.search(pending, lv)
             if li == len(levels) - 1:
@@ -379,11 +390,21 @@ def _knn_blocks(Xt, k, metric, levels, chunk, margin, threads, on_duplicates) ->
             stats[lv] += int(ok.sum())
             # adaptive: when a level certifies less than half of a block, start
             # the next blocks one level up (cheaper than doing both).
-            if li == start_level and li < len(levels) - 1 and int(ok.sum()) < 0.5 * n_chunk:
-                start_level = li + 1
+            if li == first and li < len(levels) - 1 and int(ok.sum()) < 0.5 * n_block:
+                state["start_level"] = max(state["start_level"], li + 1)
             pending = pending[~ok]
             if len(pending) == 0:
                 break
+        return stats
+
+    starts = list(range(0, N, chunk))
+    workers = min(threads, len(starts)) if dev.type == "cpu" else 1
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as ex:
+            per_block = list(ex.map(block, starts))
+    else:
+        per_block = [block(c0) for c0 in starts]
+    stats = {lv: sum(b[lv] for b in per_block) for lv in levels}
     dist2[:, 0] = 0.0
     if metric == "cosine":
         distances = dist2 / 2.0  # |a-b|^2 = 2 - 2 cos for unit vectors
