@@ -2,7 +2,7 @@
 
     interp proteins read /work/shared/data/tmbed/alpha.fasta --out alpha.parquet
     interp proteins fetch --query "reviewed:true AND ft_zn_fing:C2H2" --out znf.parquet --max 1000
-    interp toy train-protein-model --device cuda --minutes 6 --batch-size 256 --n-train 60000 \\
+    interp toy train-protein-model --device cuda --minutes 5 --batch-size 256 --n-train 50000 \\
         --warmup 500 --results-md bench/RESULTS_protein_model.md
 
 Heavy imports (datasets, transformers, torch) happen inside the commands.
@@ -14,8 +14,9 @@ from typing import Optional
 
 import typer
 
-# The shipped weights: ~6 min of training on one GPU (the step count is calibrated and logged).
-GPU_COMMAND = ("interp toy train-protein-model --device cuda --minutes 6 --batch-size 256 --n-train 60000 "
+# The shipped weights: ~5 min of training on one GPU (the step count is calibrated and logged);
+# with world generation, evaluation and probes the command takes about 7-8 minutes.
+GPU_COMMAND = ("interp toy train-protein-model --device cuda --minutes 5 --batch-size 256 --n-train 50000 "
                "--warmup 500 --out steering/protein/toy_model --results-md bench/RESULTS_protein_model.md")
 
 

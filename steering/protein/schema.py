@@ -180,12 +180,17 @@ def spans_of(ds, ftype: str) -> list:
 
 def save_dataset(ds, path) -> Path:
     """Write ``ds`` as parquet atomically (temp file in the same folder, then rename)."""
+    import pyarrow.parquet as pq
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        ds.to_parquet(tmp)
+        pq.write_table(ds.with_format("arrow")[:], tmp)   # respects any select/shuffle of ds
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,7 +2,7 @@
 
     hm = load_toy_model()                            # hooks.HookedModel over the shipped weights
     log = train_toy_model("runs/toy_prot", TrainConfig(steps=300))    # seeded, reproducible
-    interp toy train-protein-model --device cuda --minutes 6 --batch-size 256 --n-train 60000 --warmup 500
+    interp toy train-protein-model --device cuda --minutes 5 --batch-size 256 --n-train 50000 --warmup 500
 
 Architecture: HF ``EsmForMaskedLM`` (Lin et al. 2023): pre-LN blocks, rotary positions, the
 33-token ESM-2 vocabulary, ``token_dropout=False``. Objective: BERT/ESM masked LM (Devlin et al.
