@@ -98,7 +98,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"), s
 
 # Sub-packages add their commands through a `register(app)` function in their own cli module,
 # imported here (each keeps its heavy imports inside the commands).
-COMMAND_MODULES = ("interp.geometry.cli", "saes.cli", "steering.narrow_gate.cli", "steering.protein.cli",
+COMMAND_MODULES = ("interp.geometry.cli", "interp.id_profile", "saes.cli", "steering.narrow_gate.cli", "steering.protein.cli",
                    "steering.protein.steer_cli", "interp.landscape.cli")
 
 

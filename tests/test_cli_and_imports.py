@@ -72,3 +72,25 @@ def test_run_command_bad_spec_is_one_clear_error(saved_lm, tmp_path):
     assert r.exit_code == 2 and "Unknown site 'resid_post.9'" in " ".join(r.output.split())
     r = CliRunner().invoke(app, ["run", "--model", str(saved_lm), "--data", str(data), "--spec", str(tmp_path / "nope.yaml")])
     assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())
+
+
+def test_id_profile_extracts_one_row_per_example_per_layer(saved_lm, tmp_path):
+    import hooks
+    from interp.id_profile import extract_layer_reps
+    from interp.toy_lm import sample_texts
+
+    texts = sample_texts(40, seed=4)
+    hm = hooks.load(saved_lm)
+    reps = extract_layer_reps(hm, texts, "resid_post.*", "last", batch_size=16, progress=False)
+    assert sorted(reps) == ["resid_post.0", "resid_post.1"] and reps["resid_post.1"].shape == (40, 32)
+    direct = hm.run(texts[:3], [hooks.Cache("resid_post.1", positions="last")]).cache["resid_post.1"]
+    torch.testing.assert_close(reps["resid_post.1"][:3], direct, rtol=1e-5, atol=1e-6)
+    data = tmp_path / "d.txt"
+    data.write_text("\n".join(texts))
+    r = CliRunner().invoke(app, ["id-profile", "--model", str(saved_lm), "--data", str(data), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / "reps.safetensors").exists() and (tmp_path / "o" / "profile.csv").exists()
+    import pandas as pd
+
+    prof = pd.read_csv(tmp_path / "o" / "profile.csv")
+    assert [str(x) for x in prof["layer"]] == ["resid_post.0", "resid_post.1"] and (prof["id"] > 0).all()
