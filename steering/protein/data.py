@@ -26,6 +26,9 @@ from .errors import LabelLengthError, ProteinFormatError
 from .schema import (TRACKS, Feature, ProteinRecord, load_dataset_file, masks_of, save_dataset,  # noqa: F401
                      tmbed_features, to_dataset, track_names)
 
+__all__ = ["FORMATS", "TRACKS", "Feature", "ProteinRecord", "detect_format", "load_dataset_file", "masks_of",
+           "read_fasta_records", "read_proteins", "read_records", "read_tmbed_records", "save_dataset", "to_dataset",
+           "track_names"]
 FORMATS = ("fasta", "tmbed", "uniprot-swiss", "uniprot-xml", "uniprot-json", "uniprot-tsv", "parquet")
 TMBED_LABELS = set("HhBbS12U")
 _SUFFIX = {".fasta": "fasta", ".fa": "fasta", ".faa": "fasta", ".fas": "fasta", ".xml": "uniprot-xml",

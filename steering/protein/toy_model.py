@@ -14,7 +14,6 @@ is written as ``training_log.json`` next to the weights.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from .alphabet import AA_IDS, CLS_ID, EOS_ID, MASK_ID, PAD_ID, background_entropy, esm_tokenizer
-from .toy_world import PLANTED, WorldConfig, heptad_d_mask, skeleton_mask, toy_records
+from .toy_world import PLANTED, WorldConfig, heptad_d_mask, skeleton_mask
 
 DEFAULT_DIR = Path(__file__).resolve().with_name("toy_model")
 LOG_NAME = "training_log.json"

@@ -50,7 +50,6 @@ BG_NO_CH /= BG_NO_CH.sum()
 TM_COMPOSITION = {"L": 0.30, "I": 0.17, "V": 0.17, "F": 0.11, "A": 0.10, "M": 0.05, "G": 0.03, "W": 0.03,
                   "Y": 0.02, "C": 0.02}
 TM_EXIT = {"D": 0.3, "E": 0.3, "Q": 0.2, "N": 0.2}
-KD = np.array([KYTE_DOOLITTLE[a] for a in STANDARD_AA])
 
 
 @dataclass(frozen=True)

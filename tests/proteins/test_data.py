@@ -7,8 +7,8 @@ import pytest
 from steering.protein.data import detect_format, read_proteins, read_records
 from steering.protein.errors import (LabelLengthError, ProteinDataError, ProteinFormatError,
                                      UnknownResidueError)
-from steering.protein.schema import TRACKS, load_dataset_file, masks_of, save_dataset, spans_of, track_names
-from steering.protein.uniprot import parse_rest_json, parse_tsv_features, read_rest_tsv
+from steering.protein.schema import TRACKS, Feature, masks_of, save_dataset, spans_of, track_names
+from steering.protein.uniprot import parse_rest_json, parse_tsv_features
 
 from .conftest import FIXTURES
 
@@ -97,8 +97,9 @@ def test_rest_json_and_tsv_exports():
     assert [(f["type"], f["start"], f["end"]) for f in ds[2]["features"]] == [("ZN_FING", 2, 25), ("SIGNAL", 0, 1)]
     assert ds[2]["features"][0]["note"] == "C2H2-type; toy"
     assert np.array(ds[2]["mask_ZN_FING"]).sum() == 23
-    assert parse_tsv_features('TRANSMEM <1..20; /note="Helical"; DOMAIN ?..30') == \
-        [type(parse_tsv_features("MOTIF 1..2")[0])("TRANSMEM", 0, 20, "Helical")]
+    # a fuzzy start keeps its number, an unknown one drops the feature; single positions are 1-long
+    assert parse_tsv_features('TRANSMEM <1..20; /note="Helical"; DOMAIN ?..30; BINDING 7') == \
+        [Feature("TRANSMEM", 0, 20, "Helical"), Feature("BINDING", 6, 7, "")]
 
 
 def test_parquet_round_trip_is_atomic_and_lossless(tmp_path, uniprot_dir):

@@ -1,7 +1,6 @@
 """The toy ESM-2 model: shipped weights load and know the planted features; training is seeded."""
 import json
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
