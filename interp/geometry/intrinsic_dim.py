@@ -282,9 +282,10 @@ def _gride_ml(mus: torch.Tensor, keep: torch.Tensor, n1: torch.Tensor, n2: torch
     a = (1 - n2 + n1).to(mus.dtype)
     b = (n2 - 1).to(mus.dtype)
 
+    neg_log_mu = -torch.log(mus)  # 1 - mu^-d = -expm1(-d log mu): one exp per entry, no pow
+
     def score(d: torch.Tensor) -> torch.Tensor:
-        one_m = 1.0 - mus ** (-d)
-        one_m = torch.where(one_m < 2 * eps, torch.full_like(one_m, 2 * eps), one_m)
+        one_m = torch.expm1(neg_log_mu * d).neg_().clamp_(min=2 * eps)
         return ((a / one_m + b) * log_mu).sum(dim=0) - (n_kept - 1) / d
 
     lo = torch.full_like(n_kept, d0)

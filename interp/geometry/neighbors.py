@@ -10,16 +10,27 @@ How it is fast and still exact
 Distances are found block by block (``chunk_size`` query rows against all
 points, so memory is O(chunk_size * N), never N x N):
 
-1. *Candidates* come from a low-precision matrix product (bf16 or float32;
-   float64 when asked) of the centred data: score_ij = |x_j|^2 - 2 x_i.x_j.
-   The ``k + 1 + margin`` smallest scores per row are kept (a two-level
-   top-k over groups of columns keeps this cheap).
-2. The candidates are *re-ranked in float64* (exact dot products).
-3. Each row is *certified*: the k-th exact squared distance must lie below
-   the smallest score left out, minus an error bound of the low-precision
-   product. Rows that fail are redone one precision level up
-   (bf16 -> float32 -> float64), so the result equals a float64 brute force
-   search (up to float64 rounding and exact ties).
+1. *Candidates* come from one low-precision matrix product per block (bf16
+   or float32; float64 when asked) of augmented, centred data whose output
+   is the squared distance itself (a_i . b_j = |x_i - x_j|^2), so output
+   rounding is relative to the distance. The ``k + 1 + margin`` smallest
+   values per row are kept (a two-level top-k over groups of columns).
+2. The candidates are *re-ranked in float64*: exact dot products at the
+   candidate positions only (``torch.sparse.sampled_addmm`` on the CPU,
+   gather + batched matvec on CUDA).
+3. Each row is *certified*: its k-th exact squared distance must lie below
+   a lower bound on the true distance of every point left out (the
+   smallest value left out, minus the error bound of the low-precision
+   product: output rounding, rigorous; input rounding and accumulation,
+   10 and 8 standard deviations of their random-rounding spread). Rows that
+   fail are redone one level up (bf16 -> float32 -> float64), so the
+   result equals a float64 brute-force search (up to float64 rounding and
+   exact ties, broken by index).
+
+On the CPU the blocks are shared by ``torch.get_num_threads()`` worker
+threads, each running single-threaded kernels: as parallel as multi-threaded
+kernels on an idle machine, and without an OpenMP barrier in every small
+operation (which costs ~10x on a loaded machine).
 
 Example::
 
@@ -213,11 +224,16 @@ class _Searcher:
         (Hoeffding: exceeded with probability < 1e-13 per pair); and the
         float32 accumulation of D + 6 products (8 sigma).
         """
+        return worst * (1.0 - _UNIT[level]) - self.error(level, rows)
+
+    def error(self, level: str, rows: torch.Tensor) -> torch.Tensor:
+        """Absolute error bound of the low-precision squared distances (besides the
+        relative output rounding): input rounding + accumulation, see :meth:`bound`."""
         u = _UNIT[level]
         acc = 2.0**-24 if level != "float64" else 2.0**-53
         inp = 2.0 * 10.0 * 0.82 * u * self.l4[rows] * self.l4_max
         accum = 8.0 * acc * math.sqrt(self.D + 6) * (self.sq[rows] + self.sq_max)
-        return worst * (1.0 - u) - inp - accum
+        return inp + accum
 
     def scores(self, level: str, rows: torch.Tensor) -> torch.Tensor:
         """Approximate squared distances of ``rows`` to all points (padded), float32/64."""
@@ -235,45 +251,68 @@ class _Searcher:
         out[torch.arange(b, device=out.device), rows] = -float("inf")
         return out
 
-    def exact(self, rows: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    def exact(self, rows: torch.Tensor, cand: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """float64 squared distances between ``rows`` and their candidates.
 
-        CPU: exact dot products only at the candidate positions
-        (``torch.sparse.sampled_addmm``). CUDA: gather + batched matvec.
+        Only the first ``lengths[i]`` candidates of row i are evaluated (the
+        rest get +inf). CPU: exact dot products at those positions only
+        (``torch.sparse.sampled_addmm``); CUDA: gather + batched matvec.
         """
         b, m = cand.shape
         dev = self.X.device
-        out = torch.empty(b, m, dtype=torch.float64, device=dev)
         if dev.type == "cpu":
-
-            def work(lo: int, hi: int) -> None:
-                n = hi - lo
-                crow = torch.arange(0, n * m + 1, m, dtype=torch.int64)
-                S = torch.sparse_csr_tensor(crow, cand[lo:hi].reshape(-1), torch.zeros(n * m, dtype=torch.float64),
-                                            size=(n, self.N), check_invariants=False)
-                out[lo:hi] = torch.sparse.sampled_addmm(S, self.X[rows[lo:hi]], self.X.T, beta=0.0).values().view(n, m)
-
+            if lengths is None:
+                lengths = torch.full((b,), m, dtype=torch.int64)
+            crow = torch.zeros(b + 1, dtype=torch.int64)
+            torch.cumsum(lengths, 0, out=crow[1:])
+            keep = torch.arange(m).unsqueeze(0) < lengths.unsqueeze(1)
+            cols = cand[keep]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-                work(0, b)
-        else:
-            sub = max(1, min(b, (64 << 20) // max(m * self.D * 8, 1)))
-            buf = torch.empty(sub * m, self.D, dtype=torch.float64, device=dev)
-            for s in range(0, b, sub):
-                e = min(b, s + sub)
-                g = buf[: (e - s) * m]
-                torch.index_select(self.X, 0, cand[s:e].reshape(-1), out=g)
-                torch.bmm(g.view(e - s, m, self.D), self.X[rows[s:e]].unsqueeze(2), out=out[s:e].unsqueeze(2))
+                S = torch.sparse_csr_tensor(crow, cols, torch.zeros(len(cols), dtype=torch.float64),
+                                            size=(b, self.N), check_invariants=False)
+                dots = torch.sparse.sampled_addmm(S, self.X[rows], self.X.T, beta=0.0).values()
+            rr = torch.repeat_interleave(torch.arange(b), lengths)
+            vals = self.sq[rows][rr] + self.sq[cols] - 2.0 * dots
+            out = torch.full((b, m), float("inf"), dtype=torch.float64)
+            out[keep] = vals.clamp_(min=0.0)
+            return out
+        out = torch.empty(b, m, dtype=torch.float64, device=dev)
+        sub = max(1, min(b, (64 << 20) // max(m * self.D * 8, 1)))
+        buf = torch.empty(sub * m, self.D, dtype=torch.float64, device=dev)
+        for s in range(0, b, sub):
+            e = min(b, s + sub)
+            g = buf[: (e - s) * m]
+            torch.index_select(self.X, 0, cand[s:e].reshape(-1), out=g)
+            torch.bmm(g.view(e - s, m, self.D), self.X[rows[s:e]].unsqueeze(2), out=out[s:e].unsqueeze(2))
         out.mul_(-2.0).add_(self.sq[cand]).add_(self.sq[rows].unsqueeze(1))
         return out.clamp_(min=0.0)
 
     def search(self, rows: torch.Tensor, level: str):
-        """Neighbours of ``rows`` at one precision level; returns (d2, idx, certified)."""
+        """Neighbours of ``rows`` at one precision level; returns (d2, idx, certified).
+
+        Candidates are re-ranked in float64 only as far as needed: with
+        lower/upper bounds L_j <= d2_j <= U_j from the low-precision values,
+        a candidate whose L_j exceeds the (k+1)-th smallest U cannot be among
+        the k + 1 nearest and is not evaluated.
+        """
         m = self.n_candidates(level)
+        k1 = self.k + 1
         S = self.scores(level, rows)
         cand = _smallest(S, m)
-        worst = torch.gather(S, 1, cand).amax(dim=1).to(torch.float64)
-        d2 = self.exact(rows, cand)
+        approx = torch.gather(S, 1, cand).to(torch.float64)
+        worst = approx.amax(dim=1)
+        order = torch.argsort(approx, dim=1)  # ascending approximate distance (self first: -inf)
+        cand, approx = torch.gather(cand, 1, order), torch.gather(approx, 1, order)
+        lengths = None
+        if m > k1:
+            u = _UNIT[level]
+            err = self.error(level, rows).unsqueeze(1)
+            upper = approx * (1.0 + u) + err
+            lower = approx * (1.0 - u) - err
+            U = upper[:, k1 - 1 : k1]  # approx is sorted, so upper is too
+            lengths = (lower <= U).sum(dim=1).clamp_(min=k1)
+        d2 = self.exact(rows, cand, lengths)
         is_self = cand == rows.unsqueeze(1)
         d2 = torch.where(is_self, torch.full_like(d2, -1.0), d2)
         # deterministic order: by distance, ties by index
@@ -281,7 +320,6 @@ class _Searcher:
         cand, d2 = torch.gather(cand, 1, order), torch.gather(d2, 1, order)
         order = torch.argsort(d2, dim=1, stable=True)
         cand, d2 = torch.gather(cand, 1, order), torch.gather(d2, 1, order)
-        k1 = self.k + 1
         cand, d2 = cand[:, :k1], d2[:, :k1].clamp(min=0.0)
         if m >= self.N:
             ok = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
