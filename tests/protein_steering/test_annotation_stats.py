@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from saes.annotation_stats import (AnnotationStatsError, DomainIndex, StatBatch, annotation_stats,
-                                   benjamini_hochberg, best_pairs, fisher_greater, latent_max_of, runs_as_domains)
+                                   benjamini_hochberg, best_pairs, fisher_greater, hypergeom_sf, latent_max_of,
+                                   runs_as_domains)
 
 from .reference_stats import bh_loop, reference_stats
 
@@ -111,12 +112,29 @@ def test_fisher_and_bh_match_scipy_and_loop():
     N = 60
     K, n = rng.integers(0, N + 1, 40), rng.integers(0, N + 1, 40)
     k = np.array([rng.integers(max(0, a + b - N), min(a, b) + 1) for a, b in zip(K, n)])
-    p, odds = fisher_greater(k, n, K, N)
+    p, odds, log10p = fisher_greater(k, n, K, N)
     for i in range(40):
         o, pr = fisher_exact([[k[i], n[i] - k[i]], [K[i] - k[i], N - K[i] - n[i] + k[i]]], alternative="greater")
         assert p[i] == pytest.approx(pr, rel=1e-12) and (np.isnan(o) and np.isnan(odds[i]) or o == odds[i])
+    np.testing.assert_allclose(10 ** log10p, p, rtol=1e-12)
     ps = rng.random((4, 9)) ** 3
     np.testing.assert_allclose(benjamini_hochberg(ps), bh_loop(ps), rtol=1e-15)
+
+
+def test_hypergeom_sf_matches_scipy_in_every_regime():
+    """Upper tail, lower tail (1 - cdf), support edges, a million tokens, and an underflowing tail."""
+    from scipy.stats import hypergeom
+
+    rng = np.random.default_rng(5)
+    for N in (50, 5000, 1_000_000):
+        K, n = rng.integers(0, N // 2, 300), rng.integers(0, N // 3, 300)
+        lo, hi = np.maximum(0, n + K - N), np.minimum(n, K)
+        k = np.concatenate([lo, hi, lo + 1, (lo + hi) // 2, rng.integers(lo, hi + 1)])
+        KK, nn = np.tile(K, 5), np.tile(n, 5)
+        p, logp = hypergeom_sf(k, nn, KK, N)          # log-beta start: error grows ~N log N
+        np.testing.assert_allclose(p, hypergeom.sf(k - 1, N, KK, nn), rtol={50: 1e-12, 5000: 1e-10}.get(N, 2e-8), atol=1e-300)
+    p, logp = hypergeom_sf(5000, 5000, 5000, 1_000_000)          # all draws positive: ~1e-10000
+    assert p == 0.0 and logp == pytest.approx(hypergeom.logpmf(5000, 1_000_000, 5000, 5000), rel=1e-9)
 
 
 def test_planted_latent_is_found_first():
