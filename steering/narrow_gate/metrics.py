@@ -67,7 +67,8 @@ def vqa_accuracy(predictions, references) -> float:
 def simple_tokenize(text: str) -> str:
     """Lower case, punctuation removed as coco-caption's PTB tokenizer does, words joined by spaces."""
     s = str(text).lower().replace("\n", " ")
-    s = re.sub(r"([.,!?;:()\[\]{}\"`'-])", r" \1 ", s)
+    s = re.sub(r"(\w)(n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1 \2", s)  # clitics as PTB splits them
+    s = re.sub(r"([.,!?;:()\[\]{}\"`-]|'(?![a-z]))", r" \1 ", s)
     drop = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";", "(", ")", "[", "]", "{", "}", '"'}
     return " ".join(w for w in s.split() if w not in drop)
 

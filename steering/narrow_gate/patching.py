@@ -43,7 +43,7 @@ class PatchResult:
 
 
 def _answer(e: dict) -> str:
-    a = e.get("label_name", e.get("answer"))
+    a = e.get("answer", e.get("label_name"))
     if a is None:
         raise TaskError("Patching pairs need 'label_name' (or 'answer') on both examples.")
     return a

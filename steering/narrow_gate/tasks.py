@@ -207,55 +207,61 @@ def predict(hm, examples: list, task: str, *, interventions=None, batch_size: in
 
 
 def _constrained(hm, chunk, inputs, ivs, template) -> list:
-    """The candidate with the highest summed log-probability, per example."""
+    """The candidate with the highest summed log-probability, per example.
+
+    Single-token candidates need one forward for the whole batch, whatever each row's
+    candidate list; multi-token candidates one forward per candidate and candidate list.
+    """
     cands = [e.get("candidates") for e in chunk]
     if any(not c for c in cands):
         raise TaskError("Classification examples need 'candidates' (the class names to choose from).")
-    prompt = build_prompt(hm, chunk[0], "classify", template)
-    same = all(c == cands[0] for c in cands)
-    if not same:  # score each row's own candidates, one row at a time
-        out = []
-        for b in range(len(chunk)):
-            sub = {k: (v[b : b + 1] if isinstance(v, torch.Tensor) and v.shape[0] == len(chunk) else v)
-                   for k, v in inputs.items()}
-            sub_ivs = [_row_iv(iv, b) for iv in ivs]
-            out.extend(_score_candidates(hm, sub, sub_ivs, cands[b], build_prompt(hm, chunk[b], "classify", template)))
-        return out
-    return _score_candidates(hm, inputs, ivs, cands[0], prompt)
+    ids = [candidate_ids(hm, build_prompt(hm, e, "classify", template), c) for e, c in zip(chunk, cands)]
+    if all(len(t) == 1 for row in ids for t in row):
+        logp = hm.run(inputs, ivs).logits[:, -1].float().log_softmax(-1)
+        return [c[int(logp[b, [t[0] for t in ids[b]]].argmax())] for b, c in enumerate(cands)]
+    out = [None] * len(chunk)
+    groups: dict = {}
+    for b, c in enumerate(cands):
+        groups.setdefault(tuple(c), []).append(b)
+    for c, rows in groups.items():
+        sub = _rows(inputs, rows, len(chunk))
+        sub_ivs = [_row_iv(iv, rows) for iv in ivs]
+        best = _score_multi(hm, sub, sub_ivs, ids[rows[0]])
+        for b, j in zip(rows, best):
+            out[b] = c[j]
+    return out
 
 
-def _row_iv(iv, b):
+def _rows(inputs, rows, B):
+    if len(rows) == B:
+        return inputs
+    return {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == B else v) for k, v in inputs.items()}
+
+
+def _row_iv(iv, rows):
     import copy
 
     iv = copy.copy(iv)
     for f in ("queries", "keys", "positions"):
         v = getattr(iv, f, None)
         if isinstance(v, torch.Tensor):
-            setattr(iv, f, v[b : b + 1])
+            setattr(iv, f, v[rows])
     return iv
 
 
-def _score_candidates(hm, inputs, ivs, cands, prompt) -> list:
-    ids = candidate_ids(hm, prompt, cands)
+def _score_multi(hm, inputs, ivs, ids) -> list:
+    """Index of the best candidate per row: Σ_k log p(token_k | prompt, tokens_<k), one run per candidate."""
     B = inputs["input_ids"].shape[0]
-    if all(len(t) == 1 for t in ids):
-        logits = hm.run(inputs, ivs).logits[:, -1].float()
-        first = torch.tensor([t[0] for t in ids], device=logits.device)
-        scores = logits.log_softmax(-1)[:, first]
-    else:
-        cols = []
-        for t in ids:
-            ext = dict(inputs)
-            add = torch.tensor(t, device=inputs["input_ids"].device).expand(B, len(t))
-            ext["input_ids"] = torch.cat([inputs["input_ids"], add], 1)
-            ext["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(add)], 1)
-            lp = hm.run(ext, ivs).logits.float().log_softmax(-1)
-            P = inputs["input_ids"].shape[1]
-            steps = [lp[:, P - 1 + k, tid] for k, tid in enumerate(t)]
-            cols.append(torch.stack(steps, 1).sum(1))
-        scores = torch.stack(cols, 1)
-    best = scores.argmax(1).tolist()
-    return [cands[j] for j in best]
+    P = inputs["input_ids"].shape[1]
+    cols = []
+    for t in ids:
+        ext = dict(inputs)
+        add = torch.tensor(t, device=inputs["input_ids"].device).expand(B, len(t))
+        ext["input_ids"] = torch.cat([inputs["input_ids"], add], 1)
+        ext["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(add)], 1)
+        lp = hm.run(ext, ivs).logits.float().log_softmax(-1)
+        cols.append(torch.stack([lp[:, P - 1 + k, tid] for k, tid in enumerate(t)], 1).sum(1))
+    return torch.stack(cols, 1).argmax(1).tolist()
 
 
 def score(task: str, predictions: list, examples: list) -> dict:
@@ -273,9 +279,9 @@ def score(task: str, predictions: list, examples: list) -> dict:
         if any(not r for r in refs):
             raise TaskError("Captioning examples need 'captions' (reference captions).")
         return {"cider": metrics.cider(predictions, refs)}
-    labels = [e.get("label_name", e.get("answer")) for e in examples]
+    labels = [e.get("answer", e.get("label_name")) for e in examples]
     if any(lbl is None for lbl in labels):
-        raise TaskError("Classification examples need 'label_name' (the true class among 'candidates').")
+        raise TaskError("Classification examples need 'label_name' or 'answer' (the truth among 'candidates').")
     return {"accuracy": metrics.classification_accuracy(predictions, labels)}
 
 

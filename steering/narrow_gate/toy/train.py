@@ -14,7 +14,7 @@ through the hook registry, with the same spans and interventions the analyses us
   edges are knocked out (``Knockout(mode="mask")``), so the text learns to read the image
   tokens directly instead of relying on one token.
 
-    models = train_gate_models("steering/narrow_gate/toy_models", seed=0)   # ~1-2 min each on 2 cores
+    models = train_gate_models("steering/narrow_gate/toy_models", seed=0)   # ~2-3 min per model on 2 CPU cores
 
 Reproducible: the same seed, steps and torch version give the same weights (deterministic
 CPU kernels, one thread while training).
@@ -31,7 +31,7 @@ import torch
 
 from . import world as W
 
-DEFAULTS = dict(steps=1200, batch_size=64, lr=3e-3, penalty=4.0, mask_fraction=0.5, eoi_dropout=0.5, hidden_size=48,
+DEFAULTS = dict(steps=600, batch_size=64, lr=3e-3, penalty=4.0, mask_fraction=0.5, eoi_dropout=0.5, hidden_size=48,
                 layers=4, heads=4)
 
 
@@ -113,7 +113,7 @@ def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
                 if pen is not None:
                     row["side_mass"] = round(pen.item(), 5)
                 hist.append(row)
-                log(f"[{kind}] " + "  ".join(f"{k} {v}" for k, v in row.items()))
+                log(f"{kind}: " + "  ".join(f"{k} {v}" for k, v in row.items()))
         model.eval()
     finally:
         torch.set_num_threads(threads)
