@@ -119,10 +119,15 @@ def explicit_attention(module, query, key, value, attention_mask, handlers, **kw
 
 
 def _make(base: str):
+    resolved: dict = {}  # module class -> stock implementation (looked up once)
+
     def interp_attention(module, query, key, value, attention_mask, **kwargs):
         handlers = _HANDLERS.get(id(module))
         if not handlers:
-            return _base_fn(base, module)(module, query, key, value, attention_mask, **kwargs)
+            fn = resolved.get(type(module))
+            if fn is None:
+                fn = resolved[type(module)] = _base_fn(base, module)
+            return fn(module, query, key, value, attention_mask, **kwargs)
         return explicit_attention(module, query, key, value, attention_mask, list(handlers), **kwargs)
 
     interp_attention.__name__ = f"{PREFIX}{base}"

@@ -141,7 +141,10 @@ class HookedModel:
         B, q = shape
         # Masks are resolved on the CPU (one small copy per forward) so that selecting
         # positions never synchronises the device inside a hook.
-        am = torch.ones(B, q, dtype=torch.bool) if am is None else am.detach().to("cpu", torch.bool)
+        if am is None:  # e.g. transformers' generate drops an all-ones mask: count the cached past
+            am = torch.ones(B, _past_length(kwargs) + q, dtype=torch.bool)
+        else:
+            am = am.detach().to("cpu", torch.bool)
         L = am.shape[1]
         start = L - q
         if ids is not None:
@@ -369,6 +372,17 @@ class HookedModel:
         cfg = getattr(self.model, "config", None)
         v = getattr(cfg, "vocab_size", None) or getattr(getattr(cfg, "text_config", None), "vocab_size", None)
         return int(v or 10)
+
+
+def _past_length(kwargs) -> int:
+    """Positions already in the KV cache of this forward call (0 without a cache)."""
+    pkv = kwargs.get("past_key_values")
+    if pkv is not None and hasattr(pkv, "get_seq_length"):
+        return int(pkv.get_seq_length())
+    cp = kwargs.get("cache_position")
+    if isinstance(cp, torch.Tensor) and cp.numel():
+        return int(cp.reshape(-1)[0])
+    return 0
 
 
 def merge_caches(results):

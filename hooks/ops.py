@@ -54,6 +54,7 @@ def window_mask(ctx: P.BatchContext, selector, apply_to: str) -> torch.Tensor:
     if m is None:
         full = P.resolve(selector, ctx, check=ctx.window_start == 0)
         m = ctx.memo[key] = P.window(full, ctx, apply_to).cpu()
+        ctx.memo[("all", id(m))] = bool(m.all())
     return m
 
 
@@ -69,7 +70,8 @@ class Sel:
 
     def __init__(self, cpu: torch.Tensor, ctx):
         self.cpu, self._ctx, self._dev = cpu, ctx, None
-        self.full = bool(cpu.all())
+        full = ctx.memo.get(("all", id(cpu))) if ctx is not None else None
+        self.full = bool(cpu.all()) if full is None else full
 
     def any(self) -> bool:
         return self.full or bool(self.cpu.any())

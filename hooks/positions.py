@@ -82,6 +82,13 @@ class BatchContext:
     def generating(self) -> bool:
         return self.prompt_len is not None
 
+    def unpadded(self) -> bool:
+        """True when every position is a real token (no padding anywhere)."""
+        u = self.memo.get("unpadded")
+        if u is None:
+            u = self.memo["unpadded"] = bool(self.attention_mask.all())
+        return u
+
     def rank(self) -> torch.Tensor:
         """Index of each position among its row's real tokens (-1 at padding)."""
         m = self.attention_mask.long()
@@ -156,6 +163,10 @@ def resolve(sel: Any, ctx: BatchContext, *, check: bool = True) -> torch.Tensor:
         if sel == "all":
             return am.clone()
         if sel == "last":
+            if ctx.unpadded():
+                out = torch.zeros_like(am)
+                out[:, -1] = True
+                return out
             return _rank_select(ctx, n_real - 1)
         spans = ctx.get_spans()
         if sel in spans:

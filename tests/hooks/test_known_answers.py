@@ -249,6 +249,9 @@ def test_generation_apply_to_prompt_vs_new():
     steps_new, steps_clean = new_only.cache["resid_post.1"], clean.cache["resid_post.1"]
     assert steps_new.shape == (1, 4, 32)  # one entry per forward call (prefill + 3 decode steps)
     torch.testing.assert_close(steps_new[:, 0], steps_clean[:, 0])  # the prompt step is untouched
+    # every decode step is steered (B=1, unpadded: transformers drops the all-ones mask while decoding)
+    clean_rerun = hm.run(new_only.sequences[:, :-1], [Cache("resid_post.1")]).cache["resid_post.1"]
+    torch.testing.assert_close(steps_new[:, 1:], clean_rerun[:, 4:] + v, rtol=1e-4, atol=1e-3)
     assert new_only.sequences[0, 4] == clean.sequences[0, 4]  # first new token predicted from the prompt
     prompt_only = hm.generate(prompts, [Steer("resid_post.1", vector=v, apply_to="prompt"),
                                         Cache("resid_post.1", positions="last")], max_new_tokens=4)
@@ -296,3 +299,13 @@ def test_stop_after_skips_later_layers_but_fills_caches():
     finally:
         h.remove()
     assert _hook_count(model) == 0
+
+
+def test_int_positions_during_unpadded_generation_refer_to_the_prompt():
+    model = build("llama")
+    hm = hooks.wrap(model)
+    prompts = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    res = hm.generate(prompts, [Cache("resid_post.0", positions=5)], max_new_tokens=3)
+    assert res.cache["resid_post.0"].shape == (1, 32)  # only the prefill step holds position 5
+    direct = hm.run(prompts, [Cache("resid_post.0", positions=5)]).cache["resid_post.0"]
+    torch.testing.assert_close(res.cache["resid_post.0"], direct, rtol=1e-5, atol=1e-6)
