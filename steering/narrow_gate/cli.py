@@ -190,12 +190,14 @@ def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option
 
 
 def toy(n: int = typer.Option(400, help="test examples per table"), seed: int = 1,
-        pairs: int = typer.Option(100, help="patching pairs"), out: Optional[Path] = typer.Option(None, help="write CSVs here")):
+        pairs: int = typer.Option(100, help="patching pairs"),
+        geometry: bool = typer.Option(False, help="also the modality gap and label overlap (slower)"),
+        out: Optional[Path] = typer.Option(None, help="write CSVs, PNGs and report.md here")):
     """The planted-gate toy world: flow, both ablation tables side by side, EOI patching."""
     from .toy.demo import print_report, run_toy_world
 
     try:
-        res = run_toy_world(n=n, seed=seed, n_pairs=pairs, out=out)
+        res = run_toy_world(n=n, seed=seed, n_pairs=pairs, out=out, geometry=geometry)
     except _errors() as e:
         _fail(str(e))
     print_report(res, _console())

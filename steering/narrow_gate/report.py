@@ -55,8 +55,10 @@ def markdown_table(df, index_name=None) -> str:
     cols = [str(c) for c in df.columns]
     head = [index_name or (df.index.name or "")] + cols
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for idx, row in df.iterrows():
-        lines.append("| " + " | ".join([str(idx)] + [_fmt(v) for v in row.tolist()]) + " |")
+    ints = [df[c].dtype.kind in "iub" for c in df.columns]
+    for i, idx in enumerate(df.index):
+        vals = [str(df.iat[i, j]) if ints[j] else _fmt(df.iat[i, j]) for j in range(len(cols))]
+        lines.append("| " + " | ".join([str(idx)] + vals) + " |")
     return "\n".join(lines) + "\n"
 
 

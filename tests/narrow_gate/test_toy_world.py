@@ -65,3 +65,50 @@ def test_masked_knockout_variant():
     acc = evaluate(hm, exs, "classify", batch_size=100,
                    interventions=lambda i, lay, k: masked.interventions(hm, lay, k))["accuracy"]
     assert none > 0.95 and acc < 0.5  # renormalised: a sliver of leftover text→image attention is amplified
+
+
+def test_attention_input_patching_acts_from_layer_l_on():
+    """Patching what later tokens read from [EOI] (attention inputs from L on) flips the gated model
+    already from layer 1, where the residual patch at resid_pre.1 is too early (the gate fills in layer 1)."""
+    from steering.narrow_gate.patching import patch_gate
+    from steering.narrow_gate.toy import make_pairs
+
+    hm = load_toy_model("gated")
+    pairs = make_pairs(40, seed=7)
+    att = patch_gate(hm, pairs, layers=[1, 3], mode="attn_input", batch_size=40).summary
+    res = patch_gate(hm, pairs, layers=[1], mode="resid", batch_size=40).summary
+    assert att.loc[1, "flip_rate"] > 0.8 and res.loc[1, "flip_rate"] < 0.2
+    assert att.loc[3, "flip_rate"] < 0.2  # by layer 3 the text has already read the gate
+
+
+def test_class_is_localised_at_eoi_in_the_gated_model_only():
+    from steering.narrow_gate.semantic import semantic_localisation
+
+    cls = make_examples(120, seed=3, questions=("class",))
+    g = semantic_localisation(load_toy_model("gated"), cls, k=20, batch_size=120)
+    f = semantic_localisation(load_toy_model("free"), cls, k=20, batch_size=120)
+    assert (g.loc[1:, "eoi"] > g.loc[1:, "mean_image"] + 0.1).all()
+    assert (f.loc[1:, "eoi"] < g.loc[1:, "eoi"] - 0.2).all()
+
+
+def test_gate_toy_command_prints_both_tables(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    r = CliRunner().invoke(app, ["gate", "toy", "--n", "48", "--pairs", "16", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "gated accuracy" in r.output and "free accuracy" in r.output and "[EOI]" in r.output
+    assert "gated: gate = eoi" in r.output
+    md = (tmp_path / "report.md").read_text()
+    assert "| img→text |" in md and (tmp_path / "gated" / "flow.png").exists()
+
+
+def test_modality_gap_is_larger_in_the_gated_model():
+    from steering.narrow_gate.gap import modality_gap
+
+    exs = make_examples(60, seed=4)
+    g = modality_gap(load_toy_model("gated"), exs, tokens_per_example=12, batch_size=60, task="classify")
+    f = modality_gap(load_toy_model("free"), exs, tokens_per_example=12, batch_size=60, task="classify")
+    assert (g["cos_median"] < f["cos_median"]).all()
+    assert (g.loc[1:, "homogeneity"] > f.loc[1:, "homogeneity"] + 0.3).all()

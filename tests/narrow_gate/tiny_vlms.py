@@ -30,6 +30,8 @@ def build(family: str):
 def examples(family: str, n: int = 12, seed: int = 0, post=None) -> list:
     """Prompts ``<s> w7? [block] w8 w9 (w10)``, labels cycling over CLASSES, random pixels."""
     _, n_img, boi, eoi, extra = FAMILIES[family]
+    if family == "janus":
+        eoi = EOI  # Janus' processor writes <end_of_image>; our tokenizer knows it, so the adapter finds it
     head, tail = (EMU3_HEADER, EMU3_TRAILER) if family == "emu3" else ([], [])
     block = ([boi] if boi else []) + head + [IMG] * n_img + tail + ([eoi] if eoi else [])
     g = torch.Generator().manual_seed(seed)

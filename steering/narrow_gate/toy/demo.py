@@ -17,8 +17,12 @@ from . import world as W
 
 
 def run_toy_world(n: int = 400, seed: int = 1, n_pairs: int = 100, out=None, kinds=W.MODEL_KINDS,
-                  batch_size: int = 100, flow_examples: int = 200, models: dict = None) -> dict:
-    """Flow, ablation table and EOI patching for each toy model; ``models`` overrides the shipped ones."""
+                  batch_size: int = 100, flow_examples: int = 200, models: dict = None, geometry: bool = False) -> dict:
+    """Flow, ablation table and EOI patching for each toy model; ``models`` overrides the shipped ones.
+
+    ``geometry=True`` adds the modality gap and the label overlap at the gate (``interp.geometry``).
+    ``out``: per-model CSV/PNG files and ``report.md``.
+    """
     from ..ablations import ablation_table, standard_ablations
     from ..flow import attention_flow
     from ..patching import patch_gate
@@ -35,13 +39,48 @@ def run_toy_world(n: int = 400, seed: int = 1, n_pairs: int = 100, out=None, kin
         table = table.rename(columns={"accuracy accuracy": "accuracy", "answer vqa_accuracy": "generated"})
         patch = patch_gate(hm, pairs, layers=list(range(1, hm.n_layers)), batch_size=batch_size)
         res[kind] = {"flow": flow, "gate": flow.gate(), "table": table, "patch": patch}
+        if geometry:
+            from ..gap import modality_gap
+            from ..semantic import semantic_localisation
+
+            res[kind]["gap"] = modality_gap(hm, examples[:100], tokens_per_example=16, batch_size=batch_size,
+                                            task="classify", seed=seed)
+            cls = W.make_examples(200, seed=seed + 2, questions=("class",))
+            res[kind]["semantic"] = semantic_localisation(hm, cls, k=30, batch_size=batch_size)
         if out is not None:
             d = Path(out) / kind
             flow.save(d)
             patch.save(d)
             report.write_frame(table, d / "ablation.csv")
             report.write_text(d / "ablation.md", report.markdown_table(table.drop(columns="ablation"), "ablation"))
+            for name in ("gap", "semantic"):
+                if name in res[kind]:
+                    report.write_frame(res[kind][name], d / f"{name}.csv")
+    if out is not None:
+        report.write_text(Path(out) / "report.md", markdown_report(res))
     return res
+
+
+def markdown_report(res: dict) -> str:
+    """The toy-world results as Markdown (tables side by side, flow shares, patching, geometry)."""
+    from ..report import markdown_table
+
+    kinds = [k for k in W.MODEL_KINDS if k in res]
+    parts = [f"## Toy world: attention knockout ({res['n']} examples, seed {res['seed']}, chance {res['chance']:.3f})",
+             "", "accuracy = constrained answer; generated = VQA accuracy of the greedy answer.", "",
+             markdown_table(side_by_side(res), "ablation")]
+    for k in kinds:
+        r = res[k]
+        g = r["gate"]
+        parts += [f"### {k}: cross-modal attention flow (gate = {g.key}, {g.share:.1%} of the flow, narrow = {g.narrow})",
+                  "", markdown_table(r["flow"].shares, "layer"),
+                  f"### {k}: EOI patching (resid_pre.L)", "",
+                  markdown_table(r["patch"].summary, "layer")]
+        if "gap" in r:
+            cols = ["cos_median", "cos_q1", "cos_q3", "homogeneity", "n_clusters", "intrinsic_dim"]
+            parts += [f"### {k}: modality gap", "", markdown_table(r["gap"][cols], "layer"),
+                      f"### {k}: label overlap (k=30) of the class", "", markdown_table(r["semantic"], "layer")]
+    return "\n".join(parts)
 
 
 def side_by_side(res: dict):
