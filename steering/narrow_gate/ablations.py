@@ -19,7 +19,7 @@ ablation); ``mode="mask"`` blocks the edge before the softmax. Layer windows: ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -150,6 +150,3 @@ def ablation_table(hm, tasks: dict, ablations=None, *, batch_size: int = 8, temp
             progress(row)
     return pd.DataFrame(rows).set_index("label")
 
-
-def with_mode(ablations, mode: str) -> list:
-    return [replace(a, mode=mode) for a in ablations]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -107,14 +106,12 @@ def _key_names(lay, b: int) -> list:
     """Names of the image-side keys of row b, from the end of the block."""
     idx = lay.side[b].nonzero().flatten().tolist()
     names = []
-    n_img = 0
     for o, p in enumerate(reversed(idx)):
         if lay.eoi[b, p]:
             names.append("eoi")
         elif lay.last_image[b, p]:
             names.append("last_image")
         elif lay.image[b, p]:
-            n_img += 1
             names.append(f"image[{-1 - o}]")
         elif o == len(idx) - 1:
             names.append("boi")
@@ -142,7 +139,6 @@ def attention_flow(hm, examples, *, layers=None, batch_size: int = 8, task: str 
         raise ImageSpanError("No examples to measure the attention flow on.")
     sums = np.zeros((len(layers), len(GROUPS)))
     key_sums = np.zeros((len(layers), 0))
-    key_counts = np.zeros(0)
     mass = np.zeros(len(layers))
     n, names = 0, None
     it = range(0, len(examples), batch_size)
@@ -164,20 +160,20 @@ def attention_flow(hm, examples, *, layers=None, batch_size: int = 8, task: str 
         def make(L):
             def fn(acts):  # (N, H, K): the selected text queries, row-major
                 store[L] = acts.float().sum(1).cpu()
+                store["heads"] = acts.shape[1]
                 return acts
             return fn
 
         ivs = [hooks.Edit(f"attn_pattern.{L}", positions=q, fn=make(L)) for L in layers]
         hm.run(inputs, ivs)
         rows = torch.arange(q.shape[0]).repeat_interleave(q.sum(1).cpu())
-        n_heads = None
+        n_heads = store["heads"]
         side = lay.side.cpu()
         groups = [lay.categories()[g].cpu() for g in GROUPS]
         if names is None:
             names = _key_names(lay, 0)
         for li, L in enumerate(layers):
             a = store[L]  # (N, K) summed over heads
-            n_heads = n_heads or hm.adapter.n_heads(hm.model)
             per_row = torch.zeros(q.shape[0], a.shape[1]).index_add_(0, rows, a)  # (B, K): Σ_h Σ_i
             n_q = q.sum(1).cpu().float()
             tot = (per_row * side).sum(1)
@@ -189,10 +185,7 @@ def attention_flow(hm, examples, *, layers=None, batch_size: int = 8, task: str 
                 vals = f[b][side[b]].flip(0).numpy()  # from the end of the block
                 if len(vals) > key_sums.shape[1]:
                     key_sums = np.pad(key_sums, ((0, 0), (0, len(vals) - key_sums.shape[1])))
-                    key_counts = np.pad(key_counts, (0, len(vals) - len(key_counts)))
                 key_sums[li, : len(vals)] += vals
-                if li == 0:
-                    key_counts[: len(vals)] += 1
         n += len(chunk)
     per_key = key_sums / n  # mean share per key (keys absent in some rows count as 0 there)
     return FlowResult(layers, sums / n, per_key, names, mass / n, n, lay.gate_name,

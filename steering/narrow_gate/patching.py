@@ -119,7 +119,6 @@ def patch_gate(hm, pairs: list, *, layers=None, mode: str = "resid", batch_size:
         "overlap_clean": g["overlap_clean"].mean(),
         "n_pairs": g.size(),
     })
-    summary["flip_rate_clean_correct"] = summary["flip_rate_clean_correct"].fillna(float("nan"))
     return PatchResult(summary, df, mode)
 
 

@@ -12,7 +12,6 @@ from steering.narrow_gate.ablations import Ablation
 from steering.narrow_gate.tasks import evaluate
 from steering.narrow_gate.toy import load_toy_model, make_examples
 from steering.narrow_gate.toy.demo import run_toy_world, side_by_side
-from steering.narrow_gate.toy.world import chance
 
 
 @pytest.fixture(scope="module")

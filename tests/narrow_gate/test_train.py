@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from steering.narrow_gate.toy import load_toy_model
-from steering.narrow_gate.toy.train import train_gate_model, train_gate_models
+from steering.narrow_gate.toy.train import train_gate_model
 
 SMALL = dict(steps=24, batch_size=16, hidden_size=16, layers=2, heads=2, lr=1e-2)
 

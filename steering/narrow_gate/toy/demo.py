@@ -119,5 +119,5 @@ def print_report(res: dict, console=None) -> None:
         con.print(f"[bold]{k}[/]: gate = {g.key} ({g.share:.1%} of the flow; narrow={g.narrow}); "
                   f"EOI share by layer {', '.join(f'{v:.2f}' for v in sh['eoi'])}; "
                   f"text→image-side mass {', '.join(f'{v:.3f}' for v in sh['side_mass'])}")
-        con.print(f"    EOI patching (resid_pre.L): flip rate by layer "
+        con.print("    EOI patching (resid_pre.L): flip rate by layer "
                   + ", ".join(f"L{L} {r:.2f}" for L, r in p["flip_rate"].items()))
