@@ -5,7 +5,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from steering.protein.alphabet import ESM_VOCAB, MASK_ID
+from steering.protein.alphabet import ESM_VOCAB, MASK_ID, background_probs
 from steering.protein.toy_model import (DEFAULT_DIR, LOG_NAME, TrainConfig, evaluate_mlm, load_toy_model,
                                         mask_batch, train_toy_model)
 from steering.protein.toy_world import toy_records
@@ -38,7 +38,9 @@ def test_shipped_model_predicts_the_planted_features(shipped):
     reg = ev["regions"]
     assert ev["loss"] < ev["background_entropy"] - 0.2
     assert reg["ZN_FING_skeleton"]["accuracy"] > 0.7 and reg["COILED_d"]["accuracy"] > 0.6
-    assert reg["TRANSMEM"]["accuracy"] > 2 * reg["background"]["accuracy"]
+    # the TM core is predicted at twice the accuracy of guessing the commonest background residue
+    # (the model's own "background" accuracy may exceed chance: flanks, M1 and linkers are predictable)
+    assert reg["TRANSMEM"]["accuracy"] > 2 * max(background_probs().values())
     assert reg["background"]["accuracy"] < 0.2        # background stays unpredictable
 
 
