@@ -19,7 +19,7 @@ ablation); ``mode="mask"`` blocks the edge before the softmax. Layer windows: ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -59,7 +59,6 @@ class Ablation:
     mode: str = "zero"
     n_random: int = 10
     seed: int = 0
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -10,6 +10,10 @@ whose images are tokens in the prompt (the toy models), a ready ``text``.
     preds = predict(hm, exs, "vqa", interventions=lambda inputs, lay, i: [])
     score("vqa", preds, exs)        # {"vqa_accuracy": 0.51}
 
+Constrained answers cost one forward per batch when every candidate is a single token, else
+one forward per candidate (e.g. 1000 for ImageNet class names) — subsample the candidates
+for a quick run.
+
 ``interventions(inputs, layout, batch_index) -> list`` builds the interventions of one
 prepared batch (knockouts depend on where each row's image is; see :mod:`.ablations`).
 """
