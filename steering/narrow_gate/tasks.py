@@ -147,36 +147,6 @@ def candidate_ids(hm, prompt, candidates: list) -> list:
     return out
 
 
-@contextlib.contextmanager
-def full_attention_mask(hm):
-    """Give every forward an explicit ``attention_mask`` while generating.
-
-    transformers >= 5 drops an all-ones attention mask in ``generate``; the hook registry then
-    sees decode steps without one and mis-sizes the sequence, so span- and mask-selected
-    knockouts fail with "attention has K keys but the sequence has 1 positions". This
-    pre-hook, registered before the registry's, puts back a ones mask covering cache + new
-    tokens. (Core fix: ``HookedModel._set_context`` could size the window from the KV cache.)
-    """
-    def pre(mod, args, kwargs):
-        if kwargs.get("attention_mask") is not None:
-            return None
-        ids = kwargs.get("input_ids")
-        emb = kwargs.get("inputs_embeds")
-        ref = ids if ids is not None else emb
-        if ref is None:
-            return None
-        past = kwargs.get("past_key_values")
-        n_past = int(past.get_seq_length()) if past is not None and hasattr(past, "get_seq_length") else 0
-        kwargs["attention_mask"] = torch.ones(ref.shape[0], n_past + ref.shape[1], dtype=torch.long, device=ref.device)
-        return args, kwargs
-
-    handle = hm.model.register_forward_pre_hook(pre, with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def _empty(c):
     raise TaskError(f"Candidate answer {c!r} tokenizes to nothing.")
 
@@ -204,8 +174,7 @@ def predict(hm, examples: list, task: str, *, interventions=None, batch_size: in
             preds.extend(_constrained(hm, chunk, inputs, ivs, template))
         else:
             n = max_new_tokens or MAX_NEW_TOKENS[task]
-            with full_attention_mask(hm):
-                out = hm.generate(inputs, ivs, max_new_tokens=n)
+            out = hm.generate(inputs, ivs, max_new_tokens=n)
             preds.extend(t.split("\n")[0].strip() for t in out.texts)
     return preds
 
