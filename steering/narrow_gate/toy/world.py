@@ -12,11 +12,11 @@ width 48, 4 heads), so they go through the same adapter, spans (``image`` = the 
 code tokens, ``boi`` = ``<racm3:break>``, ``eoi`` = ``<eoss>``), knockouts and patches as a
 real Chameleon-7B. Two are trained by :mod:`.train` and shipped in ``toy_models/``:
 
-* ``gated``: trained with a penalty on the attention that text queries pay to image-side keys
-  other than ``[EOI]`` — image information can reach the text only through ``[EOI]`` (the
-  native-model case of Serra et al. 2025);
-* ``free``: plain causal attention, and ``[EOI]`` dropped from the text's keys in half of the
-  training batches so the text learns to read the image tokens themselves (the non-native,
+* ``gated``: text→image-side keys other than ``[EOI]`` blocked for the first half of training,
+  then plain attention with a penalty on the attention text pays to them — image information
+  reaches the text only through ``[EOI]`` (the native-model case of Serra et al. 2025);
+* ``free``: plain causal attention, with text→``[EOI]`` knocked out in a random half of the
+  rows of every batch, so the text reads the image tokens themselves (the non-native,
   LLaVA-like case).
 
     hm = load_toy_model("gated")
