@@ -392,7 +392,8 @@ def return_id_scaling_gride(
     ranks = [2**i for i in range(max_step + 1)]
     nb = _neighbors(data, min(2**max_step, n_points - 1), **knn_kwargs)
     d = nb.distances
-    lo_r, hi_r = torch.tensor(ranks[:-1]), torch.tensor(ranks[1:])
+    lo_r = torch.tensor(ranks[:-1], device=d.device)
+    hi_r = torch.tensor(ranks[1:], device=d.device)
     mus = d[:, hi_r] / d[:, lo_r]
     ids, errs = _gride(mus, ranks[:-1], ranks[1:], d0, d1, eps)
     rs = torch.stack([d[:, lo_r], d[:, hi_r]], dim=1).mean(dim=(0, 1))

@@ -58,6 +58,7 @@ from .errors import DuplicatePointsError, GeometryInputError, check_k
 __all__ = ["Neighbors", "knn", "remove_identical_points", "find_duplicates"]
 
 _LEVELS = ("bf16", "float32", "float64")
+_TILE_BYTES = 1 << 23  # column tile of the float64 re-ranking (stays in cache)
 _UNIT = {"bf16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
 _DTYPE = {"bf16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
@@ -263,20 +264,36 @@ class _Searcher:
         if dev.type == "cpu":
             if lengths is None:
                 lengths = torch.full((b,), m, dtype=torch.int64)
-            crow = torch.zeros(b + 1, dtype=torch.int64)
-            torch.cumsum(lengths, 0, out=crow[1:])
             keep = torch.arange(m).unsqueeze(0) < lengths.unsqueeze(1)
-            cols = cand[keep]
+            pos = torch.nonzero(keep.reshape(-1)).squeeze(1)  # flat positions in (b, m)
+            rr = torch.div(pos, m, rounding_mode="floor")
+            cc = cand.reshape(-1)[pos]
+            # column tiles that stay in cache: the data are streamed once per
+            # block instead of gathered once per pair (~3x less memory traffic)
+            tile = max(256, _TILE_BYTES // (self.D * 8))
+            t_of = torch.div(cc, tile, rounding_mode="floor")
+            order = torch.argsort(t_of * b + rr, stable=True)
+            rr, cc, pos, t_of = rr[order], cc[order], pos[order], t_of[order]
+            bounds = torch.searchsorted(t_of, torch.arange(0, -(-self.N // tile) + 1)).tolist()
+            Xq = self.X[rows]
+            dots = torch.empty(len(pos), dtype=torch.float64)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-                S = torch.sparse_csr_tensor(crow, cols, torch.zeros(len(cols), dtype=torch.float64),
-                                            size=(b, self.N), check_invariants=False)
-                dots = torch.sparse.sampled_addmm(S, self.X[rows], self.X.T, beta=0.0).values()
-            rr = torch.repeat_interleave(torch.arange(b), lengths)
-            vals = self.sq[rows][rr] + self.sq[cols] - 2.0 * dots
-            out = torch.full((b, m), float("inf"), dtype=torch.float64)
-            out[keep] = vals.clamp_(min=0.0)
-            return out
+                for t in range(len(bounds) - 1):
+                    s0, s1 = bounds[t], bounds[t + 1]
+                    if s0 == s1:
+                        continue
+                    c0 = t * tile
+                    c1 = min(self.N, c0 + tile)
+                    crow = torch.zeros(b + 1, dtype=torch.int64)
+                    torch.cumsum(torch.bincount(rr[s0:s1], minlength=b), 0, out=crow[1:])
+                    S = torch.sparse_csr_tensor(crow, cc[s0:s1] - c0, torch.zeros(s1 - s0, dtype=torch.float64),
+                                                size=(b, c1 - c0), check_invariants=False)
+                    dots[s0:s1] = torch.sparse.sampled_addmm(S, Xq, self.X[c0:c1].T, beta=0.0).values()
+            vals = self.sq[rows][rr] + self.sq[cc] - 2.0 * dots
+            out = torch.full((b * m,), float("inf"), dtype=torch.float64)
+            out[pos] = vals.clamp_(min=0.0)
+            return out.view(b, m)
         out = torch.empty(b, m, dtype=torch.float64, device=dev)
         sub = max(1, min(b, (64 << 20) // max(m * self.D * 8, 1)))
         buf = torch.empty(sub * m, self.D, dtype=torch.float64, device=dev)

@@ -90,33 +90,35 @@ def layer_profile(
     if not names:
         raise GeometryInputError("reps_by_layer is empty; pass at least one layer.")
     dev = resolve_device(device, next(iter(reps_by_layer.values())))
-    reps = {n: as_points(reps_by_layer[n], dev, name=f"layer {n!r}") for n in names}
-    sizes = {n: r.shape[0] for n, r in reps.items()}
+    sizes = {n: len(reps_by_layer[n]) for n in names}
     if len(set(sizes.values())) != 1:
         raise GeometryInputError(f"all layers must hold the same points; got sizes {sizes}.")
     N = sizes[names[0]]
     lab = check_labels(labels, N) if labels is not None else None
 
+    # pass 1: points identical to another point in any layer (one layer in memory at a time)
     keep = torch.ones(N, dtype=torch.bool, device=dev)
     for n in names:
-        _, kept = find_duplicates(reps[n])
+        _, kept = find_duplicates(as_points(reps_by_layer[n], dev, name=f"layer {n!r}"))
         mask = torch.zeros(N, dtype=torch.bool, device=dev)
         mask[kept] = True
         keep &= mask
     n_removed = int((~keep).sum())
     if n_removed:
         warnings.warn(f"{n_removed} points duplicate another point in some layer: dropped from all layers.", stacklevel=2)
-        reps = {n: r[keep] for n, r in reps.items()}
         lab = lab[keep.cpu()] if lab is not None else None
-        N = int(keep.sum())
-    maxk = min(maxk, N - 1)
-    check_k(N, max(maxk, overlap_k, 2 * gride_n1), "neighbours (maxk/overlap_k/2*gride_n1)")
+    n_used = int(keep.sum())
+    maxk = min(maxk, n_used - 1)
+    check_k(n_used, max(maxk, overlap_k, 2 * gride_n1), "neighbours (maxk/overlap_k/2*gride_n1)")
     kw = dict(metric=metric, precision=precision, device=dev, chunk_size=chunk_size)
 
-    rows, tables = [], []
+    # pass 2: one layer at a time; only the previous layer's neighbour table is kept
+    rows, prev = [], None
     for n in names:
-        nb = knn(reps[n], maxk, **kw)
-        tables.append(nb)
+        X = as_points(reps_by_layer[n], dev, name=f"layer {n!r}")
+        if n_removed:
+            X = X[keep]
+        nb = knn(X, maxk, **kw)
         twonn = compute_id_2nn(nb).id
         gride = compute_id_gride(nb, n1=gride_n1, n2=2 * gride_n1)
         dens = compute_density_pak(nb, intrinsic_dim=twonn) if density == "pak" else \
@@ -124,7 +126,7 @@ def layer_profile(
         adp = compute_clustering_adp(nb, dens, Z=Z)
         row = {
             "layer": n,
-            "n_points": N,
+            "n_points": n_used,
             "id": twonn if id_estimator == "twonn" else gride.id,
             "id_twonn": twonn,
             "id_gride": gride.id,
@@ -139,13 +141,15 @@ def layer_profile(
             y = lab.numpy()
             row["ari"] = adjusted_rand_index(y, adp.labels)
             row["homogeneity"] = homogeneity(y, adp.labels)
-            row["label_overlap"] = label_overlap(nb if class_fraction is None else reps[n], lab, overlap_k,
+            row["label_overlap"] = label_overlap(nb if class_fraction is None else X, lab, overlap_k,
                                                  class_fraction=class_fraction, **kw)
+        if prev is not None:
+            rows[-1]["data_overlap_next"] = data_overlap(prev, nb, overlap_k)
         rows.append(row)
+        prev = nb
+        del X
         if verbose:
             print(f"layer {n}: ID={row['id']:.2f} clusters={row['n_clusters']}")
-    for i in range(len(names) - 1):
-        rows[i]["data_overlap_next"] = data_overlap(tables[i], tables[i + 1], overlap_k)
     df = pd.DataFrame(rows)
     df.attrs["n_duplicates_removed"] = n_removed
     return df
