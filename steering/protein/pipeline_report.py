@@ -1,0 +1,135 @@
+"""Outputs of :func:`steering.protein.pipeline.run_protein_pipeline`: tables, figures, ``report.md``.
+
+    write_report(out, summary, val_counts, test_counts, table, sae, test_cache, tracks)
+
+Writes ``stats/top_latents.parquet`` / ``.csv`` (top latents per annotation with the three views:
+raw-threshold counts, InterPLM precision/recall/F1, Fisher/BH enrichment), ``figures/heatmap.png``
+(test F1 of each annotation × the top latents), ``figures/profiles.png`` (each annotation's best
+latent along an example test protein, annotated spans shaded) and ``report.md``. Every file is
+written atomically (temp file, then ``os.replace``).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _atomic_df(df, path: Path, kind: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False) if kind == "parquet" else df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def profiles_for(summary: dict, sae, cache: list, tracks: list, per_track: int = 1) -> list:
+    """Activation profiles of each annotation's best latent on test proteins carrying it."""
+    from .pipeline import encode
+
+    out = []
+    for t in tracks:
+        lat = summary["annotations"][t]["latent"]
+        found = 0
+        for c in cache:
+            acts = None
+            for b, feats in enumerate(c["features"]):
+                spans = [(f["start"], f["end"], f["type"]) for f in feats if f["type"] in tracks]
+                if not any(s[2] == t for s in spans):
+                    continue
+                acts = encode(sae, c["x"])[:, lat] if acts is None else acts
+                a = acts[c["starts"][b]:c["starts"][b] + c["n_res"][b]].numpy()
+                out.append({"title": f"latent {lat} (best for {t}) on {c['ids'][b]}",
+                            "sequence": c["sequences"][b][:len(a)], "activation": a, "spans": spans})
+                found += 1
+                if found >= per_track:
+                    break
+            if found >= per_track:
+                break
+    return out
+
+
+def _md_table(rows: list, header: list) -> list:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return lines
+
+
+def render(summary: dict, table) -> str:
+    s = summary
+    L = [f"# Protein SAE pipeline: {s['model'] or 'model'} at `{s['site']}`", "",
+         f"Proteins: {s['proteins']['train']} for the SAE, {s['proteins']['val']} validation "
+         f"({s['tokens']['val']} residues), {s['proteins']['test']} test ({s['tokens']['test']} residues); seed "
+         f"{s['seed']}. Annotation tracks: {', '.join(s['tracks'])}.", "",
+         f"SAE: {s['sae']['arch']} (k={s['sae']['k']}), {s['sae']['latents']} latents on {s['sae']['d_in']}-dim "
+         f"`{s['site']}` residue activations, {s['sae']['tokens']} training tokens (`{s['sae']['path']}`).", "",
+         "## Best latent per annotation (chosen on validation, reported on test)", "",
+         "F1 is InterPLM's (Simon & Zou 2024): per-residue precision with per-domain recall (a domain is recalled "
+         "when any of its residues activates above threshold); thresholds are fractions of the latent's maximum "
+         "activation on validation. F1 (residue) uses per-residue recall. q: Benjamini-Hochberg FDR of the "
+         "one-sided Fisher's exact test of \"latent active\" vs \"residue annotated\", over all latent × "
+         "annotation pairs (test split).", ""]
+    rows = [[t, a["latent"], f"{a['threshold']:g}", f"{a['val_f1']:.3f}", f"**{a['f1']:.3f}**", f"{a['precision']:.3f}",
+             f"{a['recall_domain']:.3f}", f"{a['recall_residue']:.3f}", f"{a['f1_residue']:.3f}",
+             f"{a['fdr_q']:.1e}", f"{a['log10_p']:.1f}"] for t, a in s["annotations"].items()]
+    L += _md_table(rows, ["annotation", "latent", "threshold", "val F1", "test F1", "precision", "recall (domain)",
+                          "recall (residue)", "F1 (residue)", "q", "log10 p"])
+    L += ["", "![F1 heatmap](figures/heatmap.png)", "", "![activation profiles](figures/profiles.png)", "",
+          "Top latents per annotation with all views (raw-threshold counts on positive/negative test residues, "
+          "scores, enrichment): `stats/top_latents.csv` / `.parquet`.", ""]
+    cols = [c for c in table.columns if c.startswith("test_pos_above") or c.startswith("test_neg_above")]
+    rows = [[r["concept"], r["rank"], r["latent"], f"{r['test_f1']:.3f}"] + [int(r[c]) for c in cols]
+            for r in table.to_dict("records") if r["rank"] <= 3]
+    L += _md_table(rows, ["annotation", "rank", "latent", "test F1"] + [c.replace("test_", "") for c in cols])
+    st = s.get("steering")
+    L += ["", "## Steering", ""]
+    if st is None:
+        L += ["Skipped (no annotation to steer with in this dataset)."]
+    else:
+        L += [f"Latent {st['latent']} (best for {st['track']}) {st['mode']}ed to {st['value']:.3g} "
+              f"(= {st['clamp_multiple']:g} × its largest activation on validation {st['track']} residues) at "
+              f"{'residues ' + str(st['window']) if st['window'] else 'every residue'} during every unmasking step "
+              f"(SAE splice with the error term kept); {st['n']} steered vs {st['n']} unsteered proteins of "
+              f"{st['length']} residues from the same seed.", "",
+              f"| | unsteered | steered |", "|---|---:|---:|",
+              f"| PROSITE {st['pattern']} rate | {st['baseline_rate']:.3f} | **{st['steered_rate']:.3f}** |",
+              f"| TM-like segment rate (KD 19-window ≥ 1.6) | {st['tm_rate_unsteered']:.3f} | {st['tm_rate_steered']:.3f} |"]
+        if st.get("pppl_steered") is not None:
+            L += [f"| pseudo-perplexity (unsteered model) | {st['pppl_unsteered']:.2f} | {st['pppl_steered']:.2f} |"]
+        L += ["", f"Fisher's exact test, one-sided (steering raises the rate): p = {st['p_value']:.2e} "
+                  f"(two-sided {st['p_two_sided']:.2e}). Sequences: `steering/steered.fasta`, "
+                  "`steering/unsteered.fasta`.", ""]
+        if st["examples"]:
+            L += ["Steered proteins with a PS00028 match:", "", "```"] + st["examples"] + ["```"]
+    L += ["", "## Timings (s)", "", " · ".join(f"{k} {v:.1f}" for k, v in s["timings"].items()), "",
+          "References: Simon & Zou 2024 (InterPLM); Garcia & Ansuini 2025 (Interpreting and Steering Protein "
+          "Language Models through Sparse Autoencoders); Benjamini & Hochberg 1995; Kyte & Doolittle 1982; "
+          "PROSITE PS00028; Wang & Cho 2019 and Salazar et al. 2020 (MLM generation, pseudo-perplexity)."]
+    return "\n".join(L) + "\n"
+
+
+def write_report(out: Path, summary: dict, val, test, table, sae, cache: list, tracks: list) -> Path:
+    from interp.io import write_text_atomic
+    from saes.annotation_plots import plot_f1_heatmap, plot_profiles
+
+    out = Path(out)
+    _atomic_df(table, out / "stats" / "top_latents.parquet", "parquet")
+    _atomic_df(table, out / "stats" / "top_latents.csv", "csv")
+    plot_f1_heatmap(val, test, table, out / "figures" / "heatmap.png")
+    prof = profiles_for(summary, sae, cache, tracks)
+    if prof:
+        plot_profiles(prof, out / "figures" / "profiles.png")
+    return write_text_atomic(out / "report.md", render(summary, table))
+
+
+def consistent(summary: dict, table) -> bool:
+    """The summary's best latents are the table's rank-1 rows (used by tests)."""
+    best = table[table["rank"] == 1].set_index("concept")
+    return all(int(best.loc[t, "latent"]) == a["latent"] and np.isclose(best.loc[t, "test_f1"], a["f1"])
+               for t, a in summary["annotations"].items())
