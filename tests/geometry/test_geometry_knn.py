@@ -8,7 +8,7 @@ import torch
 from conftest import gaussian_mixture, rotated_sphere
 
 from interp import geometry as geo
-import interp.geometry.neighbors as knn_mod
+import interp.geometry._search as knn_mod
 
 
 def brute(X, k, metric="euclidean"):

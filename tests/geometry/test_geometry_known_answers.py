@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import gaussian_mixture, hypercube, rotated_sphere, swiss_roll
+from conftest import hypercube, rotated_sphere, swiss_roll
 
 from interp import geometry as geo
 
