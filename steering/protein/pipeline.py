@@ -17,25 +17,31 @@ Steps (Simon & Zou 2024, InterPLM; Garcia & Ansuini 2025):
    max-normalised thresholds, Fisher's exact test + BH FDR); thresholds are normalised by each
    latent's maximum on the validation part; the best (latent, threshold) per track is chosen on
    validation and reported on test;
-4. the best latent of ``steer_track`` (the C2H2 zinc finger) is clamped to ``clamp_multiple`` ×
-   its largest activation on validation residues of that track while ``n_steer`` proteins are
-   generated (:data:`DEFAULT_GENERATION`: confidence-ordered unmasking at temperature 0.5);
-   ``n_steer`` unsteered proteins from the same seed and settings are the baseline; PROSITE
-   PS00028 rates are compared with Fisher's exact test (:mod:`.steer`). Where: by default
-   (``steer_window="auto"``) at one residue — where the latent usually peaks inside a domain
-   (its modal peak offset on validation) for a domain centred in the protein; ``None`` clamps
-   every residue, ``(start, end)`` a window.
-
-Design notes (toy model, 4 layers, d=64, 800 steps; n=100 per arm, seed 0): clamping the
-zinc-finger latent (it fires on the first His of the finger) at *every* residue made the
-model write His everywhere and never a full motif (0-5%, baseline 2-3%); one residue at the
-latent's usual offset, clamped to ~10-15× its maximum, placed a His there and the model wrote
-the Cys/Cys/hydrophobic/His skeleton around it: 6-16% at random-order, temperature-1
-unmasking, 39-42% with confidence order at temperature 0.5 (baseline 0%). At 1× the maximum
-the residue's His probability barely moves (0.03 → 0.04); a middle layer leaves later layers
-to act on the clamp (an SAE at ``resid_post.1`` of 4 steered worse than at ``resid_post.2``).
+4. steering with ``steer_track`` (the C2H2 zinc finger): candidates are its ``steer_candidates``
+   best latents by validation F1, each clamped (SAE splice, error term kept) to
+   ``clamp_multiples`` × its largest activation on validation residues of the track, at one
+   residue — where the latent usually peaks inside a domain (modal peak offset on validation)
+   for a domain centred in the protein (``steer_window="auto"``; ``None``: every residue;
+   ``(start, end)``: a window). A pilot of ``pilot_n`` steered proteins per candidate (seed
+   ``seed + 7919``) picks the setting with the highest motif rate (ties: better F1 rank, then
+   smaller value); the confirmatory run then generates ``n_steer`` steered and ``n_steer``
+   unsteered proteins with seed ``seed`` (:data:`DEFAULT_GENERATION`: confidence-ordered
+   unmasking, temperature 0.5) and compares PROSITE PS00028 rates with Fisher's exact test
+   (:mod:`.steer`) — the pilot's proteins are not reused, so the choice does not bias the test;
 5. ``report.md`` (+ ``figures/``), ``summary.json``, ``stats/top_latents.{parquet,csv}``,
    ``steering/{steered,unsteered}.fasta`` are written atomically into ``out_dir``.
+
+Design notes (toy model of 4 layers, d=64, 800 CPU steps; SAE at ``resid_post.2``): the top
+zinc-finger latents each fire at one skeleton residue (the first His, or a Cys) and all reach
+InterPLM F1 ≈ 1, but they steer very differently. Clamped at *every* residue they make the
+model write that residue everywhere and almost never a full motif (0-5% vs 2-3% unsteered).
+Clamped at the one residue where they fire inside a centred finger, some latents make the
+model write the whole Cys/Cys/hydrophobic/His skeleton around it (n=32-100: 16-53% vs 0-2%
+unsteered at confidence order and temperature 0.5; 6-16% with random order at temperature
+1), others — with the same F1 — never do (0% at 1-10× their maximum; one placed His where
+its Cys belongs). At 1× the maximum a residue's His probability barely moves (0.03 → 0.04);
+at ~10× it reaches 0.8. Hence the pilot over latents and values. An SAE at ``resid_post.1``
+steered worse than at ``resid_post.2`` (the default middle layer ``n_layers // 2``).
 """
 from __future__ import annotations
 
@@ -48,7 +54,7 @@ import torch
 
 from .errors import ProteinDataError
 
-DEFAULT_SAE = {"arch": "topk", "k": 16, "latents": None, "tokens": 400_000, "batch_size": 1024, "lr": 2e-3,
+DEFAULT_SAE = {"arch": "topk", "k": 16, "latents": None, "tokens": 200_000, "batch_size": 1024, "lr": 2e-3,
                "model_batch_size": 64}
 DEFAULT_GENERATION = {"order": "confidence", "temperature": 0.5, "per_step": 2}
 TOY_WORLD_SEED = 2_000_003     # disjoint from the toy model's training (seed) and evaluation (seed + 1,000,003) worlds
@@ -171,11 +177,54 @@ def auto_window(layout: dict, length: int) -> tuple:
     return (pos, pos + 1)
 
 
+def _steer(hm, sae, site, table, cache_va, track, out, *, n_steer, length, multiples, candidates, pilot_n, window,
+           mode, generation, pattern, pppl_n, seed, log) -> dict:
+    """Pilot (seed + 7919) over the track's top latents × clamp multiples, then the confirmatory
+    steered-vs-unsteered run (``seed``) with the pilot's best setting."""
+    from .generate import GenerationConfig
+    from .steer import pilot, steer_proteins
+
+    gen = {**DEFAULT_GENERATION, **(generation or {})}
+    cfg = GenerationConfig(**gen)
+    rows = table[table["concept"] == track].sort_values("rank").head(max(1, int(candidates)))
+    cands, layouts = [], {}
+    for lat, rank in zip(rows["latent"].astype(int), rows["rank"].astype(int)):
+        try:
+            layouts[lat] = latent_layout(sae, cache_va, lat, track)
+        except ProteinDataError:
+            continue
+        win = auto_window(layouts[lat], length) if window == "auto" else window
+        for m in multiples:
+            cands.append({"latents": {lat: m * layouts[lat]["positive_max"]}, "window": win, "mode": mode,
+                          "latent": lat, "rank": rank, "clamp_multiple": float(m)})
+    if not cands:
+        raise ProteinDataError(f"None of the top {candidates} {track} latents fires on validation {track} domains.")
+    trials = pilot(hm, sae, cands, n=pilot_n, length=length, seed=seed + 7919, config=cfg, pattern=pattern,
+                   site=site, log=log) if len(cands) > 1 and pilot_n else [{**c, "rate": None} for c in cands]
+    best = max(range(len(trials)), key=lambda i: ((trials[i]["rate"] or 0.0), -trials[i]["rank"],
+                                                  -trials[i]["clamp_multiple"]))
+    choice = cands[best]
+    lat, value = choice["latent"], next(iter(choice["latents"].values()))
+    s = steer_proteins(hm, sae, {lat: value}, mode=mode, n=n_steer, length=length, window=choice["window"], seed=seed,
+                       config=cfg, pattern=pattern, pppl_n=pppl_n, out=out / "steering", site=site, log=log)
+    win = choice["window"]
+    return {"latent": lat, "rank": choice["rank"], "track": track, "value": value,
+            "clamp_multiple": choice["clamp_multiple"], "mode": mode, "window": list(win) if win else None,
+            "layout": layouts[lat], "generation": gen,
+            "pilot": [{k: v for k, v in t_.items() if k != "latents"} for t_ in trials], "pilot_n": pilot_n,
+            "baseline_rate": s["test"]["baseline_rate"], "steered_rate": s["test"]["steered_rate"],
+            "p_value": s["test"]["p_value"], "p_two_sided": s["test"]["p_two_sided"], "n": s["n"],
+            "length": length, "pattern": s["pattern"],
+            "pppl_steered": s["steered"].get("pppl_mean"), "pppl_unsteered": s["unsteered"].get("pppl_mean"),
+            "tm_rate_steered": s["steered"]["tm_rate"], "tm_rate_unsteered": s["unsteered"]["tm_rate"],
+            "examples": [r["sequence"] for r in s["sequences"]["steered"] if r["motifs"]][:5]}
+
+
 def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, layer: Optional[int] = None,
                          sae_kwargs: Optional[dict] = None, n_steer: int = 100, seed: int = 0,
                          n_proteins: int = 3000, splits=(0.6, 0.2, 0.2), tracks=None, min_positives: int = 20,
-                         steer_track: str = "ZN_FING", steer_length: int = 60, clamp_multiple: float = 10.0,
-                         steer_window="auto", steer_mode: str = "clamp",
+                         steer_track: str = "ZN_FING", steer_length: int = 60, clamp_multiples=(3.0, 10.0),
+                         steer_candidates: int = 5, pilot_n: int = 32, steer_window="auto", steer_mode: str = "clamp",
                          generation: Optional[dict] = None, pattern: Optional[str] = None, pppl_n: int = 32,
                          batch_size: int = 64, top: int = 5, log=print) -> dict:
     """Run the whole protein pipeline and write its outputs to ``out_dir``; returns ``summary.json``'s dict.
@@ -189,10 +238,8 @@ def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, la
     import saes
     from saes.annotation_stats import annotation_stats, best_pairs
 
-    from .generate import GenerationConfig
     from .schema import track_names
     from .scoring import PS00028
-    from .steer import steer_proteins
 
     t0 = time.time()
     out = Path(out_dir)
@@ -250,23 +297,10 @@ def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, la
     steering = None
     if n_steer and steer_track in tracks:
         t = time.time()
-        lat = annotations[steer_track]["latent"]
-        layout = latent_layout(sae, cache_va, lat, steer_track)
-        value = clamp_multiple * layout["positive_max"]
-        window = auto_window(layout, steer_length) if steer_window == "auto" else steer_window
-        gen = {**DEFAULT_GENERATION, **(generation or {})}
-        s = steer_proteins(hm, sae, {lat: value}, mode=steer_mode, n=n_steer, length=steer_length,
-                           window=window, seed=seed, config=GenerationConfig(**gen),
-                           pattern=pattern or PS00028, pppl_n=pppl_n, out=out / "steering", site=site, log=log)
-        steering = {"latent": lat, "track": steer_track, "value": value, "clamp_multiple": clamp_multiple,
-                    "mode": steer_mode, "window": list(window) if window else None, "layout": layout,
-                    "generation": gen,
-                    "baseline_rate": s["test"]["baseline_rate"], "steered_rate": s["test"]["steered_rate"],
-                    "p_value": s["test"]["p_value"], "p_two_sided": s["test"]["p_two_sided"], "n": s["n"],
-                    "length": steer_length, "pattern": s["pattern"],
-                    "pppl_steered": s["steered"].get("pppl_mean"), "pppl_unsteered": s["unsteered"].get("pppl_mean"),
-                    "tm_rate_steered": s["steered"]["tm_rate"], "tm_rate_unsteered": s["unsteered"]["tm_rate"],
-                    "examples": [r["sequence"] for r in s["sequences"]["steered"] if r["motifs"]][:5]}
+        steering = _steer(hm, sae, site, table, cache_va, steer_track, out, n_steer=n_steer, length=steer_length,
+                          multiples=clamp_multiples, candidates=steer_candidates, pilot_n=pilot_n,
+                          window=steer_window, mode=steer_mode, generation=generation, pattern=pattern or PS00028,
+                          pppl_n=pppl_n, seed=seed, log=log)
         lap("steering", t)
     elif n_steer:
         log(f"no {steer_track} annotations in this dataset: steering skipped")

@@ -92,11 +92,18 @@ def render(summary: dict, table) -> str:
     if st is None:
         L += ["Skipped (no annotation to steer with in this dataset)."]
     else:
-        L += [f"Latent {st['latent']} (best for {st['track']}) {st['mode']}ed to {st['value']:.3g} "
-              f"(= {st['clamp_multiple']:g} × its largest activation on validation {st['track']} residues) at "
-              f"{'residues ' + str(st['window']) if st['window'] else 'every residue'} during every unmasking step "
-              f"(SAE splice with the error term kept); {st['n']} steered vs {st['n']} unsteered proteins of "
-              f"{st['length']} residues from the same seed.", "",
+        L += [f"Latent {st['latent']} (rank {st['rank']} for {st['track']} by validation F1) {st['mode']}ed to "
+              f"{st['value']:.3g} (= {st['clamp_multiple']:g} × its largest activation on validation {st['track']} "
+              f"residues) at {'residues ' + str(st['window']) if st['window'] else 'every residue'} during every "
+              f"unmasking step (SAE splice with the error term kept); {st['n']} steered vs {st['n']} unsteered "
+              f"proteins of {st['length']} residues from the same seed; generation {st['generation']}.", ""]
+        if st.get("pilot") and st["pilot"][0].get("rate") is not None:
+            L += [f"Chosen on a pilot of {st['pilot_n']} steered proteins per setting (another seed; not reused "
+                  "below):", ""]
+            L += _md_table([[p["latent"], p["rank"], f"{p['clamp_multiple']:g}", p["window"], f"{p['rate']:.3f}"]
+                            for p in st["pilot"]], ["latent", "F1 rank", "× max", "window", "pilot motif rate"])
+            L += [""]
+        L += [
               f"| | unsteered | steered |", "|---|---:|---:|",
               f"| PROSITE {st['pattern']} rate | {st['baseline_rate']:.3f} | **{st['steered_rate']:.3f}** |",
               f"| TM-like segment rate (KD 19-window ≥ 1.6) | {st['tm_rate_unsteered']:.3f} | {st['tm_rate_steered']:.3f} |"]

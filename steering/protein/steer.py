@@ -154,6 +154,28 @@ def steer_proteins(model, sae, latents: dict, *, mode: str = "clamp", n: int = 1
     return summary
 
 
+def pilot(model, sae, candidates: list, *, n: int = 32, length: Optional[int] = 60, template=None, seed: int = 1,
+          config: Optional[GenerationConfig] = None, pattern: str = PS00028, site: Optional[str] = None,
+          log=None) -> list:
+    """Steered motif rate of each candidate ``{"latents": {l: v}, "mode": ..., "window": ...}`` on
+    ``n`` pilot proteins (steered arm only, seed ``seed``): for choosing a steering setting
+    before the confirmatory run, which must use another seed."""
+    from .scoring import find_motif, prosite_to_regex
+
+    rx = prosite_to_regex(pattern)
+    cfg = replace(config or GenerationConfig(), seed=seed).validate()
+    out = []
+    for c in candidates:
+        ivs = steering_interventions(sae, c["latents"], mode=c.get("mode", "clamp"), site=site, window=c.get("window"))
+        seqs = generate(model, template, n=n, length=length if template is None else None, interventions=ivs,
+                        config=cfg)
+        rate = sum(bool(find_motif(q, rx)) for q in seqs) / len(seqs)
+        out.append({**c, "latents": {str(k): float(v) for k, v in c["latents"].items()}, "rate": rate, "n": len(seqs)})
+        if log:
+            log(f"pilot {c['latents']} window {c.get('window')}: motif rate {rate:.3f}")
+    return out
+
+
 def write_outputs(out: Path, summary: dict, scores: dict) -> None:
     """``steered.fasta``, ``unsteered.fasta`` (motif/TM/PPPL in each description) and ``summary.json``."""
     from interp.io import write_json_atomic

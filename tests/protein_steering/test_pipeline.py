@@ -1,0 +1,101 @@
+"""run_protein_pipeline end to end at reduced size: the summary's schema and its internal consistency
+(not the acceptance thresholds, which need the real toy model)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from .reference_stats import reference_stats
+from .test_steer import read_fasta
+
+
+@pytest.fixture(scope="module")
+def run(tiny_model, tmp_path_factory):
+    from steering.protein.pipeline import run_protein_pipeline
+    from steering.protein.toy_world import make_toy_world
+
+    from .conftest import threads
+
+    ds = make_toy_world(160, seed=11)
+    out = tmp_path_factory.mktemp("pipeline")
+    with threads(1):
+        summary = run_protein_pipeline(tiny_model, ds, out, sae_kwargs={"latents": 64, "k": 4, "tokens": 6144,
+                                                                        "batch_size": 512, "lr": 3e-3},
+                                       n_steer=6, steer_length=30, pppl_n=2, pilot_n=6, batch_size=50, seed=0,
+                                       log=lambda *a: None)
+    return summary, out, ds
+
+
+def test_summary_schema(run):
+    summary, out, _ = run
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary, default=float))
+    assert set(summary["annotations"]) == {"ZN_FING", "TRANSMEM", "COILED"}
+    for a in summary["annotations"].values():
+        assert isinstance(a["latent"], int) and 0 <= a["latent"] < 64
+        assert 0.0 <= a["f1"] <= 1.0 and 0.0 <= a["fdr_q"] <= 1.0
+    st = summary["steering"]
+    assert st["n"] == 6 and isinstance(st["latent"], int) and 0.0 <= st["p_value"] <= 1.0
+    assert 0.0 <= st["baseline_rate"] <= 1.0 and 0.0 <= st["steered_rate"] <= 1.0
+    assert isinstance(summary["seconds"], float) and summary["seconds"] > 0
+    for f in ("report.md", "figures/heatmap.png", "figures/profiles.png", "stats/top_latents.csv",
+              "stats/top_latents.parquet", "steering/steered.fasta", "steering/unsteered.fasta", "sae/cfg.json"):
+        assert (out / f).exists(), f
+    assert "## Steering" in (out / "report.md").read_text()
+
+
+def test_statistics_are_internally_consistent(run, tiny_model):
+    """Table rank 1 = summary; F1 = 2PR/(P+R); q >= p; and the chosen pairs recomputed from scratch
+    with the per-latent reference on the same split give the same numbers."""
+    import saes
+
+    from steering.protein.pipeline import collect, encode, split_indices
+
+    summary, out, ds = run
+    table = pd.read_parquet(out / "stats" / "top_latents.parquet")
+    csv = pd.read_csv(out / "stats" / "top_latents.csv")
+    assert csv.latent.tolist() == table.latent.tolist() and np.allclose(csv.test_f1, table.test_f1)
+    best = table[table["rank"] == 1].set_index("concept")
+    p, r = table.test_precision, table.test_recall_domain
+    assert np.allclose(table.test_f1, np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0))
+    assert (table.test_fdr_q >= table.test_fisher_p - 1e-15).all()
+    assert (table.groupby("concept").val_f1.apply(lambda v: (np.diff(v.values) <= 1e-12).all())).all()
+    sae = saes.load_sae(out / "sae")
+    tracks = summary["tracks"]
+    _, va, te = split_indices(len(ds), (0.6, 0.2, 0.2), 0)
+    caches = [collect(tiny_model, ds.select(ix), summary["site"], tracks, batch_size=50) for ix in (va, te)]
+    acts = [np.concatenate([encode(sae, c["x"]).numpy() for c in cache]) for cache in caches]
+    labels = np.concatenate([c["labels"].numpy() for c in caches[1]])
+    offs = np.cumsum([0] + [len(c["labels"]) for c in caches[1]])
+    doms = [[] for _ in tracks]
+    for o, c in zip(offs, caches[1]):
+        d = c["domains"]
+        for i, con in enumerate(d.concept.tolist()):
+            doms[con].append(o + d.rows[d.domain == i].numpy())
+    lat = [summary["annotations"][t]["latent"] for t in tracks]
+    ref = reference_stats(acts[1], labels, doms, latents=lat, latent_max=acts[0].max(0), fdr=False)
+    for i, t in enumerate(tracks):
+        a, row = summary["annotations"][t], best.loc[t]
+        j = list(np.asarray([0.0, 0.15, 0.5, 0.6, 0.8])).index(a["threshold"])
+        assert a["latent"] == int(row.latent) and a["f1"] == pytest.approx(row.test_f1)
+        assert ref["f1"][i, i, j] == pytest.approx(a["f1"], abs=1e-12)
+        assert ref["precision"][i, i, j] == pytest.approx(a["precision"], abs=1e-12)
+        assert ref["recall_domain"][i, i, j] == pytest.approx(a["recall_domain"], abs=1e-12)
+        assert ref["fisher_p"][i, i] == pytest.approx(row.test_fisher_p, rel=1e-9)
+
+
+def test_steering_numbers_match_the_fasta_files(run):
+    from steering.protein.scoring import PS00028, compare_rates, find_motif
+
+    summary, out, _ = run
+    st = summary["steering"]
+    assert st["latent"] == summary["annotations"]["ZN_FING"]["latent"] and st["track"] == "ZN_FING"
+    k = {}
+    for arm in ("steered", "unsteered"):
+        seqs = [s for _, s in read_fasta(out / "steering" / f"{arm}.fasta")]
+        assert len(seqs) == 6 and all(len(s) == 30 for s in seqs)
+        k[arm] = sum(bool(find_motif(s, PS00028)) for s in seqs)
+    assert st["steered_rate"] == k["steered"] / 6 and st["baseline_rate"] == k["unsteered"] / 6
+    assert st["p_value"] == pytest.approx(compare_rates(k["steered"], 6, k["unsteered"], 6)["p_value"])
+    assert st["window"] is not None and st["window"][1] - st["window"][0] == 1
+    assert st["value"] == pytest.approx(st["clamp_multiple"] * st["layout"]["positive_max"])
