@@ -187,7 +187,8 @@ class AnnotationAccumulator:
         their label set (few distinct sets: one bincount, then each set's histogram is added to
         its concepts); with too many distinct sets, entries are expanded over their labels."""
         C, FJ = self.C, self.F * J
-        sets, inv = torch.unique(labels, dim=0, return_inverse=True)          # (S, C), (N,)
+        sets, inv = torch.unique(labels.to(torch.uint8), dim=0, return_inverse=True)   # (S, C), (N,)
+        sets = sets.bool()
         expanded = int(labels.sum(1)[rows].sum())                           # entries x their labels
         if (sets.shape[0] + int(sets.sum())) * FJ <= min(_DENSE_LIMIT, 8 * expanded):
             hist = torch.bincount(inv[rows] * FJ + key, minlength=sets.shape[0] * FJ).view(-1, FJ)

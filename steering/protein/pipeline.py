@@ -99,10 +99,14 @@ def split_indices(n: int, fractions, seed: int) -> tuple:
 
 
 @torch.no_grad()
-def collect(hm, ds, site: str, tracks: list, *, batch_size: int = 64, max_length: Optional[int] = None) -> list:
-    """Residue activations at ``site`` with labels and domains, one dict per batch (CPU)."""
+def collect(hm, ds, site: str, tracks: list, *, batch_size: int = 64, max_length: Optional[int] = None,
+            run_tracks=()) -> list:
+    """Residue activations at ``site`` with labels and domains, one dict per batch (CPU).
+
+    Domains are the dataset's feature spans; for ``run_tracks`` (tracks with no feature spans,
+    e.g. TMbed classes) they are the maximal runs of the track's mask."""
     from hooks import Cache
-    from saes.annotation_stats import DomainIndex
+    from saes.annotation_stats import DomainIndex, runs_as_domains
 
     from .align import encode_sequences, residue_token_mask
 
@@ -123,6 +127,13 @@ def collect(hm, ds, site: str, tracks: list, *, batch_size: int = 64, max_length
                         d_rows.append(np.arange(starts[b] + a, starts[b] + e))
                         d_dom.append(np.full(e - a, len(d_con)))
                         d_con.append(tracks.index(f["type"]))
+        if run_tracks:
+            idx = torch.tensor([tracks.index(t) for t in run_tracks])
+            prot = torch.repeat_interleave(torch.arange(len(enc.n_residues)), torch.tensor(enc.n_residues))
+            r = runs_as_domains(labels[:, idx], prot)
+            d_rows.append(r.rows.numpy())
+            d_dom.append(r.domain.numpy() + len(d_con))
+            d_con += idx[r.concept].tolist()
         dom = DomainIndex(torch.from_numpy(np.concatenate(d_rows) if d_rows else np.zeros(0, np.int64)).long(),
                           torch.from_numpy(np.concatenate(d_dom) if d_dom else np.zeros(0, np.int64)).long(),
                           torch.tensor(d_con, dtype=torch.long))
@@ -280,8 +291,10 @@ def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, la
     lap("sae", t)
 
     t = time.time()
-    cache_va = collect(hm, ds_va, site, tracks, batch_size=batch_size, max_length=max_len)
-    cache_te = collect(hm, ds_te, site, tracks, batch_size=batch_size, max_length=max_len)
+    feature_types = {f["type"] for fs in ds["features"] for f in fs}
+    runs = [t_ for t_ in tracks if t_ not in feature_types]
+    cache_va = collect(hm, ds_va, site, tracks, batch_size=batch_size, max_length=max_len, run_tracks=runs)
+    cache_te = collect(hm, ds_te, site, tracks, batch_size=batch_size, max_length=max_len, run_tracks=runs)
     F = int(sae.cfg.d_sae)
     val = annotation_stats(latent_stream(sae, cache_va), tracks, F)
     test = annotation_stats(latent_stream(sae, cache_te), tracks, F, latent_max=val.latent_max)

@@ -29,24 +29,31 @@ def _atomic_df(df, path: Path, kind: str) -> None:
             os.unlink(tmp)
 
 
+def _runs(mask: np.ndarray) -> list:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 def profiles_for(summary: dict, sae, cache: list, tracks: list, per_track: int = 1) -> list:
-    """Activation profiles of each annotation's best latent on test proteins carrying it."""
+    """Activation profiles of each annotation's best latent on test proteins carrying the annotation
+    (shaded: every track's annotated runs on that protein)."""
     from .pipeline import encode
 
     out = []
-    for t in tracks:
-        lat = summary["annotations"][t]["latent"]
-        found = 0
+    for ti, t in enumerate(tracks):
+        lat, found = summary["annotations"][t]["latent"], 0
         for c in cache:
             acts = None
-            for b, feats in enumerate(c["features"]):
-                spans = [(f["start"], f["end"], f["type"]) for f in feats if f["type"] in tracks]
-                if not any(s[2] == t for s in spans):
+            for b in range(len(c["n_res"])):
+                lo, hi = c["starts"][b], c["starts"][b] + c["n_res"][b]
+                lab = c["labels"][lo:hi].numpy()
+                if not lab[:, ti].any():
                     continue
                 acts = encode(sae, c["x"])[:, lat] if acts is None else acts
-                a = acts[c["starts"][b]:c["starts"][b] + c["n_res"][b]].numpy()
+                spans = [(a, e, name) for j, name in enumerate(tracks) for a, e in _runs(lab[:, j])]
                 out.append({"title": f"latent {lat} (best for {t}) on {c['ids'][b]}",
-                            "sequence": c["sequences"][b][:len(a)], "activation": a, "spans": spans})
+                            "sequence": c["sequences"][b][:hi - lo], "activation": acts[lo:hi].numpy(),
+                            "spans": spans})
                 found += 1
                 if found >= per_track:
                     break

@@ -99,3 +99,18 @@ def test_steering_numbers_match_the_fasta_files(run):
     assert st["p_value"] == pytest.approx(compare_rates(k["steered"], 6, k["unsteered"], 6)["p_value"])
     assert st["window"] is not None and st["window"][1] - st["window"][0] == 1
     assert st["value"] == pytest.approx(st["clamp_multiple"] * st["layout"]["positive_max"])
+
+
+def test_tracks_without_feature_spans_get_runs_as_domains(tiny_model):
+    """TMbed classes are masks without feature spans: their domains are the mask's runs."""
+    from steering.protein.pipeline import collect
+    from steering.protein.schema import Feature, ProteinRecord, to_dataset
+
+    recs = [ProteinRecord("a", "MKTAYIAKQR", features=[Feature("ZN_FING", 1, 4)], tmbed_labels="11HHH22HH2"),
+            ProteinRecord("b", "MLLVAG", tmbed_labels="HH1111")]
+    ds = to_dataset(recs)
+    (c,) = collect(tiny_model, ds, "resid_post.1", ["ZN_FING", "TMBED_H"], run_tracks=["TMBED_H"])
+    d = c["domains"]
+    got = sorted((int(con), d.rows[d.domain == i].tolist()) for i, con in enumerate(d.concept.tolist()))
+    assert got == [(0, [1, 2, 3]), (1, [2, 3, 4]), (1, [7, 8]), (1, [10, 11])]
+    assert c["labels"][:, 1].nonzero().squeeze(1).tolist() == [2, 3, 4, 7, 8, 10, 11]
