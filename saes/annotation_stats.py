@@ -1,9 +1,9 @@
 """Latent ↔ annotation statistics: every latent × concept pair at once, over streamed token batches.
 
     from saes.annotation_stats import StatBatch, annotation_stats, best_pairs
-    def batches():                      # re-iterable: called once per pass
-        for acts, labels, domains in my_stream():      # acts (N, F), labels (N, C) bool
-            yield StatBatch(acts, labels, domains)     # domains: DomainIndex or None (runs)
+    def batches_val():                  # a callable: called once per pass (or pass a list)
+        for acts, labels, domains in my_stream("val"):   # acts (N, F), labels (N, C) bool
+            yield StatBatch(acts, labels, domains)       # domains: DomainIndex or None (runs)
     val = annotation_stats(batches_val, concepts, n_latents=F)            # 2 passes: max, counts
     test = annotation_stats(batches_test, concepts, F, latent_max=val.latent_max)
     table = best_pairs(val, test, top=5)       # pandas: chosen on validation, reported on test
@@ -21,18 +21,20 @@ tokens labelled with ``C`` (multi-label) concepts:
   residue / domains; ``f1`` = F1 of precision and per-domain recall (InterPLM's score),
   ``f1_residue`` = F1 of precision and per-residue recall;
 * **enrichment**: one-sided Fisher's exact test of "active (``a > 0``)" vs "in the concept"
-  (hypergeometric survival function, :func:`hypergeom_sf`, vectorised over all pairs), Benjamini & Hochberg (1995)
-  FDR q-values over all ``C × F`` pairs, and the odds ratio.
+  (hypergeometric tail, :func:`hypergeom_sf`, vectorised over all pairs), Benjamini & Hochberg
+  (1995) FDR q-values over all ``C × F`` pairs, and the odds ratio.
 
 Every count is a histogram: each positive activation falls in one (raw, normalised) threshold
 bucket and ``torch.bincount`` adds it to its ``(label set, latent, bucket)`` cell; each label
-set's histogram is then added to its concepts (rows carry few distinct label sets), and
-per-domain maxima come from a ``scatter_reduce`` of the entries into a (domain, latent) buffer. No Python loop over latents or concepts;
-device memory is bounded by one batch; tensors stay on the activations' device (GPU or CPU).
-Activations ``<= 0`` never count (every threshold is ``>= 0``), so sparse (TopK) activations
-cost in proportion to their non-zeros; dense ``(N, F)`` tensors and ``torch.sparse`` COO
-tensors are both accepted. A domain must lie inside one batch (batch whole proteins).
-Garcia & Ansuini (2025) use the same statistics to pick latents for steering ESM-2.
+set's histogram is then added to its concepts (rows carry few distinct label sets; with many,
+entries are expanded over their rows' labels instead). Per-domain maxima come from a
+``scatter_reduce`` of the entries into a (domain, latent) buffer. No Python loop over latents
+or concepts; memory is bounded by one batch; tensors stay on the activations' device (GPU or
+CPU). Activations ``<= 0`` never count (every threshold is ``>= 0``), so sparse (TopK)
+activations cost in proportion to their non-zeros; dense ``(N, F)`` tensors and
+``torch.sparse`` COO tensors are both accepted. A domain must lie inside one batch (batch
+whole proteins). Garcia & Ansuini (2025) choose ESM-2 SAE latents to steer by such
+latent-annotation associations.
 """
 from __future__ import annotations
 
@@ -265,7 +267,8 @@ class AnnotationCounts:
             f1_res = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
         t0 = int(np.flatnonzero(self.norm_thresholds == 0)[0]) if (self.norm_thresholds == 0).any() else None
         if t0 is None:
-            raise AnnotationStatsError("Enrichment needs the normalised threshold 0 (a > 0); add it to norm_thresholds.")
+            raise AnnotationStatsError("Enrichment needs the normalised threshold 0 (a > 0); add it to "
+                                       "norm_thresholds.")
         k, n = self.pos_norm[:, :, t0], self.active_norm[None, :, t0]
         p, odds, log10p = fisher_greater(k, n, self.n_pos[:, None], self.n_tokens)
         return {"pos_above": self.pos_raw, "neg_above": self.active_raw[None] - self.pos_raw,

@@ -5,7 +5,7 @@
     summary = run_protein_pipeline(hm, "proteins.parquet", "runs/esm", layer=4,
                                    sae_kwargs={"latents": 4096, "k": 32, "tokens": 2_000_000})
     summary["annotations"]["ZN_FING"]    # {"latent": 17, "f1": 0.93, "fdr_q": 0.0, ...}  (test split)
-    summary["steering"]                  # {"latent": 17, "baseline_rate": .., "steered_rate": .., "p_value": .., "n": 100}
+    summary["steering"]          # {"latent": 17, "baseline_rate": .., "steered_rate": .., "p_value": .., "n": 100}
 
 Steps (Simon & Zou 2024, InterPLM; Garcia & Ansuini 2025):
 
@@ -275,7 +275,8 @@ def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, la
         tracks = [t_ for t_ in cand if min(cnt[t_]) >= min_positives]
     tracks = list(tracks)
     if not tracks:
-        raise ProteinDataError(f"No annotation track has >= {min_positives} positive residues in both evaluation parts.")
+        raise ProteinDataError(f"No annotation track has >= {min_positives} positive residues in both evaluation "
+                               "parts; lower min_positives or add annotated proteins.")
     lap("data", t)
 
     t = time.time()

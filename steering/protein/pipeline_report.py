@@ -111,9 +111,10 @@ def render(summary: dict, table) -> str:
                             for p in st["pilot"]], ["latent", "F1 rank", "× max", "window", "pilot motif rate"])
             L += [""]
         L += [
-              f"| | unsteered | steered |", "|---|---:|---:|",
+              "| | unsteered | steered |", "|---|---:|---:|",
               f"| PROSITE {st['pattern']} rate | {st['baseline_rate']:.3f} | **{st['steered_rate']:.3f}** |",
-              f"| TM-like segment rate (KD 19-window ≥ 1.6) | {st['tm_rate_unsteered']:.3f} | {st['tm_rate_steered']:.3f} |"]
+              f"| TM-like segment rate (KD 19-window ≥ 1.6) | {st['tm_rate_unsteered']:.3f} | "
+              f"{st['tm_rate_steered']:.3f} |"]
         if st.get("pppl_steered") is not None:
             L += [f"| pseudo-perplexity (unsteered model) | {st['pppl_unsteered']:.2f} | {st['pppl_steered']:.2f} |"]
         L += ["", f"Fisher's exact test, one-sided (steering raises the rate): p = {st['p_value']:.2e} "

@@ -182,8 +182,8 @@ def write_outputs(out: Path, summary: dict, scores: dict) -> None:
 
     for name, s in scores.items():
         recs = s["sequences"]
-        desc = [f"motifs={len(r['motifs'])} tm={len(r['tm_segments'])}" + (f" pppl={r['pppl']:.2f}" if "pppl" in r else "")
-                for r in recs]
+        desc = [f"motifs={len(r['motifs'])} tm={len(r['tm_segments'])}"
+                + (f" pppl={r['pppl']:.2f}" if "pppl" in r else "") for r in recs]
         write_fasta(out / f"{name}.fasta", [r["sequence"] for r in recs], [f"{name}_{i:04d}" for i in range(len(recs))],
                     desc)
     write_json_atomic(out / "summary.json", summary)

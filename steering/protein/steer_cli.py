@@ -68,7 +68,7 @@ def protein(
     per_step: int = typer.Option(1, help="positions unmasked per step"),
     batch_size: int = 100,
     pattern: Optional[str] = typer.Option(None, help="PROSITE pattern to score (default PS00028, C2H2 zinc finger)"),
-    pppl_n: Optional[int] = typer.Option(None, help="proteins per arm scored by pseudo-perplexity (default all; 0 none)"),
+    pppl_n: Optional[int] = typer.Option(None, help="proteins per arm scored by pseudo-perplexity (all; 0: none)"),
     device: Optional[str] = typer.Option(None, help="cpu | cuda"),
     allow_other_model: bool = typer.Option(False, help="skip the check that the SAE was trained on this model"),
 ):

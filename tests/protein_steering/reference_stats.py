@@ -35,8 +35,9 @@ def reference_stats(acts, labels, domains, *, latents=None, latent_max=None, raw
     out = {k: np.zeros((C, L, R)) for k in ("pos_above", "neg_above")}
     out.update({k: np.zeros((C, L, T)) for k in ("precision", "recall_residue", "recall_domain", "f1", "f1_residue")})
     out.update({k: np.zeros((C, L)) for k in ("fisher_p", "odds_ratio")})
-    flat_domains = [(np.concatenate(d) if d else np.zeros(0, int), np.cumsum([0] + [len(r) for r in d[:-1]]) if d else [])
-                    for d in domains]                           # per concept: rows of its domains, back to back
+    # per concept: the rows of its domains back to back, and where each domain starts
+    flat_domains = [(np.concatenate(d) if d else np.zeros(0, int),
+                     np.cumsum([0] + [len(r) for r in d[:-1]]) if d else []) for d in domains]
     for j, f in enumerate(latents):
         a = np.asarray(get(f), dtype=np.float64)
         mx = float(latent_max[f]) if latent_max is not None else float(a.max(initial=0.0))
@@ -54,7 +55,8 @@ def reference_stats(acts, labels, domains, *, latents=None, latent_max=None, raw
                 rec = tp / pos.sum() if pos.sum() else 0.0
                 hit = int(np.sum(dmax[c] > t))
                 rec_d = hit / len(domains[c]) if domains[c] else 0.0
-                out["precision"][c, j, r], out["recall_residue"][c, j, r], out["recall_domain"][c, j, r] = prec, rec, rec_d
+                out["precision"][c, j, r], out["recall_residue"][c, j, r] = prec, rec
+                out["recall_domain"][c, j, r] = rec_d
                 out["f1"][c, j, r] = 2 * prec * rec_d / (prec + rec_d) if prec + rec_d else 0.0
                 out["f1_residue"][c, j, r] = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
             active = a > 0

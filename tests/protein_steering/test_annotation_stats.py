@@ -132,7 +132,8 @@ def test_hypergeom_sf_matches_scipy_in_every_regime():
         k = np.concatenate([lo, hi, lo + 1, (lo + hi) // 2, rng.integers(lo, hi + 1)])
         KK, nn = np.tile(K, 5), np.tile(n, 5)
         p, logp = hypergeom_sf(k, nn, KK, N)          # log-beta start: error grows ~N log N
-        np.testing.assert_allclose(p, hypergeom.sf(k - 1, N, KK, nn), rtol={50: 1e-12, 5000: 1e-10}.get(N, 2e-8), atol=1e-300)
+        rtol = {50: 1e-12, 5000: 1e-10}.get(N, 2e-8)
+        np.testing.assert_allclose(p, hypergeom.sf(k - 1, N, KK, nn), rtol=rtol, atol=1e-300)
     p, logp = hypergeom_sf(5000, 5000, 5000, 1_000_000)          # all draws positive: ~1e-10000
     assert p == 0.0 and logp == pytest.approx(hypergeom.logpmf(5000, 1_000_000, 5000, 5000), rel=1e-9)
 
@@ -172,7 +173,8 @@ def test_bad_inputs_raise_one_clear_error():
     with pytest.raises(AnnotationStatsError, match="acts must be"):
         annotation_stats([StatBatch(acts, torch.zeros(5, 3, dtype=torch.bool))], CONCEPTS, 6, latent_max=torch.ones(6))
     with pytest.raises(AnnotationStatsError, match="increasing"):
-        annotation_stats([StatBatch(acts, torch.zeros(5, 3, dtype=torch.bool))], CONCEPTS, 4, norm_thresholds=(0.5, 0.1))
+        annotation_stats([StatBatch(acts, torch.zeros(5, 3, dtype=torch.bool))], CONCEPTS, 4,
+                         norm_thresholds=(0.5, 0.1))
     with pytest.raises(AnnotationStatsError, match="No batches"):
         latent_max_of([], 4)
     assert issubclass(AnnotationStatsError, ValueError)

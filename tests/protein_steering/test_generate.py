@@ -1,6 +1,5 @@
 """Iterative-unmasking generation: templates kept, seeds reproducible, interventions at every step."""
 import pytest
-import torch
 
 import hooks
 from steering.protein.alphabet import STANDARD_AA, TOKEN_ID

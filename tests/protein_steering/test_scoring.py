@@ -72,7 +72,8 @@ def test_pseudo_perplexity_equals_a_one_by_one_loop(tiny_model):
             x = enc.input_ids.clone()
             x[0, i + 1] = MASK_ID
             with torch.no_grad():
-                lp = torch.log_softmax(tiny_model.model(input_ids=x, attention_mask=enc.attention_mask).logits[0, i + 1], -1)
+                logits = tiny_model.model(input_ids=x, attention_mask=enc.attention_mask).logits
+            lp = torch.log_softmax(logits[0, i + 1], -1)
             nll -= float(lp[enc.input_ids[0, i + 1]])
         assert g == pytest.approx(np.exp(nll / len(s)), rel=1e-5)
     summ = score_sequences(seqs, model=tiny_model)["summary"]

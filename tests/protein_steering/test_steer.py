@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 import saes
 from steering.protein.generate import GenerationConfig, encode_templates
@@ -70,7 +69,8 @@ def test_identity_scale_changes_nothing_and_a_clamp_does(tiny_model, tiny_sae_di
     sae = saes.load_sae(tiny_sae_dir)
     cfg = GenerationConfig(per_step=2, batch_size=4)
     same = steer_proteins(tiny_model, sae, {5: 1.0}, mode="scale", n=6, length=14, seed=1, config=cfg, pppl_n=0)
-    assert [r["sequence"] for r in same["sequences"]["steered"]] == [r["sequence"] for r in same["sequences"]["unsteered"]]
+    seqs = {arm: [r["sequence"] for r in same["sequences"][arm]] for arm in ("steered", "unsteered")}
+    assert seqs["steered"] == seqs["unsteered"]
     assert same["test"]["steered_rate"] == same["test"]["baseline_rate"]
     lat = int(sae.W_dec.norm(dim=1).argmax())
     res = steer_proteins(tiny_model, sae, {lat: 200.0}, n=6, length=14, seed=1, config=cfg, pppl_n=2,
