@@ -89,8 +89,44 @@ def _print_summary(s: dict, title: str):
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"), seed: int = 0):
-    """Offline end-to-end job: train a tiny induction LM, then ablate its attention from a spec."""
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="output directory (report.md, summary.json, figures/)"),
+    model: Optional[str] = typer.Option(None, help="ESM model: HF id, local dir or fair-esm .pt (default: shipped toy)"),
+    proteins: Optional[str] = typer.Option(None, help="annotated proteins: parquet/FASTA/TMbed/UniProt (default: toy world)"),
+    layer: Optional[int] = typer.Option(None, help="SAE layer (default: middle)"),
+    n_steer: int = typer.Option(100, help="generated proteins per arm (steered / unsteered)"),
+    seed: int = 0,
+):
+    """The main job, offline: SAE on ESM-2 residuals → latents vs annotations → steered generation."""
+    from steering.protein.pipeline import run_protein_pipeline
+
+    try:
+        summary = run_protein_pipeline(model or "toy", proteins, out, layer=layer, n_steer=n_steer, seed=seed,
+                                       log=_console().print)
+    except ValueError as e:
+        _fail(str(e))
+    _print_demo(summary, out)
+
+
+def _print_demo(summary: dict, out: Path):
+    from rich.table import Table
+
+    t = Table(title="Annotations → best SAE latent (test split)")
+    for c in ("annotation", "latent", "F1", "FDR q"):
+        t.add_column(c, justify="right")
+    for name, a in summary.get("annotations", {}).items():
+        t.add_row(name, str(a["latent"]), f"{a['f1']:.3f}", f"{a['fdr_q']:.2e}")
+    _console().print(t)
+    st = summary.get("steering", {})
+    if st:
+        _console().print(f"steering latent {st['latent']}: PS00028 motif rate {st['baseline_rate']:.2f} → "
+                         f"{st['steered_rate']:.2f} (n={st['n']} each, Fisher p={st['p_value']:.2e})")
+    _console().print(f"{summary.get('seconds', 0):.1f}s — wrote {out / 'report.md'} and {out / 'summary.json'}")
+
+
+@app.command("demo-lm")
+def demo_lm(out: Path = typer.Option(Path("runs/demo-lm"), help="output directory"), seed: int = 0):
+    """Offline shell-ablation job: train a tiny induction LM, then ablate its attention from specs."""
     from .demo import run_demo
 
     run_demo(out, seed=seed, console=_console())
