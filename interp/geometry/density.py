@@ -13,7 +13,9 @@
 * :func:`compute_density_pak` -- PAk (Rodriguez et al. 2018): the density
   and a linear correction fitted by maximum likelihood on the k*_i shells,
   with DADApy's damped Newton-Raphson (learning rate 0.1, stop when the
-  relative gradient < 1e-3), vectorised over points.
+  relative gradient < 1e-3 or after 10000 steps), vectorised over points
+  (numpy); a point whose update no longer changes it in float64 is retired
+  early -- same result, without running DADApy's 10000 idle steps.
 
 The intrinsic dimension: pass ``intrinsic_dim``. When it is ``None`` the
 TwoNN estimate (``algorithm="base", mu_fraction=0.9``) on the same

@@ -16,8 +16,10 @@ points, so memory is O(chunk_size * N), never N x N):
    rounding is relative to the distance. The ``k + 1 + margin`` smallest
    values per row are kept (a two-level top-k over groups of columns).
 2. The candidates are *re-ranked in float64*: exact dot products at the
-   candidate positions only (``torch.sparse.sampled_addmm`` on the CPU,
-   gather + batched matvec on CUDA).
+   candidate positions only (``torch.sparse.sampled_addmm`` over column
+   tiles that stay in cache on the CPU, gather + batched matvec on CUDA),
+   and only for candidates whose lower bound can still reach the k + 1
+   nearest.
 3. Each row is *certified*: its k-th exact squared distance must lie below
    a lower bound on the true distance of every point left out (the
    smallest value left out, minus the error bound of the low-precision
