@@ -217,7 +217,13 @@ def write_report(args, dev, rates, sizes, ours_t, ref_t, checks, stats, use_dada
                   "ADP labels ARI = 1, label overlap equal:", ""]
         for s in sizes:
             lines.append(f"- {s[0]}x{s[1]}: {checks[s]}")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out = Path(args.out)
+    marker = "## Last run"
+    text = "\n".join(lines) + "\n"
+    if out.exists() and marker in out.read_text():  # keep the hand-written notes above the marker
+        head = out.read_text().split(marker)[0]
+        text = head + f"{marker} (`python bench/bench_geometry.py`, {time.strftime('%Y-%m-%d')})\n\n" + "\n".join(lines[2:]) + "\n"
+    out.write_text(text)
     print("\n".join(lines))
 
 
