@@ -41,7 +41,11 @@ unsteered at confidence order and temperature 0.5; 6-16% with random order at te
 1), others — with the same F1 — never do (0% at 1-10× their maximum; one placed His where
 its Cys belongs). At 1× the maximum a residue's His probability barely moves (0.03 → 0.04);
 at ~10× it reaches 0.8. Hence the pilot over latents and values. An SAE at ``resid_post.1``
-steered worse than at ``resid_post.2`` (the default middle layer ``n_layers // 2``).
+steered worse than at ``resid_post.2`` (the default middle layer ``n_layers // 2``). With these
+defaults, pipeline seeds 0, 1, 2 on that model gave InterPLM F1 0.94-1.00 for all three planted
+annotations (per-residue F1 0.13-0.31: the latents mark single skeleton / heptad residues) and
+PS00028 rates of 40-44% steered vs 1% unsteered (n=100 each, p ≤ 2e-13), in ~50 s (1 thread,
+shared 2-core machine).
 """
 from __future__ import annotations
 
