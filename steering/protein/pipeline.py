@@ -49,6 +49,7 @@ shared 2-core machine).
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Optional
@@ -304,12 +305,13 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
     lap("data", t)
 
     t = time.time()
-    d_model = int(hm.model.config.hidden_size)
+    d_model = int(re.findall(r"\d+", str(hm.sites[site]))[-1])      # HF and fair-esm alike
+    model_cfg = getattr(hm.model, "config", None)
     kw = {**DEFAULT_SAE, **(sae_kwargs or {})}
     kw["latents"] = kw["latents"] or 8 * d_model
     if kw.get("buffer_size") is None:  # the store's 16 batches, or one pass over a small training part
         kw["buffer_size"] = max(kw["batch_size"], min(16 * kw["batch_size"], int(np.sum(ds_tr["length"]))))
-    max_len = getattr(hm.model.config, "max_position_embeddings", None)
+    max_len = getattr(model_cfg, "max_position_embeddings", None)
     res = saes.train_sae(hm, list(ds_tr["sequence"]), site, positions="residues", out=out / "sae", seed=seed,
                          progress=False, **kw)
     sae = res.sae
@@ -346,7 +348,8 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
     t = time.time()
     from .pipeline_report import write_report
 
-    summary = {"model": str(getattr(hm.model.config, "_name_or_path", "")), "site": site, "layer": layer,
+    name = getattr(model_cfg, "_name_or_path", "") or (str(model) if isinstance(model, (str, Path)) else "")
+    summary = {"model": name or type(hm.model).__name__, "site": site, "layer": layer,
                "proteins": {"train": len(tr_idx), "val": len(va_idx), "test": len(te_idx)},
                "tokens": {"val": val.n_tokens, "test": test.n_tokens}, "tracks": tracks,
                "sae": {k: v for k, v in kw.items()} | {"d_in": d_model, "path": str(out / "sae"),

@@ -114,3 +114,26 @@ def test_tracks_without_feature_spans_get_runs_as_domains(tiny_model):
     got = sorted((int(con), d.rows[d.domain == i].tolist()) for i, con in enumerate(d.concept.tolist()))
     assert got == [(0, [1, 2, 3]), (1, [2, 3, 4]), (1, [7, 8]), (1, [10, 11])]
     assert c["labels"][:, 1].nonzero().squeeze(1).tolist() == [2, 3, 4, 7, 8, 10, 11]
+
+
+def test_fair_esm_models_work_too():
+    """The pieces take any hooked ESM-2: a tiny random fair-esm model (same ESM-2 token ids)."""
+    esm = pytest.importorskip("esm")
+    import torch
+
+    import hooks
+    from steering.protein.generate import generate
+    from steering.protein.pipeline import collect
+    from steering.protein.scoring import pseudo_perplexity
+    from steering.protein.toy_world import make_toy_world
+
+    torch.manual_seed(0)
+    alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
+    hm = hooks.wrap(esm.model.esm2.ESM2(num_layers=2, embed_dim=32, attention_heads=4, alphabet=alphabet).eval(),
+                    alphabet)
+    seqs = generate(hm, ["MK____", "M" + "_" * 9], seed=0)
+    assert [len(s) for s in seqs] == [6, 10] and seqs[0][:2] == "MK"
+    assert np.all(np.isfinite(pseudo_perplexity(hm, seqs)))
+    ds = make_toy_world(6, seed=1)
+    (c,) = collect(hm, ds, "resid_post.1", ["ZN_FING", "TRANSMEM"])
+    assert c["x"].shape == (sum(ds["length"]), 32) and c["labels"].shape == (sum(ds["length"]), 2)
