@@ -17,6 +17,16 @@ import torch
 
 from ._utils import cpu_has_fast_bf16
 
+# torch warns (once) that sparse CSR support is in beta; ``sampled_addmm`` on the
+# CPU is stable for this use. A targeted filter: ``catch_warnings`` is not
+# thread-safe and the re-ranking runs on worker threads.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
+with warnings.catch_warnings():  # torch warns once per process: use that up here, at import
+    warnings.simplefilter("ignore")
+    torch.sparse_csr_tensor(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64),
+                            torch.zeros(0, dtype=torch.float64), size=(1, 1), check_invariants=False)
+
 _LEVELS = ("bf16", "float32", "float64")
 _TILE_BYTES = 1 << 23  # column tile of the float64 re-ranking (stays in cache)
 _UNIT = {"bf16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
@@ -199,19 +209,17 @@ class _Searcher:
             bounds = torch.searchsorted(t_of, torch.arange(0, -(-self.N // tile) + 1)).tolist()
             Xq = self.X[rows]
             dots = torch.empty(len(pos), dtype=torch.float64)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-                for t in range(len(bounds) - 1):
-                    s0, s1 = bounds[t], bounds[t + 1]
-                    if s0 == s1:
-                        continue
-                    c0 = t * tile
-                    c1 = min(self.N, c0 + tile)
-                    crow = torch.zeros(b + 1, dtype=torch.int64)
-                    torch.cumsum(torch.bincount(rr[s0:s1], minlength=b), 0, out=crow[1:])
-                    S = torch.sparse_csr_tensor(crow, cc[s0:s1] - c0, torch.zeros(s1 - s0, dtype=torch.float64),
-                                                size=(b, c1 - c0), check_invariants=False)
-                    dots[s0:s1] = torch.sparse.sampled_addmm(S, Xq, self.X[c0:c1].T, beta=0.0).values()
+            for t in range(len(bounds) - 1):
+                s0, s1 = bounds[t], bounds[t + 1]
+                if s0 == s1:
+                    continue
+                c0 = t * tile
+                c1 = min(self.N, c0 + tile)
+                crow = torch.zeros(b + 1, dtype=torch.int64)
+                torch.cumsum(torch.bincount(rr[s0:s1], minlength=b), 0, out=crow[1:])
+                S = torch.sparse_csr_tensor(crow, cc[s0:s1] - c0, torch.zeros(s1 - s0, dtype=torch.float64),
+                                            size=(b, c1 - c0), check_invariants=False)
+                dots[s0:s1] = torch.sparse.sampled_addmm(S, Xq, self.X[c0:c1].T, beta=0.0).values()
             vals = self.sq[rows][rr] + self.sq[cc] - 2.0 * dots
             out = torch.full((b * m,), float("inf"), dtype=torch.float64)
             out[pos] = vals.clamp_(min=0.0)
