@@ -48,7 +48,7 @@ class Data:
         X: the points.
         maxk: neighbours to store (DADApy default ``min(100, N - 1)``).
         metric: ``"euclidean"`` or ``"cosine"``.
-        precision, device, chunk_size: see :func:`~interp.geometry.knn.knn`.
+        precision, device, chunk_size: see :func:`~interp.geometry.knn`.
         remove_duplicates: drop identical rows (count in ``n_duplicates``).
         seed: seed of the decimation RNG, shared by successive calls as in
             DADApy's ``Data(rng_seed=42)``.

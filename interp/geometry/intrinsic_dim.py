@@ -25,7 +25,7 @@ Definitions, defaults and quirks follow DADApy 0.3.4 (``IdEstimation``):
   scale is the mean of r_{n1} and r_{n2}.
 
 Every function takes points (anything array-like, shape (N, D)) or a
-precomputed :class:`~interp.geometry.knn.Neighbors` table.
+precomputed :class:`~interp.geometry.Neighbors` table.
 
 Example::
 
@@ -136,7 +136,7 @@ def compute_id_2nn(
         data_fraction: fraction of points per random subset (1 = all points).
         n_iter: number of random subsets (default ``round(1 / data_fraction)``).
         seed / rng: RNG of the subsets (``numpy.random.default_rng(seed)``).
-        **knn_kwargs: forwarded to :func:`~interp.geometry.knn.knn` (metric, precision, device, ...).
+        **knn_kwargs: forwarded to :func:`~interp.geometry.knn` (metric, precision, device, ...).
 
     Returns:
         :class:`IDEstimate` ``(id, err, scale)``; ``err`` is 0 without decimation.

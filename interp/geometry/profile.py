@@ -57,6 +57,7 @@ def layer_profile(
     precision: str = "auto",
     device: Any = None,
     chunk_size: int | None = None,
+    out_dir: str | Path | None = None,
     verbose: bool = False,
 ):
     """Geometry of every layer -> a pandas DataFrame (one row per layer, in the given order).
@@ -72,7 +73,9 @@ def layer_profile(
         Z: ADP merging threshold.
         overlap_k: neighbours for the label and data overlaps.
         class_fraction: use class-size-dependent k for the label overlap.
-        metric, precision, device, chunk_size: see :func:`~interp.geometry.knn.knn`.
+        metric, precision, device, chunk_size: see :func:`~interp.geometry.knn`.
+        out_dir: also write ``profile.csv``, ``id_profile.png`` and (with
+            labels) ``ari_profile.png`` there (:func:`save_profile`).
 
     Returns:
         DataFrame with columns ``layer, n_points, id, id_twonn, id_gride,
@@ -152,6 +155,8 @@ def layer_profile(
             print(f"layer {n}: ID={row['id']:.2f} clusters={row['n_clusters']}")
     df = pd.DataFrame(rows)
     df.attrs["n_duplicates_removed"] = n_removed
+    if out_dir is not None:
+        save_profile(df, out_dir)
     return df
 
 

@@ -73,10 +73,12 @@ def test_layer_profile_table_and_files(tmp_path):
     assert back.shape == df.shape
 
 
-def test_layer_profile_without_labels_and_gride_column():
+def test_layer_profile_without_labels_and_gride_column(tmp_path):
     reps, _ = layers(300, seed=3)
-    df = geo.layer_profile(reps, maxk=40, id_estimator="gride", gride_n1=2, density="knn", device="cpu")
+    df = geo.layer_profile(reps, maxk=40, id_estimator="gride", gride_n1=2, density="knn", device="cpu",
+                           out_dir=tmp_path)
     assert df["ari"].isna().all() and df["label_overlap"].isna().all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["id_profile.png", "profile.csv"]  # no labels: no ARI plot
     assert df["id"].equals(df["id_gride"])
 
 
