@@ -11,6 +11,7 @@ Weights are read from safetensors when the checkpoint has them and otherwise wit
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -127,8 +128,15 @@ def _tokenizer(name, cfg, kw):
     return None
 
 
-def save_pretrained_atomic(model, tokenizer, path) -> None:
-    """Save an HF model (safetensors) + tokenizer into ``path`` atomically (temp dir, rename)."""
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` in one rename.
+
+    An existing ``path`` is kept until the new one is complete; on error nothing changes::
+
+        with atomic_directory("runs/model") as tmp:
+            model.save_pretrained(tmp)
+    """
     import shutil
     import tempfile
 
@@ -136,9 +144,7 @@ def save_pretrained_atomic(model, tokenizer, path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+        yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old{os.getpid()}")
             os.replace(path, old)
@@ -149,3 +155,11 @@ def save_pretrained_atomic(model, tokenizer, path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_pretrained_atomic(model, tokenizer, path) -> None:
+    """Save an HF model (safetensors) + tokenizer into ``path`` atomically (temp dir, rename)."""
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)

@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -241,23 +238,13 @@ def train_lora(model, tokenizer, records: Sequence[MCQ], cfg: SFTConfig | None =
 
 def save_adapter(peft_model, path, *, history: dict | None = None) -> Path:
     """Save the LoRA adapter (safetensors + adapter_config.json) into ``path`` atomically."""
+    from hooks.loading import atomic_directory
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         peft_model.save_pretrained(tmp, safe_serialization=True)
         if history is not None:
             (tmp / "train_history.json").write_text(json.dumps(history))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
