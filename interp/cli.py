@@ -12,18 +12,9 @@ from typing import Optional
 
 import typer
 
+from steering.cli_common import console as _console, fail as _fail
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mechanistic interpretability toolkit.")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _fail(msg: str):
-    _console().print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(2)
 
 
 @app.command()

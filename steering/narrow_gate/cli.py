@@ -19,30 +19,11 @@ from typing import Optional
 
 import typer
 
+from steering.cli_common import console as _console, fail as _fail
+from steering.cli_common import subcommand_group as get_or_add_typer
+
 GATE_HELP = "Narrow-gate analyses of VLMs (Serra et al. 2025): attention flow, knockouts, gate patching."
 TOY_HELP = "Toy worlds with known answers: train their small models."
-
-
-def get_or_add_typer(app: typer.Typer, name: str, help: str = "") -> typer.Typer:
-    """The sub-typer registered on ``app`` as ``name``, created (and added) when missing."""
-    for g in getattr(app, "registered_groups", []):
-        gname = g.name or getattr(getattr(g.typer_instance, "info", None), "name", None)
-        if gname == name and g.typer_instance is not None:
-            return g.typer_instance
-    sub = typer.Typer(add_completion=False, no_args_is_help=True, help=help)
-    app.add_typer(sub, name=name, help=help)
-    return sub
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _fail(msg: str):
-    _console().print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(2)
 
 
 def _errors():

@@ -14,32 +14,12 @@ from typing import Optional
 
 import typer
 
+from steering.cli_common import console as _console, fail as _fail, subcommand_group as _group
+
 # The shipped weights: ~5 min of training on one GPU (the step count is calibrated and logged);
 # with world generation, evaluation and probes the command takes about 7-8 minutes.
 GPU_COMMAND = ("interp toy train-protein-model --device cuda --minutes 5 --batch-size 256 --n-train 50000 "
                "--warmup 500 --out steering/protein/toy_model --results-md bench/RESULTS_protein_model.md")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _fail(msg: str):
-    _console().print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(2)
-
-
-def _group(app: typer.Typer, name: str, help: str) -> typer.Typer:
-    """The sub-typer ``name`` of ``app``: reused when another package registered it first."""
-    for info in app.registered_groups:
-        sub = info.typer_instance
-        if sub is not None and (info.name or getattr(sub.info, "name", None)) == name:
-            return sub
-    sub = typer.Typer(no_args_is_help=True, help=help)
-    app.add_typer(sub, name=name)
-    return sub
 
 
 def _summary(ds, title: str):

@@ -18,25 +18,7 @@ from typing import Optional
 
 import typer
 
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _fail(msg: str):
-    _console().print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(2)
-
-
-def _group(app: typer.Typer, name: str, help: str) -> typer.Typer:
-    for info in app.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    sub = typer.Typer(no_args_is_help=True, help=help)
-    app.add_typer(sub, name=name)
-    return sub
+from steering.cli_common import console as _console, fail as _fail, subcommand_group as _group
 
 
 def parse_window(text: Optional[str]):
