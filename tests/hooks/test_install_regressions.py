@@ -82,6 +82,26 @@ def test_steer_new_acts_on_every_generated_token_of_an_unpadded_prompt(f):
         assert (new[:, t] - clean[:, t]).abs().max() > 1.0
 
 
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+def test_manual_decode_loop_with_cache_under_either_name(name):
+    """A user's own decode loop passes the cache under the old or the new name and no mask:
+    apply_to="new" must steer exactly the decoded token, whatever the name."""
+    hm = hooks.wrap(build("llama"))
+    prompt = torch.tensor([[5, 6, 7, 8]])
+    v = torch.randn(32) * 10
+    with torch.no_grad(), hm.generating(prompt_len=4), hm.trace() as tr:
+        tr.add(Steer("resid_post.1", vector=v, apply_to="new"))
+        got = tr.add(Cache("resid_post.1"))
+        out = hm.model(prompt, use_cache=True)
+        cache = next(x for x in out.values() if hasattr(x, "get_seq_length"))
+        hm.model(torch.tensor([[9]]), use_cache=True, **{name: cache})
+    steps = got["resid_post.1"]
+    clean = hm.run(torch.tensor([[5, 6, 7, 8, 9]]), [Cache("resid_post.1")]).cache["resid_post.1"]
+    assert steps.shape == (1, 5, 32)  # prompt window + one decoded position, in sequence order
+    torch.testing.assert_close(steps[:, :4], clean[:, :4], rtol=1e-4, atol=1e-4)  # prompt untouched
+    torch.testing.assert_close(steps[:, 4], clean[:, 4] + v, rtol=1e-4, atol=1e-4)  # new token steered
+
+
 def test_knockout_and_int_positions_during_unpadded_generation():
     hm = hooks.wrap(build("llama"))
     prompt = torch.tensor([[5, 6, 7, 8, 9]])
