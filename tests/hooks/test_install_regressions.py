@@ -95,6 +95,8 @@ def test_manual_decode_loop_with_cache_under_either_name(name):
         out = hm.model(prompt, use_cache=True)
         cache = next(x for x in out.values() if hasattr(x, "get_seq_length"))
         hm.model(torch.tensor([[9]]), use_cache=True, **{name: cache})
+        if cache.get_seq_length() != 5:  # the model ignored the argument: not a name it knows
+            pytest.skip(f"this transformers does not take the KV cache as {name}=")
     steps = got["resid_post.1"]
     clean = hm.run(torch.tensor([[5, 6, 7, 8, 9]]), [Cache("resid_post.1")]).cache["resid_post.1"]
     assert steps.shape == (1, 5, 32)  # prompt window + one decoded position, in sequence order
