@@ -16,11 +16,17 @@ Shell: ``interp zigzag --reps REPS.safetensors --out DIR`` (or ``--model M --dat
 ``zigzag`` (the dionysus adapter), ``descriptors``, ``pipeline`` (subsets), ``pruning``,
 ``extraction`` (registry sites), ``report`` (files and figures), ``cli``.
 """
-from .complexes import clique_complex, knn_edges
-from .descriptors import (betti, births_relative_frequency, normalized_similarity, persistence_similarity,
-                          weighted_similarity)
-from .pipeline import ZigzagResult, run_zigzag
-from .zigzag import Bars, zigzag_bars
+_WHERE = {"clique_complex": "complexes", "knn_edges": "complexes", "betti": "descriptors",
+          "births_relative_frequency": "descriptors", "normalized_similarity": "descriptors",
+          "persistence_similarity": "descriptors", "weighted_similarity": "descriptors",
+          "ZigzagResult": "pipeline", "run_zigzag": "pipeline", "Bars": "zigzag", "zigzag_bars": "zigzag",
+          "zigzag_pruning": "pruning"}
+__all__ = sorted(_WHERE)
 
-__all__ = ["Bars", "ZigzagResult", "betti", "births_relative_frequency", "clique_complex", "knn_edges",
-           "normalized_similarity", "persistence_similarity", "run_zigzag", "weighted_similarity", "zigzag_bars"]
+
+def __getattr__(name):  # lazy: registering the CLI does not import numpy or dionysus
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(name)
