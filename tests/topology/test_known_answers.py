@@ -150,3 +150,20 @@ def test_descriptors_match_brute_force():
         w = np.array([[abs(i - j) ** alpha if (alpha >= 0 or i != j) else 1e-10 for j in range(L)] for i in range(L)])
         ref = (h * w).sum(1) / w.sum(1)
         np.testing.assert_allclose(births_relative_frequency(bars, 1, alpha), ref / ref.sum())
+
+
+def test_bars_equal_the_authors_pipeline(drifting):
+    """Parity with the transcription of the authors' dense sklearn + gudhi + dionysus pipeline."""
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("sklearn")
+    path = Path(__file__).resolve().parents[2] / "bench" / "zigzag_reference.py"
+    spec = importlib.util.spec_from_file_location("zigzag_reference", path)
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    clouds = drifting(n_points=80, dim=6, n_layers=6, seed=5)
+    ours = zigzag_bars(layer_complexes(clouds, 5, 3))
+    got = Counter(zip(ours.dim.tolist(), ours.birth.tolist(), ours.death.tolist()))
+    assert got == Counter(ref.authors_bars(clouds, knn=5, dim=3))
+    assert any(k[0] == 1 for k in got)  # the example has 1-cycles
