@@ -100,6 +100,9 @@ def run_zigzag(reps, k: int = 5, max_dim: int = 4, *, n_subsets: int = 1, subset
     for nm, c in zip(names, clouds):
         if c.ndim != 2:
             raise GeometryInputError(f"layer {nm!r} has shape {c.shape}; each layer must be (N points, D features).")
+    counts = sorted({int(c.shape[0]) for c in clouds})
+    if len(counts) != 1:
+        raise GeometryInputError(f"every layer must hold the same points; got point counts {counts}.")
     if max_dim < 1:
         raise GeometryInputError(f"--max-dim {max_dim}: need simplices of dimension >= 1 (the paper uses 4).")
     idx = subsets(clouds[0].shape[0], n_subsets, subset_size, seed)

@@ -167,3 +167,20 @@ def test_bars_equal_the_authors_pipeline(drifting):
     got = Counter(zip(ours.dim.tolist(), ours.birth.tolist(), ours.death.tolist()))
     assert got == Counter(ref.authors_bars(clouds, knn=5, dim=3))
     assert any(k[0] == 1 for k in got)  # the example has 1-cycles
+
+
+def test_subsets_are_disjoint_and_parallel_equals_serial(drifting):
+    from interp.geometry.errors import GeometryInputError
+    from interp.topology.pipeline import subsets
+
+    idx = subsets(100, 3, 30, seed=1)
+    assert [len(i) for i in idx] == [30, 30, 30] and len(set(np.concatenate(idx))) == 90
+    with pytest.raises(GeometryInputError, match="disjoint subsets"):
+        subsets(100, 4, 30)
+    clouds = drifting(n_points=120, dim=4, n_layers=4, seed=2)
+    serial = run_zigzag(clouds, k=5, max_dim=2, n_subsets=2, subset_size=60, workers=1)
+    parallel = run_zigzag(clouds, k=5, max_dim=2, n_subsets=2, subset_size=60, workers=2)
+    np.testing.assert_array_equal(serial.ps, parallel.ps)
+    assert not np.array_equal(serial.betti[0], serial.betti[1])  # two different subsets
+    with pytest.raises(GeometryInputError, match="same points"):
+        run_zigzag([clouds[0], clouds[1][:50]], k=5, max_dim=2)
