@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -49,6 +50,12 @@ def layers_like(n, n_layers=33, dim=256, step=0.2, noise=0.03, seed=0):
     return out
 
 
+def cpu_now():
+    """CPU seconds of this process and its reaped children (robust to a shared, loaded machine)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
 def ours_one(clouds, k, m):
     t0 = time.perf_counter()
     cx = layer_complexes(clouds, k, m)
@@ -77,6 +84,7 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_zigzag.md")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    load0 = os.getloadavg()[0]
     k, m, L = a.k, a.max_dim, a.layers
     n_total = a.subsets * a.subset_size
     clouds = layers_like(n_total, L)
@@ -84,15 +92,22 @@ def main():
     lines = []
     say = (lambda s: (print(s, flush=True), lines.append(s)))
 
+    warm = [c[:80] for c in clouds[:3]]  # imports and first calls out of the timings
+    ours_one(warm, k, m)
+    authors_bars(warm, knn=k, dim=m)
+
     # 1. one subset, both sides, interleaved
     ours_t, ours_cx_t, ours_zz_t, ref_t, identical = [], [], [], [], True
+    ours_cpu, ref_cpu = [], []
     for r in range(a.reps):
         sub = [c[np.sort(idx[r * a.subset_size:(r + 1) * a.subset_size])] for c in clouds]
         order = ["ours", "ref"] if r % 2 == 0 else ["ref", "ours"]
         got = {}
         for side in order:
+            c0 = cpu_now()
             if side == "ours":
                 b, tc, tz, cx = ours_one(sub, k, m)
+                ours_cpu.append(cpu_now() - c0)
                 ours_t.append(tc + tz)
                 ours_cx_t.append(tc)
                 ours_zz_t.append(tz)
@@ -102,31 +117,35 @@ def main():
                 t0 = time.perf_counter()
                 got["ref"] = Counter(authors_bars(sub, knn=k, dim=m))
                 ref_t.append(time.perf_counter() - t0)
+                ref_cpu.append(cpu_now() - c0)
         identical &= got["ours"] == got["ref"]
     med = statistics.median
     say(f"| one subset ({a.subset_size} x {L}, k={k}, m={m}) | {med(ours_t):.2f} s (complexes {med(ours_cx_t):.2f}, "
-        f"zigzag {med(ours_zz_t):.2f}) | {med(ref_t):.2f} s | {med(ref_t) / med(ours_t):.2f}x | "
+        f"zigzag {med(ours_zz_t):.2f}); CPU {med(ours_cpu):.2f} s | {med(ref_t):.2f} s; CPU {med(ref_cpu):.2f} s | "
+        f"{med(ref_t) / med(ours_t):.2f}x (CPU {med(ref_cpu) / med(ours_cpu):.2f}x) | "
         f"{'identical' if identical else 'DIFFERENT'} bars ({a.reps} subsets; edge Jaccard {jac:.2f}) |")
 
     # 2. the whole protocol, ours, subsets in parallel
-    full = []
+    full, full_cpu = [], []
     for r in range(max(1, a.reps - 1)):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_now()
         res = run_zigzag({f"l{i}": c for i, c in enumerate(clouds)}, k=k, max_dim=m, n_subsets=a.subsets,
                          subset_size=a.subset_size, seed=r, workers=a.workers)
         full.append(time.perf_counter() - t0)
+        full_cpu.append(cpu_now() - c0)
     ref_est = a.subsets * med(ref_t)
     say(f"| protocol {a.subsets} x {a.subset_size} x {L} ({a.workers} workers) | {med(full):.1f} s "
-        f"(runs: {', '.join(f'{x:.1f}' for x in full)}) | {ref_est:.1f} s ({a.subsets} x the per-subset median; serial, "
-        f"as their script) | {ref_est / med(full):.1f}x | median beta_1 of layer 16: "
+        f"(runs: {', '.join(f'{x:.1f}' for x in full)}); CPU {med(full_cpu):.1f} s | {ref_est:.1f} s; CPU {a.subsets * med(ref_cpu):.1f} s ({a.subsets} x the per-subset median; serial, "
+        f"as their script) | {ref_est / med(full):.1f}x | median beta_1 of layer {L // 2}: "
         f"{np.median(res.betti[:, 1, L // 2]):.0f} (range {res.betti[:, 1, L // 2].min()}-{res.betti[:, 1, L // 2].max()}) |")
 
     # 3. one large zigzag
     if a.big:
         big = layers_like(a.big, L, seed=1)
+        c0 = cpu_now()
         b, tc, tz, cx = ours_one(big, k, m)
-        row = (f"| one zigzag {a.big} x {L} | {tc + tz:.1f} s (complexes {tc:.1f}, zigzag {tz:.1f}; "
-               f"{b.n_simplices} simplices, {len(b)} bars) |")
+        row = (f"| one zigzag {a.big} x {L} | {tc + tz:.1f} s, CPU {cpu_now() - c0:.1f} s (complexes {tc:.1f}, zigzag {tz:.1f}; "
+               f"{b.n_simplices} simplices, {len(b)} bars; edge Jaccard {edge_jaccard(cx):.2f}) |")
         if a.big_authors:
             t0 = time.perf_counter()
             same = Counter(authors_bars(big, knn=k, dim=m)) == Counter(zip(b.dim.tolist(), b.birth.tolist(),
@@ -141,7 +160,8 @@ def main():
     import gudhi
     import sklearn
 
-    head = (f"Machine: {platform.machine()} {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
+    head = (f"Machine: {platform.machine()} {os.cpu_count()} CPUs, load average {load0:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end (shared machine: wall times are noisy, CPU times less so); "
             f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
             f"dionysus {dionysus.__version__}, gudhi {gudhi.__version__}, scikit-learn {sklearn.__version__}; "
             f"1 torch thread.")

@@ -76,8 +76,14 @@ def subsets(n_points: int, n_subsets: int = 1, subset_size: int | None = None, s
 
 
 def _bars_job(args):
-    complexes, connect = args
-    return zigzag_bars(complexes, connect)
+    clouds, k, max_dim, connect, device = args
+    return zigzag_bars(layer_complexes(clouds, k, max_dim, device=device), connect)
+
+
+def _init_worker():
+    import torch
+
+    torch.set_num_threads(1)  # one process per core already
 
 
 def run_zigzag(reps, k: int = 5, max_dim: int = 4, *, n_subsets: int = 1, subset_size: int | None = None,
@@ -85,8 +91,8 @@ def run_zigzag(reps, k: int = 5, max_dim: int = 4, *, n_subsets: int = 1, subset
                device=None) -> ZigzagResult:
     """The whole pipeline on ``reps`` (dict name -> (N, D), in layer order, or a list of clouds).
 
-    ``workers`` processes run the subsets' zigzags in parallel (default: one per core, at most
-    one per subset); the complexes are built first, in this process.
+    ``workers`` processes (spawned, one torch thread each) run the subsets in parallel, kNN and
+    complexes included (default: one per core, at most one per subset).
     """
     from interp.geometry.errors import GeometryInputError
 
@@ -106,14 +112,14 @@ def run_zigzag(reps, k: int = 5, max_dim: int = 4, *, n_subsets: int = 1, subset
     if max_dim < 1:
         raise GeometryInputError(f"--max-dim {max_dim}: need simplices of dimension >= 1 (the paper uses 4).")
     idx = subsets(clouds[0].shape[0], n_subsets, subset_size, seed)
-    jobs = [(layer_complexes([c[ix] for c in clouds], k, max_dim, device=device), connect) for ix in idx]
+    jobs = [([c[ix] for c in clouds], k, max_dim, connect, device) for ix in idx]
     workers = min(len(jobs), workers or os.cpu_count() or 1)
     if workers > 1:
         import multiprocessing as mp
 
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(workers) as pool:
-            bars = pool.map(_bars_job, jobs)
+        # spawn, not fork: the parent may hold torch/OpenMP thread pools (a forked child can hang)
+        with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+            bars = pool.map(_bars_job, jobs, chunksize=1)
     else:
         bars = [_bars_job(j) for j in jobs]
     return summarize(bars, names, idx, max_dim, alphas, params={
