@@ -81,13 +81,14 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--big", type=int, default=4000, help="one zigzag of this many points (0: skip)")
     ap.add_argument("--big-authors", action="store_true", help="also run the reference at --big (slow)")
+    ap.add_argument("--step", type=float, default=0.2, help="per-layer update size of the synthetic clouds (churn)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_zigzag.md")
     a = ap.parse_args()
     torch.set_num_threads(1)
     load0 = os.getloadavg()[0]
     k, m, L = a.k, a.max_dim, a.layers
     n_total = a.subsets * a.subset_size
-    clouds = layers_like(n_total, L)
+    clouds = layers_like(n_total, L, step=a.step)
     idx = np.random.default_rng(0).permutation(n_total)
     lines = []
     say = (lambda s: (print(s, flush=True), lines.append(s)))
@@ -141,7 +142,7 @@ def main():
 
     # 3. one large zigzag
     if a.big:
-        big = layers_like(a.big, L, seed=1)
+        big = layers_like(a.big, L, step=a.step, seed=1)
         c0 = cpu_now()
         b, tc, tz, cx = ours_one(big, k, m)
         row = (f"| one zigzag {a.big} x {L} | {tc + tz:.1f} s, CPU {cpu_now() - c0:.1f} s (complexes {tc:.1f}, zigzag {tz:.1f}; "
@@ -163,7 +164,7 @@ def main():
     head = (f"Machine: {platform.machine()} {os.cpu_count()} CPUs, load average {load0:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end (shared machine: wall times are noisy, CPU times less so); "
             f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
-            f"dionysus {dionysus.__version__}, gudhi {gudhi.__version__}, scikit-learn {sklearn.__version__}; "
+            f"data step {a.step}; dionysus {dionysus.__version__}, gudhi {gudhi.__version__}, scikit-learn {sklearn.__version__}; "
             f"1 torch thread.")
     table = "| case | interp.topology | authors' pipeline | ratio | check |\n|---|---|---|---|---|\n" + "\n".join(lines)
     text = a.out.read_text() if a.out.exists() else "# interp.topology vs the authors' zigzag pipeline\n\n"

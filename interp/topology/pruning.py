@@ -17,7 +17,7 @@
 
 Baselines cut as many blocks as the zigzag rule does at the same p.
 
-    >>> r = zigzag_scores(res.ps[:, 1], res.betti[:, 1]); zigzag_cut(r, 0.9)
+    >>> r, n_zero_betti = zigzag_scores(res.ps[:, 1], res.betti[:, 1]); zigzag_cut(r, 0.9)
     >>> with skip_blocks(hm, [5, 6]): loss = hm.run(batch).logits     # blocks 5, 6 are identities
 """
 from __future__ import annotations
