@@ -139,7 +139,7 @@ def plot_results(res, out: Path, plan: dict | None = None) -> list:
             ax.fill_between(x, v.mean(0) - v.std(0), v.mean(0) + v.std(0), alpha=0.2)
         if name == "births_frequency":
             ax.axhline(1 / L, color="k", ls="--", lw=1, label="uniform")
-        ax.set_xlabel("layer")
+        ax.set_xlabel("layer (row = death layer, as the authors' pi_hist)" if name == "births_frequency" else "layer")
         ax.set_ylabel(ylabel)
         ax.set_title(f"mean ± std over subsets; {sub}", fontsize=8)
         ax.legend(fontsize=7)
