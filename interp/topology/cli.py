@@ -52,6 +52,9 @@ def register(app) -> None:
         final_norm: Optional[bool] = typer.Option(None, "--final-norm/--no-final-norm",
                                                   help="the last layer is the final norm, not a block "
                                                        "(default: yes for --site authors and --reps)"),
+        max_tokens: int = typer.Option(2048, "--max-tokens", help="keep the first N tokens of a prompt (authors: 2048)"),
+        special_tokens: bool = typer.Option(False, "--special-tokens/--no-special-tokens",
+                                            help="let the tokenizer add BOS etc. (authors: no)"),
         batch_size: int = typer.Option(8, "--batch-size"),
         limit: Optional[int] = typer.Option(None, "--limit", help="use only the first N prompts"),
         text_key: Optional[str] = typer.Option(None, "--text-key"),
@@ -84,22 +87,27 @@ def register(app) -> None:
                 from hooks.data import load_examples
                 from hooks.positions import normalize
 
-                from .extraction import AUTHORS_SITE, authors_sites, residual_sites
+                from .extraction import AUTHORS_SITE, authors_sites, extract_clouds, residual_sites
 
                 hm = hooks.load(model)
                 examples = load_examples(data, text_key)[:limit]
                 sel = normalize(int(positions) if positions.lstrip("-").isdigit() else positions)
                 cloud_sites = authors_sites(hm) if site == AUTHORS_SITE else [b.name for b in hm.resolve_sites(site)]
                 res_sites = residual_sites(hm)
-                allv = hm.cache_dataset(examples, list(dict.fromkeys(cloud_sites + res_sites)), sel,
-                                        batch_size=batch_size, progress=True, dtype=__import__("torch").float32)
-                clouds = {s: allv[s].reshape(allv[s].shape[0], -1) for s in cloud_sites}
+                info = {}
+                allv = extract_clouds(hm, examples, list(dict.fromkeys(cloud_sites + res_sites)), sel,
+                                      batch_size=batch_size, max_tokens=max_tokens, add_special_tokens=special_tokens,
+                                      info=info)
+                if info.get("n_truncated"):
+                    console().print(f"[yellow]{info['n_truncated']} prompt(s) truncated to {max_tokens} tokens[/yellow]")
+                clouds = {s: allv[s] for s in cloud_sites}
                 fn = (site == AUTHORS_SITE) if final_norm is None else final_norm
-                hidden = [allv[s].reshape(allv[s].shape[0], -1) for s in res_sites]
+                hidden = [allv[s] for s in res_sites]
                 note = f"residual stream resid_pre.0, resid_post.* at positions={positions}"
                 if not fn and len(clouds) != hm.n_layers:
                     hidden, note = None, "baselines skipped: the clouds are not one per block"
-                extra.update(model=model, data=str(data), site=site, positions=positions, n_prompts=len(examples))
+                extra.update(model=model, data=str(data), site=site, positions=positions, n_prompts=len(examples),
+                             max_tokens=max_tokens, special_tokens=special_tokens, n_truncated=info.get("n_truncated", 0))
             res = run_zigzag(clouds, k=k, max_dim=max_dim, n_subsets=subsets, subset_size=subset_size, seed=seed,
                              workers=workers)
             plan = None

@@ -10,13 +10,18 @@ N_layers+1 because ... the representations are taken with also the output_layern
 hooks its output, then ``final``. Any other canonical pattern (``resid_post.*``) or list of
 sites works too. Extraction is batched and stops after the deepest site (``cache_dataset``).
 
+Text prompts are tokenised as the authors do (``src/representation/rep-extraction/utils/
+dataset_utils.py``, ``encode_func``: ``add_special_tokens=False``, ``truncation=True``,
+``max_length=2048``): no BOS, the first 2,048 tokens kept; :func:`tokenize_prompts` counts the
+truncated prompts.
+
     >>> import hooks
     >>> from interp.topology.extraction import extract_clouds
     >>> reps = extract_clouds(hooks.load("gpt2"), texts)    # {"h.0.ln_2": (N, D), ..., "final": (N, D)}
 """
 from __future__ import annotations
 
-__all__ = ["AUTHORS_SITE", "authors_sites", "extract_clouds", "residual_sites"]
+__all__ = ["AUTHORS_SITE", "authors_sites", "extract_clouds", "residual_sites", "tokenize_prompts"]
 
 AUTHORS_SITE = "authors"
 
@@ -50,10 +55,36 @@ def residual_sites(hm) -> list:
     return ["resid_pre.0"] + [f"resid_post.{i}" for i in range(hm.n_layers)]
 
 
+def tokenize_prompts(hm, texts, max_tokens: int | None = 2048, add_special_tokens: bool = False) -> tuple:
+    """``(token id lists, n_truncated)``; texts unchanged (``None``) when they are not all strings or
+    the model has no tokenizer (sequences, token ids: the registry handles them)."""
+    from hooks.errors import HookError
+
+    if hm.tokenizer is None or not texts or not all(isinstance(t, str) for t in texts):
+        return None, 0
+    ids = hm.tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
+    empty = [i for i, x in enumerate(ids) if len(x) == 0]
+    if empty:
+        raise HookError(f"{len(empty)} prompt(s) have no tokens (first: #{empty[0]}); remove empty prompts.")
+    n_trunc = sum(len(x) > max_tokens for x in ids) if max_tokens else 0
+    return ([list(x[:max_tokens]) for x in ids] if max_tokens else [list(x) for x in ids]), n_trunc
+
+
 def extract_clouds(hm, data, site=AUTHORS_SITE, positions="last", *, batch_size: int = 8, text_key=None,
-                   progress: bool = True) -> dict:
-    """``{site: (N, D) float32}`` in layer order (see the module docstring for ``site``)."""
+                   progress: bool = True, max_tokens: int | None = 2048, add_special_tokens: bool = False,
+                   info: dict | None = None) -> dict:
+    """``{site: (N, D) float32}`` in layer order (see the module docstring for ``site``).
+
+    ``info`` (a dict), when given, receives ``n_truncated`` (prompts cut to ``max_tokens``).
+    """
     import torch
+
+    if isinstance(data, (list, tuple)):
+        ids, n_trunc = tokenize_prompts(hm, data, max_tokens, add_special_tokens)
+        if ids is not None:
+            data = ids
+        if info is not None:
+            info["n_truncated"] = n_trunc
 
     sites = authors_sites(hm) if site == AUTHORS_SITE else site
     res = hm.cache_dataset(data, sites, positions, batch_size=batch_size, progress=progress,

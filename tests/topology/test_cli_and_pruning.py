@@ -188,3 +188,19 @@ def test_planted_redundancy_is_found_and_cheap_to_remove(planted_lm):
     loss = pruned_loss(hm, sample_texts(48, seed=99), {"planted": ident, **{f"r{i}": c for i, c in enumerate(controls)}})
     worst_control = min(loss[f"r{i}"]["delta_loss"] for i in range(len(controls)))
     assert abs(loss["planted"]["delta_loss"]) < 1e-3 < worst_control
+
+
+def test_prompts_tokenised_as_the_authors(tiny_lm):
+    import hooks
+    from interp.topology.extraction import extract_clouds, tokenize_prompts
+
+    hm = hooks.load(tiny_lm)
+    texts = ["s1 s2 s3 s4 s5", "s6 s7"]
+    ids, n_trunc = tokenize_prompts(hm, texts, max_tokens=3)
+    assert n_trunc == 1 and [len(x) for x in ids] == [3, 2]
+    assert hm.tokenizer.bos_token_id not in ids[0]  # no special tokens
+    info = {}
+    reps = extract_clouds(hm, texts, "resid_post.1", max_tokens=3, progress=False, info=info)
+    direct = hm.run([ids[0]], [hooks.Cache("resid_post.1", positions="last")]).cache["resid_post.1"]
+    torch.testing.assert_close(reps["resid_post.1"][:1], direct, rtol=1e-5, atol=1e-6)
+    assert info == {"n_truncated": 1}
