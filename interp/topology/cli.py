@@ -4,6 +4,7 @@
     interp zigzag --model M --data prompts.txt --out DIR [--site authors|'resid_post.*']
     interp prune --model M --data heldout.txt --blocks 20,21,22 [--random 5] [--out DIR]
     interp prune --model M --data heldout.txt --plan DIR/pruning.json      # every cut of the plan
+    interp prune ... --metric mypkg.evals:accuracy     # any metric fn(model, examples) -> float too
 """
 from __future__ import annotations
 
@@ -141,6 +142,8 @@ def register(app) -> None:
         blocks: Optional[str] = typer.Option(None, "--blocks", help="blocks to remove, e.g. '3,4' or '20-23'"),
         plan: Optional[Path] = typer.Option(None, "--plan", help="pruning.json of `interp zigzag`: every cut in it"),
         random: int = typer.Option(0, "--random", help="random control draws with as many blocks as --blocks"),
+        metric: Optional[str] = typer.Option(None, "--metric", help="also score 'pkg.module:fn', fn(model, examples) -> "
+                                                                     "float, on every variant (e.g. an lm-eval task)"),
         seed: int = typer.Option(0, "--seed"),
         out: Optional[Path] = typer.Option(None, "--out", help="directory for prune.json"),
         batch_size: int = typer.Option(8, "--batch-size"),
@@ -154,7 +157,7 @@ def register(app) -> None:
 
         from interp.io import write_json_atomic
 
-        from .pruning import pruned_loss, random_cuts
+        from .pruning import pruned_loss, pruned_metric, random_cuts
 
         if (blocks is None) == (plan is None):
             fail("give either --blocks '3,4' or --plan pruning.json.")
@@ -184,18 +187,28 @@ def register(app) -> None:
                             sets[f"p={p}:{method}"] = cut
             examples = load_examples(data, text_key)[:limit]
             res = pruned_loss(hm, examples, sets, batch_size=batch_size, text_key=text_key, progress=True)
-        except (hooks.HookError, ValueError, FileNotFoundError) as e:
+            if metric is not None:
+                from hooks.interventions import import_callable
+
+                fn = import_callable(metric)
+                scores = pruned_metric(hm, lambda m: fn(m, examples), sets)
+                for name, v in scores.items():
+                    res[name]["metric"] = v
+                res["metric_name"] = metric
+        except (hooks.HookError, ValueError, FileNotFoundError, ImportError, AttributeError) as e:
             fail(str(e))
         from rich.table import Table
 
         t = Table(title=f"{model}: held-out loss with blocks removed ({res['tokens']} tokens)")
-        for col in ("variant", "blocks", "loss", "Δ loss"):
+        cols = ["variant", "blocks", "loss", "Δ loss"] + (["metric"] if metric else [])
+        for col in cols:
             t.add_column(col, justify="right")
-        t.add_row("full", "-", f"{res['full']['loss']:.4f}", "")
+        mcol = (lambda v: [f"{v['metric']:.4f}"] if metric else [])
+        t.add_row("full", "-", f"{res['full']['loss']:.4f}", "", *mcol(res["full"]))
         for name, v in res.items():
-            if name in ("full", "tokens"):
+            if name in ("full", "tokens", "metric_name"):
                 continue
-            t.add_row(name, ",".join(map(str, v["blocks"])), f"{v['loss']:.4f}", f"{v['delta_loss']:+.4f}")
+            t.add_row(name, ",".join(map(str, v["blocks"])), f"{v['loss']:.4f}", f"{v['delta_loss']:+.4f}", *mcol(v))
         console().print(t)
         if out is not None:
             write_json_atomic(Path(out) / "prune.json", {"model": model, "data": data, **res})

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-__all__ = ["zigzag_pruning", "zigzag_scores", "zigzag_cut", "angular_distances", "angular_cut", "block_influence",
+__all__ = ["pruned_metric", "zigzag_pruning", "zigzag_scores", "zigzag_cut", "angular_distances", "angular_cut", "block_influence",
            "influence_cut", "random_cuts", "pruning_plan", "skip_blocks", "pruned_loss"]
 
 
@@ -200,3 +200,14 @@ def pruned_loss(hm, data, blocks_sets: dict, *, batch_size: int = 8, text_key=No
 def zigzag_pruning(ps1, betti1, p: float = 0.9, final_norm: bool = True) -> list:
     """The authors' rule in one call: blocks with r_i >= p * max(r) (see :func:`zigzag_scores`)."""
     return zigzag_cut(zigzag_scores(ps1, betti1)[0], p, final_norm)
+
+
+def pruned_metric(hm, metric, blocks_sets: dict) -> dict:
+    """Any task metric on the full model and on each pruned variant: ``metric(hm) -> float`` is
+    called once plainly and once inside :func:`skip_blocks` per variant (lm-eval, accuracy, ...).
+    Returns ``{"full": value, name: value, ...}``."""
+    out = {"full": float(metric(hm))}
+    for name, blocks in blocks_sets.items():
+        with skip_blocks(hm, blocks):
+            out[name] = float(metric(hm))
+    return out

@@ -156,10 +156,15 @@ def test_zigzag_and_prune_commands_on_a_model(tiny_lm, tmp_path):
     assert plan["n_blocks"] == 3 and len(plan["block_influence"]) == 3
     assert pd.read_csv(out / "betti.csv").layer.max() == 3  # 3 blocks + final norm
     r = CliRunner().invoke(app, ["prune", "--model", str(tiny_lm), "--data", str(data), "--blocks", "1",
-                                 "--random", "2", "--out", str(tmp_path / "p")])
+                                 "--random", "2", "--out", str(tmp_path / "p"),
+                                 "--metric", "tests.topology.metric_fixture:top1"])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "p" / "prune.json").read_text())
     assert res["blocks"]["blocks"] == [1] and len([k for k in res if k.startswith("random")]) == 2
+    assert 0 <= res["full"]["metric"] <= 1 and res["metric_name"].endswith(":top1")
+    r = CliRunner().invoke(app, ["prune", "--model", str(tiny_lm), "--data", str(data), "--blocks", "1",
+                                 "--metric", "tests.topology.metric_fixture:nope"])
+    assert r.exit_code != 0 and "nope" in r.output
     r = CliRunner().invoke(app, ["prune", "--model", str(tiny_lm), "--data", str(data), "--plan",
                                  str(out / "pruning.json")])
     assert r.exit_code == 0, r.output
