@@ -4,6 +4,7 @@
     interp run --model MODEL --data DATA --spec SPEC.yaml --out DIR
     interp demo
     interp geometry --reps reps.safetensors --labels labels.txt --out DIR
+    interp zigzag --reps reps.safetensors --out DIR        (interp prune --model M --blocks 3,4 --data D)
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def demo_lm(out: Path = typer.Option(Path("runs/demo-lm"), help="output director
 # Sub-packages add their commands through a `register(app)` function in their own cli module,
 # imported here (each keeps its heavy imports inside the commands).
 COMMAND_MODULES = ("interp.geometry.cli", "interp.id_profile", "saes.cli", "steering.narrow_gate.cli", "steering.protein.cli",
-                   "steering.protein.steer_cli", "interp.landscape.cli")
+                   "steering.protein.steer_cli", "interp.landscape.cli", "interp.topology.cli")
 
 
 def _register_optional():

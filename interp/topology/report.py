@@ -1,0 +1,165 @@
+"""Files and figures of ``interp zigzag`` (all written atomically: temp file, then rename).
+
+    bars.csv                     subset, dim, birth, death (zigzag time, authors' units), birth_layer, death_layer
+    betti.csv                    subset, layer, layer_name, dim, betti
+    persistence_similarity.csv   subset, dim, layer_a, layer_b, ps, z   (z = PS / beta(layer_a))
+    inter_layer_persistence.csv  subset, dim, alpha, layer, z_bar      (paper Eq. 8)
+    births.csv                   subset, dim, alpha, layer, frequency  (the notebook's pi_hist)
+    summary.csv                  quantity, dim, alpha, layer, median, min, max, mean, std (over subsets)
+    pruning.json                 blocks cut at each p by each method (see pruning.py)
+    params.json                  k, max_dim, subsets, layer names, versions, H_max_dim caveat
+    figures: ps_H{p}.png, betti_profile.png, inter_layer_persistence.png, births_frequency.png,
+             pruning_scores.png
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from interp.io import write_csv_atomic, write_json_atomic
+
+__all__ = ["write_results", "plot_results"]
+
+
+def _rows_summary(res) -> list:
+    rows = []
+    P = res.betti.shape[1]
+
+    def add(q, arr, alpha=""):
+        for p in range(P):
+            for l in range(arr.shape[-1]):
+                v = arr[:, p, l].astype(float)
+                rows.append({"quantity": q, "dim": p, "alpha": alpha, "layer": l, "median": float(np.median(v)),
+                             "min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()),
+                             "std": float(v.std())})
+
+    add("betti", res.betti)
+    for a, zb in res.z_bar.items():
+        add("inter_layer_persistence", zb, a)
+    for a, bf in res.births.items():
+        add("births_frequency", bf, a)
+    return rows
+
+
+def write_results(res, out: Path, plan: dict | None = None, extra_params: dict | None = None) -> list:
+    """Write the CSV/JSON files (and figures) of a :class:`~interp.topology.pipeline.ZigzagResult`."""
+    from .zigzag import require_dionysus
+
+    dionysus = require_dionysus()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    S, P, L = res.betti.shape
+    paths = []
+    rows = []
+    for s, b in enumerate(res.bars):
+        for d, bi, de, bl, dl in zip(b.dim.tolist(), b.birth.tolist(), b.death.tolist(), b.birth_layer.tolist(),
+                                     b.death_layer.tolist()):
+            rows.append({"subset": s, "dim": d, "birth": bi, "death": de, "birth_layer": bl, "death_layer": dl})
+    paths.append(write_csv_atomic(out / "bars.csv", rows or [{"subset": "", "dim": "", "birth": "", "death": "",
+                                                               "birth_layer": "", "death_layer": ""}][:0]))
+    paths.append(write_csv_atomic(out / "betti.csv", [
+        {"subset": s, "layer": l, "layer_name": res.layer_names[l], "dim": p, "betti": int(res.betti[s, p, l])}
+        for s in range(S) for l in range(L) for p in range(P)]))
+    paths.append(write_csv_atomic(out / "persistence_similarity.csv", [
+        {"subset": s, "dim": p, "layer_a": a, "layer_b": c, "ps": int(res.ps[s, p, a, c]), "z": float(res.z[s, p, a, c])}
+        for s in range(S) for p in range(P) for a in range(L) for c in range(L)]))
+    paths.append(write_csv_atomic(out / "inter_layer_persistence.csv", [
+        {"subset": s, "dim": p, "alpha": a, "layer": l, "z_bar": float(zb[s, p, l])}
+        for a, zb in res.z_bar.items() for s in range(S) for p in range(P) for l in range(L)]))
+    paths.append(write_csv_atomic(out / "births.csv", [
+        {"subset": s, "dim": p, "alpha": a, "layer": l, "frequency": float(bf[s, p, l])}
+        for a, bf in res.births.items() for s in range(S) for p in range(P) for l in range(L)]))
+    paths.append(write_csv_atomic(out / "summary.csv", _rows_summary(res)))
+    if plan is not None:
+        paths.append(write_json_atomic(out / "pruning.json", plan))
+    params = {**res.params, "layer_names": res.layer_names, "subset_sizes": [len(i) for i in res.subset_indices],
+              "n_bars": [len(b) for b in res.bars], "n_simplices": [b.n_simplices for b in res.bars],
+              "dionysus": getattr(dionysus, "__version__", "?"),
+              "caveat": f"H{res.params.get('max_dim')} bars are truncation artefacts (no simplices of dimension "
+                        f"{res.params.get('max_dim', 0) + 1} can fill them); H0..H{res.params.get('max_dim', 1) - 1} "
+                        "are valid.", **(extra_params or {})}
+    paths.append(write_json_atomic(out / "params.json", params))
+    paths += plot_results(res, out, plan)
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
+def _fig(w=6.0, h=4.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), tight_layout=True)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_results(res, out: Path, plan: dict | None = None) -> list:
+    """The figures (matplotlib Agg canvas, no pyplot)."""
+    out = Path(out)
+    S, P, L = res.betti.shape
+    x = np.arange(L)
+    sub = f"{S} subset{'s' if S > 1 else ''} x {res.params.get('subset_size', '?')} points, " \
+          f"k={res.params.get('k')}, m={res.params.get('max_dim')}"
+    paths = []
+    for p in range(P):
+        fig = _fig(5.2, 4.4)
+        ax = fig.add_subplot(1, 1, 1)
+        im = ax.imshow(res.ps[:, p].mean(0), origin="lower", cmap="magma")
+        fig.colorbar(im, ax=ax, label=f"PS$_{p}$ (number of {p}-cycles alive throughout)")
+        ax.set_xlabel("layer $\\ell_2$")
+        ax.set_ylabel("layer $\\ell_1$")
+        ax.set_title(f"Persistence similarity H{p}{' (truncation artefacts)' if p == P - 1 else ''}\n{sub}",
+                     fontsize=8)
+        paths.append(_save(fig, out / f"ps_H{p}.png"))
+    fig = _fig()
+    ax = fig.add_subplot(1, 1, 1)
+    for p in range(1, P):
+        med = np.median(res.betti[:, p], 0)
+        ax.plot(x, med, "o-", ms=3, label=f"$\\beta_{p}$" + (" (artefact)" if p == P - 1 else ""))
+        ax.fill_between(x, res.betti[:, p].min(0), res.betti[:, p].max(0), alpha=0.2)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("Betti number (median, range over subsets)")
+    ax.set_title(sub, fontsize=8)
+    ax.legend()
+    paths.append(_save(fig, out / "betti_profile.png"))
+    for name, data, ylabel in (("inter_layer_persistence", res.z_bar, "inter-layer persistence $\\bar Z_1$"),
+                               ("births_frequency", res.births, "births' relative frequency (H1)")):
+        fig = _fig()
+        ax = fig.add_subplot(1, 1, 1)
+        for a, arr in data.items():
+            v = arr[:, 1] if P > 1 else arr[:, 0]
+            ax.plot(x, v.mean(0), "-", label=f"$\\alpha$={a:g}")
+            ax.fill_between(x, v.mean(0) - v.std(0), v.mean(0) + v.std(0), alpha=0.2)
+        if name == "births_frequency":
+            ax.axhline(1 / L, color="k", ls="--", lw=1, label="uniform")
+        ax.set_xlabel("layer (row = death layer, as the authors' pi_hist)" if name == "births_frequency" else "layer")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"mean ± std over subsets; {sub}", fontsize=8)
+        ax.legend(fontsize=7)
+        paths.append(_save(fig, out / f"{name}.png"))
+    if plan is not None:
+        fig = _fig()
+        ax = fig.add_subplot(1, 1, 1)
+        r = np.asarray(plan["zigzag_r"])
+        ax.plot(np.arange(len(r)), r, "o-", label="zigzag $r_i$ (H1)")
+        for p in plan["cuts"]:
+            ax.axhline(float(p) * r.max(), ls="--", lw=1, color="gray")
+            ax.text(0, float(p) * r.max(), f"p={p}", fontsize=7, va="bottom")
+        if "block_influence" in plan:
+            ax2 = ax.twinx()
+            ax2.plot(np.arange(len(plan["block_influence"])), plan["block_influence"], "s:", color="tab:red",
+                     ms=3, label="block influence (ShortGPT)")
+            ax2.set_ylabel("block influence", color="tab:red")
+        ax.set_xlabel("block (last point: final norm, never cut)")
+        ax.set_ylabel("$r_i$ = mean$_j$ PS$_1$(i,j)/$\\beta_1$(j)")
+        ax.legend(fontsize=7, loc="lower left")
+        paths.append(_save(fig, out / "pruning_scores.png"))
+    return paths
