@@ -32,6 +32,8 @@ _EXPORTS = {
 
 
 def __getattr__(name):  # lazy: `import saes` (and `interp --help`) stay light, torch loads on first use
+    if name == "dashboard":  # a callable sub-package: saes.dashboard(sae, model, data, out) builds a site
+        return importlib.import_module(f"{__name__}.dashboard")
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'saes' has no attribute {name!r}")
@@ -41,7 +43,7 @@ def __getattr__(name):  # lazy: `import saes` (and `interp --help`) stay light, 
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+    return sorted(list(globals()) + list(_EXPORTS) + ["dashboard"])
 
 
-__all__ = list(_EXPORTS)
+__all__ = list(_EXPORTS) + ["dashboard"]
