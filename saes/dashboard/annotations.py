@@ -66,7 +66,8 @@ def best_f1(acts: LatentActivations, labels: np.ndarray, tracks: list, latent_ma
         for a, b in zip(cuts[:-1], cuts[1:]):
             i, j = np.searchsorted(rows, [a, b])
             idx = torch.from_numpy(np.stack([rows[i:j] - a, cols[i:j].astype(np.int64)]))
-            x = torch.sparse_coo_tensor(idx, torch.from_numpy(vals[i:j]), (b - a, F)).coalesce()
+            x = torch.sparse_coo_tensor(idx, torch.from_numpy(vals[i:j]), (b - a, F),
+                                        check_invariants=False).coalesce()
             yield StatBatch(x, torch.from_numpy(labels[a:b]), protein=torch.from_numpy(ex[a:b].astype(np.int64)))
 
     counts = annotation_stats(batches, tracks, F, latent_max=np.maximum(np.asarray(latent_max), 1e-12))

@@ -107,3 +107,12 @@ def screenshot(path: Path, png: Path, *, tmp: Path, size=(1280, 800), fragment: 
            f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=3000",
            f"--screenshot={png}", url]
     subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    quiet = [pytest.mark.filterwarnings("ignore:HookedTransformer.*deprecated:DeprecationWarning"),
+             pytest.mark.filterwarnings("ignore:The 'utils' module has been deprecated:DeprecationWarning")]
+    for item in items:
+        if "dashboard" in Path(str(item.fspath)).parts:
+            for m in quiet:
+                item.add_marker(m)
