@@ -15,6 +15,11 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "ensure_chromium: installing chromium with apt-get failed (output above)" >&2
+  exit 1
+fi
 command -v chromium >/dev/null 2>&1 || { echo "ensure_chromium: apt-get ran but chromium is not on PATH" >&2; exit 1; }
