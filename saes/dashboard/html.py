@@ -67,8 +67,7 @@ def tokens_html(strings, acts, max_act: float, n_bands: int, hit: int | None = N
             continue
         b = band_of(a, max_act, n_bands)
         cls = f"tok {band_class(b, n_bands)}" + (" hit" if j == hit else "")
-        out.append(f'<span class="{cls}" data-band="{b}" data-act="{a:.4g}" title="{escape(s)}: {a:.4g}">'
-                   f"{escape(s)}</span>")
+        out.append(f'<span class="{cls}" data-band="{b}" data-act="{a:.4g}">{escape(s)}</span>')
     return "".join(out)
 
 
@@ -117,31 +116,38 @@ def histogram_svg(counts, edges, *, label: str, width: int = 400, height: int = 
 TRACK_COLOURS = ("#0b57d0", "#1a7f37", "#8250df", "#b42318", "#9a6700", "#0e7490", "#be185d", "#4d7c0f")
 
 
-def trace_svg(acts, tracks: dict, *, max_act: float, window: tuple, label: str, width: int = 980) -> str:
+def trace_svg(acts, tracks: dict, *, max_act: float, windows: list, label: str, width: int = 980,
+              max_points: int = 400) -> str:
     """Activation along a whole sequence (line) with annotation tracks aligned under it (bars),
-    the shown context window shaded. ``tracks``: {name: bool array of the same length}."""
+    the shown context windows shaded. ``tracks``: {name: [[start, end), ...] runs}. Sequences
+    longer than ``max_points`` are drawn with the maximum of each bin (peaks are kept)."""
     acts = np.nan_to_num(np.asarray(acts, dtype=float), nan=0.0)
     L = len(acts)
-    shown = [(k, np.asarray(v, bool)) for k, v in tracks.items() if np.asarray(v, bool).any()]
+    shown = [(k, v) for k, v in tracks.items() if len(v)]
     ml, th, ah = 90, 9, 40
     height = ah + 6 + th * len(shown) + 14
     w = width - ml - 4
     sx = w / max(L, 1)
     top = max_act if max_act > 0 else 1.0
-    pts = " ".join(f"{ml + (i + 0.5) * sx:.1f},{ah - ah * a / top:.1f}" for i, a in enumerate(acts))
-    parts = [f'<rect x="{ml + window[0] * sx:.1f}" y="0" width="{max((window[1] - window[0]) * sx, 1):.1f}" '
-             f'height="{ah}" fill="#fde7c8"/>',
-             f'<polyline points="{pts}" fill="none" stroke="#c24100" stroke-width="1.2"/>',
+    if L > max_points:
+        edges = np.linspace(0, L, max_points + 1).astype(int)
+        ys = np.maximum.reduceat(acts, edges[:-1])
+        xs = (edges[:-1] + edges[1:]) / 2
+    else:
+        ys, xs = acts, np.arange(L) + 0.5
+    pts = " ".join(f"{ml + x * sx:.0f},{ah - ah * y / top:.0f}" for x, y in zip(xs, ys))
+    parts = [f'<rect x="{ml + a * sx:.0f}" y="0" width="{max((min(b, L) - a) * sx, 1):.0f}" height="{ah}" '
+             f'fill="#fde7c8"/>' for a, b in windows]
+    parts += [f'<polyline points="{pts}" fill="none" stroke="#c24100" stroke-width="1.2"/>',
              f'<line x1="{ml}" y1="{ah}" x2="{ml + w}" y2="{ah}" stroke="#888"/>',
              f'<text x="{ml - 4}" y="{ah - 2}" text-anchor="end">activation</text>']
     y = ah + 6
     desc = []
-    for j, (name, m) in enumerate(shown):
+    for j, (name, runs) in enumerate(shown):
         col = TRACK_COLOURS[j % len(TRACK_COLOURS)]
         parts.append(f'<text x="{ml - 4}" y="{y + th - 1}" text-anchor="end">{escape(name)}</text>')
-        runs = _runs(m)
         for s, e in runs:
-            parts.append(f'<rect x="{ml + s * sx:.1f}" y="{y}" width="{max((e - s) * sx, 1):.1f}" height="{th - 2}" '
+            parts.append(f'<rect x="{ml + s * sx:.0f}" y="{y}" width="{max((e - s) * sx, 1):.0f}" height="{th - 2}" '
                          f'fill="{col}"><title>{escape(name)} {s + 1}–{e}</title></rect>')
         desc.append(f"{name} at {', '.join(f'{s + 1}-{e}' for s, e in runs[:6])}{' ...' if len(runs) > 6 else ''}")
         y += th
@@ -150,11 +156,13 @@ def trace_svg(acts, tracks: dict, *, max_act: float, window: tuple, label: str, 
     alt = (f"{label}: activation along {L} positions, peak {fmt(float(acts.max()) if L else 0)} at {peak}; "
            + ("; ".join(desc) if desc else "no annotated tracks in this sequence") + ".")
     return (f'<svg class="trace" role="img" aria-label="{escape(alt)}" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}"><title>{escape(alt)}</title>{"".join(parts)}</svg>')
+            f'viewBox="0 0 {width} {height}">{"".join(parts)}</svg>')
 
 
-def _runs(m: np.ndarray) -> list:
+def runs(m) -> list:
+    """``[[start, end), ...]`` of the True runs of a boolean array."""
+    m = np.asarray(m, bool)
     if not m.any():
         return []
     d = np.diff(np.concatenate([[0], m.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+    return [[int(a), int(b)] for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1))]

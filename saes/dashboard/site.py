@@ -101,17 +101,25 @@ class SiteData:
             d["best_annotation"] = {"track": self.best["track"][f], "f1": float(self.best["f1"][f]),
                                     "threshold": float(self.best["threshold"][f]),
                                     "per_track": dict(zip(self.tracks, map(float, self.best["per_track"][f])))}
-            d["traces"] = [self.trace_of(int(r), f) for r in s.top[f][: self.n_traces]]
+            d["traces"] = self.traces_of(s.top[f], f)
         return d
 
-    def trace_of(self, row: int, f: int) -> dict:
-        e = int(self.acts.example_of_row[row])
-        r0, r1 = int(self.first_row[e]), int(self.first_row[e + 1])
-        rows = np.arange(r0, r1)
-        o = int(self.acts.ordinal_of_row[row])
-        return {"example": e, "position": o, "acts": [round(float(v), 5) for v in self.lookup.values(rows, f)],
-                "tracks": {t: self.labels[r0:r1, j].astype(int).tolist() for j, t in enumerate(self.tracks)},
-                "window": [max(0, o - self.context[0]), o + self.context[1] + 1]}
+    def traces_of(self, top_rows, f: int) -> list:
+        """Whole-sequence traces of the distinct examples among the top contexts (first ``n_traces``),
+        each with the context windows of every top row in it."""
+        by_ex: dict = {}
+        for r in top_rows:
+            e = int(self.acts.example_of_row[r])
+            if e in by_ex or len(by_ex) < self.n_traces:
+                o = int(self.acts.ordinal_of_row[r])
+                by_ex.setdefault(e, []).append([max(0, o - self.context[0]), o + self.context[1] + 1])
+        out = []
+        for e, windows in by_ex.items():
+            r0, r1 = int(self.first_row[e]), int(self.first_row[e + 1])
+            out.append({"example": e, "acts": [float(f"{v:.4g}") for v in self.lookup.values(np.arange(r0, r1), f)],
+                        "tracks": {t: H.runs(self.labels[r0:r1, j]) for j, t in enumerate(self.tracks)},
+                        "windows": windows})
+        return out
 
 
 # -- pages --------------------------------------------------------------------------------------
@@ -147,8 +155,8 @@ def render_latent(site: SiteData, f: int, *, assets: Optional[str] = "../assets"
         traces = ""
         if g["kind"] == "top" and d.get("traces"):
             traces = ("<h3>Whole-sequence traces of the top contexts, annotation tracks below</h3>"
-                      + "".join(H.trace_svg(t["acts"], t["tracks"], max_act=d["max"], window=t["window"],
-                                            label=f"Example {t['example']}, position {t['position'] + 1}")
+                      + "".join(H.trace_svg(t["acts"], t["tracks"], max_act=d["max"], windows=t["windows"],
+                                            label=f"Example {t['example']}")
                                 for t in d["traces"]))
         groups.append(f'<section class="group" data-kind="{g["kind"]}" aria-label="{escape(g["name"])}"><h3>{head}</h3>'
                       f'<div role="list">{ctx}</div>{traces}</section>')

@@ -34,7 +34,17 @@ class Rows(HTMLParser):
         if tag == "div" and "ctx" in (a.get("class") or "").split():
             self.ctx.append(a)
         if tag == "span" and "tok" in (a.get("class") or "").split() and "data-band" in a and self.ctx:
+            a["text"] = ""
             self.toks.append((len(self.ctx) - 1, a))
+            self._cur = a
+
+    def handle_data(self, data):
+        if getattr(self, "_cur", None) is not None:
+            self._cur["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag == "span":
+            self._cur = None
 
 
 def parse(dom: str) -> Rows:
@@ -86,7 +96,7 @@ def test_latent_page_top_contexts_tokens_and_bands(site, rows, tmp_path):
         toks = [a for j, a in p.toks if j == i]
         hit = [a for a in toks if "hit" in a["class"].split()]
         assert len(hit) == 1 and hit[0]["data-band"] == "5" and "b5" in hit[0]["class"].split()
-        assert hit[0]["title"].startswith(f"#{TOKEN}:")
+        assert hit[0]["text"] == f"#{TOKEN}"
         assert all(a["data-band"] == "0" for a in toks if a is not hit[0])    # nothing else fires
     assert 'role="img"' in dom and "<desc" in dom                          # histogram has a text alternative
     assert 'href="../data/latent_000005.json"' in dom and 'id="nav-up"' in dom

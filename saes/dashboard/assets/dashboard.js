@@ -75,6 +75,12 @@
   }
 
   function setupPage() {
+    // token tooltips from data-act (kept out of the markup: pages stay small)
+    document.addEventListener("mouseover", function (e) {
+      var t = e.target;
+      if (t && t.classList && t.classList.contains("tok") && t.hasAttribute("data-act") && !t.title)
+        t.title = "activation " + t.getAttribute("data-act");
+    });
     // latent pages: [ and ] go to the previous / next latent, i to the index
     document.addEventListener("keydown", function (e) {
       if (e.target && (e.target.tagName === "INPUT" || e.target.tagName === "TEXTAREA")) return;
