@@ -2,6 +2,7 @@
 
     interp dashboard sae --sae runs/esm_sae --model esm2_t6_8M_UR50D.pt --data proteins.parquet --out runs/dash
     interp dashboard attention --model gpt2 --prompt "The cat sat on the mat" --layers 0,1 --out runs/attn
+    interp dashboard folder runs/flow        # any results folder: CSV tables, JSON, figures
 
 ``--data`` may be any file ``interp sae eval`` reads; a protein dataset (parquet with
 ``mask_<TRACK>`` columns, see :mod:`steering.protein.schema`) also gives the annotation
@@ -91,6 +92,21 @@ def register(app: typer.Typer) -> None:
             _fail(str(e))
         _console().print(f"wrote {d.index_path} ({d.site.acts.n_latents} latents, {len(d.site.pages)} pages, "
                          f"{d.site.acts.n_rows:,} tokens)")
+
+    @dash.command("folder")
+    def folder_cmd(
+        folder: Path = typer.Argument(..., help="a results folder (interp run / gate flow / demo / sweep outputs)"),
+        out: Optional[Path] = typer.Option(None, help="page to write (default FOLDER/index.html)"),
+        title: Optional[str] = None,
+    ):
+        """One page for a folder of results: sortable CSV tables, JSON, figures, each linking its file."""
+        from .results_page import write_results_page
+
+        try:
+            path = write_results_page(folder, out=out, title=title)
+        except (ValueError, FileNotFoundError) as e:
+            _fail(str(e))
+        _console().print(f"wrote {path}")
 
     @dash.command("attention")
     def attention_cmd(

@@ -243,7 +243,7 @@ def render_index(site: SiteData, rows: list, *, assets: Optional[str] = "assets"
             tds.append(f'<td class="l mono">{escape(r["promoted"])}</td>')
         search = f'latent {f} {r["top_tokens"]} {r.get("best_track", "")}'
         dead = ' class="dead"' if r["count"] == 0 else ""
-        body.append(f'<tr{dead} {attrs} data-search="{escape(search)}">{"".join(tds)}</tr>')
+        body.append(f'<tr{dead} data-i="{f}" {attrs} data-search="{escape(search)}">{"".join(tds)}</tr>')
     m = site.acts.meta
     n_dead = int((site.summary.count == 0).sum())
     notes = [f'{m["rows"]:,} tokens from {m["examples_read"]:,} examples at <code>{escape(m["site"])}</code>',
@@ -265,7 +265,7 @@ def render_index(site: SiteData, rows: list, *, assets: Optional[str] = "assets"
                  f'<input id="filter" type="search" autocomplete="off"> <span id="filter-count" class="muted small" aria-live="polite"></span></div>'
                  f'<p class="muted small">Click a column header to sort. Arrow keys (or j/k) move between rows. '
                  f'<span id="sort-status" aria-live="polite"></span></p>'
-                 f'<table id="latents" aria-label="Latents of the SAE"><thead><tr>{head}</tr></thead>'
+                 f'<table id="latents" class="sortable" aria-label="Latents of the SAE"><thead><tr>{head}</tr></thead>'
                  f'<tbody>{"".join(body)}</tbody></table></main>')
     return H.page(site.info.get("title", "SAE dashboard"), body_html, assets=assets)
 

@@ -29,7 +29,7 @@
       var c;
       if (isText) { c = String(x).localeCompare(String(y)); }
       else { x = parseFloat(x); y = parseFloat(y); x = isNaN(x) ? -Infinity : x; y = isNaN(y) ? -Infinity : y; c = x - y; }
-      if (c === 0) c = parseInt(a.getAttribute("data-latent"), 10) - parseInt(b.getAttribute("data-latent"), 10);
+      if (c === 0) c = parseInt(a.getAttribute("data-i"), 10) - parseInt(b.getAttribute("data-i"), 10);
       return dir === "ascending" ? c : -c;
     });
     rows.forEach(function (r) { tbody.appendChild(r); });
@@ -37,7 +37,7 @@
       th.setAttribute("aria-sort", th.getAttribute("data-key") === key ? dir : "none");
     });
     table.setAttribute("data-sorted-by", key + ":" + dir);
-    var live = document.getElementById("sort-status");
+    var live = table.id === "latents" ? document.getElementById("sort-status") : null;
     if (live) live.textContent = "Sorted by " + num.textContent.trim() + ", " + dir + ".";
   }
 
@@ -51,8 +51,8 @@
       });
     });
     var p = params();
-    if (p.sort) sortTable(table, p.sort, p.dir === "ascending" ? "ascending" : "descending");
-    var input = document.getElementById("filter");
+    if (p.sort && table.id === (p.table || "latents")) sortTable(table, p.sort, p.dir === "ascending" ? "ascending" : "descending");
+    var input = table.id === "latents" ? document.getElementById("filter") : null;
     if (input) {
       input.addEventListener("input", function () {
         var q = input.value.trim().toLowerCase(), shown = 0;
@@ -115,8 +115,7 @@
   }
 
   function init() {
-    var table = document.getElementById("latents");
-    if (table) setupIndex(table);
+    Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), setupIndex);
     setupPage();
     setupAttention();
     root.setAttribute("data-ready", "1");
