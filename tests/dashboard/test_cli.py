@@ -68,3 +68,31 @@ def test_bad_input_is_one_clear_error(saved):
     r = CliRunner().invoke(app, ["dashboard", "sae", "--sae", str(saved / "nope"), "--model", str(saved / "model"),
                                  "--data", str(saved / "data.txt"), "--out", str(saved / "y")])
     assert r.exit_code == 2 and "is not a directory" in " ".join(r.output.split())
+
+
+def test_protein_parquet_gives_annotation_tracks(tmp_path):
+    """A protein dataset (parquet, mask_<TRACK> columns) on the shipped toy ESM: the index gains the best
+    annotation F1, latent pages draw whole-sequence traces with the tracks under them, logits are amino acids."""
+    from steering.protein.schema import save_dataset
+    from steering.protein.toy_model import toy_model_path
+    from steering.protein.toy_world import make_toy_world
+
+    ds = make_toy_world(12, seed=5)
+    save_dataset(ds, tmp_path / "prot.parquet")
+    sae = saes.make_training_sae(saes.TrainConfig(arch="topk", latents=64, k=4, seed=0), 64)
+    saes.save_sae(sae, tmp_path / "sae", metadata={"interp": {"site": "resid_post.1", "positions": {"rule": "auto"}}})
+    out = tmp_path / "dash"
+    r = CliRunner().invoke(app, ["dashboard", "sae", "--sae", str(tmp_path / "sae"), "--model", str(toy_model_path()),
+                                 "--data", str(tmp_path / "prot.parquet"), "--out", str(out), "--device", "cpu",
+                                 "--tracks", "ZN_FING,TRANSMEM,COILED", "--latents", "0-15"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "data" / "meta.json").read_text())
+    assert meta["tracks"] == ["ZN_FING", "TRANSMEM", "COILED"] and meta["rows"] == sum(ds["length"])
+    index = (out / "index.html").read_text()
+    assert 'data-key="best_f1"' in index and "live latents without a page" in index
+    page = next((out / "latents").iterdir())
+    d = json.loads((out / "data" / f"latent_{page.stem}.json").read_text())
+    assert d["traces"] and set(d["traces"][0]["tracks"]) == {"ZN_FING", "TRANSMEM", "COILED"}
+    assert len(d["traces"][0]["acts"]) == ds[d["traces"][0]["example"]]["length"]
+    assert {t for t, _ in d["logits"]["top"]} <= set("ACDEFGHIKLMNPQRSTVWY")
+    assert page.read_text().count('<svg class="trace"') == len(d["traces"])
