@@ -15,6 +15,7 @@ that is an error naming the fix (fewer tokens, or a larger budget), never a sile
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -85,9 +86,13 @@ def _token_ids(inputs: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def gather(model, sae, data, *, site: Optional[str] = None, positions=None, model_batch_size: int = 8,
-           text_key=None, max_tokens: Optional[int] = None, max_nonzeros: int = 50_000_000,
+           text_key=None, max_tokens: Optional[int] = None, max_nonzeros: int = 50_000_000, sort_window: int = 16,
            progress: bool = True) -> LatentActivations:
-    """Run ``model`` over ``data`` once and keep the SAE's non-zero latent activations (see module doc)."""
+    """Run ``model`` over ``data`` once and keep the SAE's non-zero latent activations (see module doc).
+
+    Examples are read ``sort_window`` batches at a time and batched longest first (less padding:
+    1.8x fewer padded positions on TMbed proteins); rows are returned in data order either way.
+    With ``max_tokens`` examples are read strictly in order, so the rows are a prefix of the data."""
     from ..files import positions_of, site_of
 
     site = check_site(model, site or site_of(sae) or "")
@@ -106,51 +111,67 @@ def gather(model, sae, data, *, site: Optional[str] = None, positions=None, mode
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_tokens, unit="tok", desc=f"SAE latents at {site}", leave=False)
-    batch: list = []
+        try:
+            n_total = None if isinstance(data, (str, bytes)) or hasattr(data, "read") else len(data)
+        except TypeError:
+            n_total = None
+        bar = tqdm(total=n_total, unit="ex", desc=f"SAE latents at {site}", leave=False)
     it = iter_examples(data, text_key=text_key)
+    sort = sort_window > 1 and max_tokens is None
+    window = model_batch_size * (sort_window if sort else 1)
     try:
         while not stopped:
-            batch = [ex for _, ex in zip(range(model_batch_size), it)]
-            if not batch:
+            chunk = list(itertools.islice(it, window))
+            if not chunk:
                 break
-            inputs = model.prepare(batch)
-            ids = _token_ids(inputs).cpu()
-            am = inputs.get("attention_mask")
-            am = torch.ones_like(ids, dtype=torch.bool) if am is None else am.cpu().bool()
-            x, mask = collect(model, batch, site, positions, described=described)
-            mask = mask.cpu().bool()
-            if tuple(mask.shape) != tuple(ids.shape):
-                raise DataError(f"Position mask {tuple(mask.shape)} does not match token ids {tuple(ids.shape)}.")
-            b_idx, p_idx = mask.nonzero(as_tuple=True)        # row-major, as collect's rows
-            real_idx = (am.cumsum(1) - 1)[b_idx, p_idx]        # index among the example's real tokens
-            ordinal = (mask.cumsum(1) - 1)[b_idx, p_idx]
-            take = len(b_idx)
-            if max_tokens is not None and n_rows + take >= max_tokens:
-                take, stopped = max_tokens - n_rows, True
-            for b in range(len(batch)):
-                tokens.append(ids[b][am[b]].to(torch.int32).numpy())
-            if x is not None and take > 0:
-                z = sae.encode(x[:take].to(dev, sdtype)).float()
-                if z.dim() != 2 or z.shape[1] != F:
-                    raise DataError(f"sae.encode returned {tuple(z.shape)}; expected (rows, {F}).")
-                r, c = (z > 0).nonzero(as_tuple=True)
-                nnz += len(r)
-                if nnz > max_nonzeros:
-                    raise DataError(
-                        f"The SAE fired {nnz:,} times on the first {n_rows + take:,} tokens, over the budget "
-                        f"max_nonzeros={max_nonzeros:,} (memory is O(non-zeros)). Pass fewer tokens (max_tokens=...) "
-                        "or raise max_nonzeros if the machine has the memory (12 bytes per non-zero).")
-                rows.append((r.cpu() + n_rows).numpy())
-                cols.append(c.cpu().to(torch.int32).numpy())
-                vals.append(z[r, c].cpu().numpy())
-                ex_of_row.append((b_idx[:take] + n_examples).to(torch.int32).numpy())
-                tok_of_row.append(real_idx[:take].to(torch.int32).numpy())
-                ord_of_row.append(ordinal[:take].to(torch.int32).numpy())
-                n_rows += take
+            # longest first within the window: batches of similar length waste less on padding
+            order = sorted(range(len(chunk)), key=lambda i: -_length(chunk[i])) if sort else list(range(len(chunk)))
+            tokens.extend([None] * len(chunk))
+            for s0 in range(0, len(chunk), model_batch_size):
+                if stopped:
+                    break
+                idx = order[s0:s0 + model_batch_size]
+                batch = [chunk[i] for i in idx]
+                ex_ids = torch.tensor(idx, dtype=torch.long) + n_examples
+                inputs = model.prepare(batch)
+                ids = _token_ids(inputs).cpu()
+                am = inputs.get("attention_mask")
+                am = torch.ones_like(ids, dtype=torch.bool) if am is None else am.cpu().bool()
+                x, mask = collect(model, batch, site, positions, described=described)
+                mask = mask.cpu().bool()
+                if tuple(mask.shape) != tuple(ids.shape):
+                    raise DataError(f"Position mask {tuple(mask.shape)} does not match token ids {tuple(ids.shape)}.")
+                b_idx, p_idx = mask.nonzero(as_tuple=True)        # row-major, as collect's rows
+                real_idx = (am.cumsum(1) - 1)[b_idx, p_idx]        # index among the example's real tokens
+                ordinal = (mask.cumsum(1) - 1)[b_idx, p_idx]
+                take = len(b_idx)
+                if max_tokens is not None and n_rows + take >= max_tokens:
+                    take, stopped = max_tokens - n_rows, True
+                for b in range(len(batch)):
+                    tokens[int(ex_ids[b])] = ids[b][am[b]].to(torch.int32).numpy()
+                if x is not None and take > 0:
+                    z = sae.encode(x[:take].to(dev, sdtype)).float()
+                    if z.dim() != 2 or z.shape[1] != F:
+                        raise DataError(f"sae.encode returned {tuple(z.shape)}; expected (rows, {F}).")
+                    r, c = (z > 0).nonzero(as_tuple=True)
+                    nnz += len(r)
+                    if nnz > max_nonzeros:
+                        raise DataError(
+                            f"The SAE fired {nnz:,} times on the first {n_rows + take:,} tokens, over the budget "
+                            f"max_nonzeros={max_nonzeros:,} (memory is O(non-zeros)). Pass fewer tokens "
+                            "(max_tokens=...) or raise max_nonzeros if the machine has the memory (12 bytes per "
+                            "non-zero).")
+                    rows.append((r.cpu() + n_rows).numpy())
+                    cols.append(c.cpu().to(torch.int32).numpy())
+                    vals.append(z[r, c].cpu().numpy())
+                    ex_of_row.append(ex_ids[b_idx[:take]].to(torch.int32).numpy())
+                    tok_of_row.append(real_idx[:take].to(torch.int32).numpy())
+                    ord_of_row.append(ordinal[:take].to(torch.int32).numpy())
+                    n_rows += take
                 if bar is not None:
-                    bar.update(take)
-            n_examples += len(batch)
+                    bar.update(len(batch))
+                    bar.set_postfix(tokens=n_rows, refresh=False)
+            n_examples += len(chunk)
     finally:
         if bar is not None:
             bar.close()
@@ -158,9 +179,22 @@ def gather(model, sae, data, *, site: Optional[str] = None, positions=None, mode
         raise DataError("The data gave no tokens at the SAE's positions (empty data, or the position rule selects "
                         "nothing); pass data with at least one selected token.")
     cat = lambda xs, dt: np.concatenate(xs).astype(dt, copy=False) if xs else np.zeros(0, dt)  # noqa: E731
+    ex_r, tok_r, ord_r, rows_c = cat(ex_of_row, np.int32), cat(tok_of_row, np.int32), cat(ord_of_row, np.int32), \
+        cat(rows, np.int64)
+    perm = np.argsort(ex_r, kind="stable")       # rows back into data order (an example's rows stay contiguous)
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    tokens = [t if t is not None else np.zeros(0, np.int32) for t in tokens]
     meta = {"site": site, "positions": described, "rows": n_rows, "examples_read": n_examples,
             "stopped_at_max_tokens": bool(stopped), "max_tokens": max_tokens, "nonzeros": int(nnz),
             "n_latents": F}
-    return LatentActivations(F, cat(rows, np.int64), cat(cols, np.int32), cat(vals, np.float32),
-                             cat(ex_of_row, np.int32), cat(tok_of_row, np.int32), cat(ord_of_row, np.int32),
-                             tokens, meta)
+    return LatentActivations(F, inv[rows_c], cat(cols, np.int32), cat(vals, np.float32), ex_r[perm], tok_r[perm],
+                             ord_r[perm], tokens, meta)
+
+
+def _length(ex) -> int:
+    """Sort key for batching by length: characters of a text / residues, ids of a token list, else 0."""
+    if isinstance(ex, (str, list, tuple)):
+        return len(ex)
+    shape = getattr(ex, "shape", None)
+    return int(shape[-1]) if shape is not None and len(shape) else 0

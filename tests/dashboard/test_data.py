@@ -128,3 +128,16 @@ def test_esm_logit_effects_range_over_amino_acids(tmp_path):
     f = d.site.pages[0]
     lg = json.loads((d.path / "data" / f"latent_{f:06d}.json").read_text())["logits"]
     assert len(lg["top"]) == 20 and {t for t, _ in lg["top"]} == set("ACDEFGHIKLMNPQRSTVWY")
+
+
+def test_length_sorted_batching_returns_rows_in_data_order(gpt2, sae, rows):
+    a = gather(gpt2, sae, rows, site="embed", progress=False, model_batch_size=3, sort_window=1)
+    b = gather(gpt2, sae, rows, site="embed", progress=False, model_batch_size=3, sort_window=8)
+    for k in ("example_of_row", "token_of_row", "ordinal_of_row"):
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+    assert np.all(np.diff(b.example_of_row) >= 0)
+    key = lambda x: np.lexsort((x.cols, x.rows))   # noqa: E731
+    np.testing.assert_array_equal(a.rows[key(a)], b.rows[key(b)])
+    np.testing.assert_array_equal(a.cols[key(a)], b.cols[key(b)])
+    np.testing.assert_allclose(a.vals[key(a)], b.vals[key(b)], rtol=1e-6)
+    assert all(np.array_equal(x, y) for x, y in zip(a.tokens, b.tokens)) and len(a.tokens) == len(rows)
