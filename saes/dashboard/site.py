@@ -154,7 +154,8 @@ def render_latent(site: SiteData, f: int, *, assets: Optional[str] = "../assets"
         ctx = "".join(_context_html(c, d["max"], d["n_bands"]) for c in g["contexts"]) or '<p class="muted">none</p>'
         traces = ""
         if g["kind"] == "top" and d.get("traces"):
-            traces = ("<h3>Whole-sequence traces of the top contexts, annotation tracks below</h3>"
+            traces = ('<h3 id="traces">Whole-sequence traces of the top contexts, annotation tracks below</h3>'
+                      '<p class="muted small">One per sequence among the top contexts; shaded: the context windows shown above.</p>'
                       + "".join(H.trace_svg(t["acts"], t["tracks"], max_act=d["max"], windows=t["windows"],
                                             label=f"Example {t['example']}")
                                 for t in d["traces"]))
@@ -185,8 +186,9 @@ def _logits_html(lg: Optional[dict]) -> str:
     if "unavailable" in lg:
         return f'<p class="muted">unavailable: {escape(lg["unavailable"])}</p>'
     out = []
-    for key, title, cls in (("top", "Promoted", "pos"), ("bottom", "Suppressed", "neg")):
-        rows = "".join(f'<tr><td class="tokname">{escape(t)}</td><td class="{cls}">{v:+.3f}</td></tr>' for t, v in lg[key])
+    for key, title in (("top", "Promoted"), ("bottom", "Suppressed")):
+        rows = "".join(f'<tr><td class="tokname">{escape(t)}</td><td class="{"pos" if v > 0 else "neg"}">{v:+.3f}</td></tr>'
+                       for t, v in lg[key])
         out.append(f'<table class="logits" aria-label="{title} tokens"><caption class="l">{title}</caption>'
                    f'<thead><tr><th class="l" scope="col">token</th><th scope="col">effect</th></tr></thead>'
                    f"<tbody>{rows}</tbody></table>")
