@@ -8,8 +8,8 @@ Model: an ESM-2 8M-sized ``EsmForMaskedLM`` from its config (6 layers, d 320, 20
 weights, no downloads: the forward costs the same as the trained model's). Data: real proteins
 (TMbed ``cv_00_a.fasta`` in ``$INTERP_DATA`` or ``../shared/data``; length <= 1000) taken in
 file order until ``--tokens`` residues, with their TMbed annotation tracks (so the annotation
-F1 is part of the timing). SAE: sae-lens TopK, ``--latents`` latents, k 32, random init, at
-``resid_post.3``. Phases are timed separately: the one batched pass (model forward stopped
+F1 is part of the timing). SAE: sae-lens TopK, ``--latents`` latents, k 32, random init with ``b_dec`` set to the
+mean activation (so nearly every latent fires and gets a page), at ``resid_post.3``. Phases are timed separately: the one batched pass (model forward stopped
 after the site + SAE encode + keeping non-zeros), the summaries, the annotation F1, logit
 effects, and writing the site (index + one page and one JSON per live latent). Peak RSS is
 ``ru_maxrss``. Results go to ``bench/RESULTS_dashboard.md`` with ``--out``.
@@ -84,6 +84,13 @@ def main():
     tmp = Path(tempfile.mkdtemp())
     model = esm_model(tmp)
     sae = saes.make_training_sae(saes.TrainConfig(arch="topk", latents=a.latents, k=32, seed=0), 320)
+    # b_dec = mean activation (SAE training initialises it so too): centred inputs spread a random
+    # TopK encoder's winners over (nearly) all latents, so the site writes a page for (nearly) every one
+    from saes.activations import collect
+
+    x, _ = collect(model, seqs[:16], "resid_post.3", "auto")
+    with torch.no_grad():
+        sae.b_dec.copy_(x.mean(0))
     t, cpu = {}, {}
     t0, c0 = time.perf_counter(), time.process_time()
     acts = gather(model, sae, seqs, site="resid_post.3", positions="auto", model_batch_size=a.batch, progress=False)

@@ -32,8 +32,6 @@ import types
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 
 class HTMLView:
     """A rendered page that displays inline in Jupyter (an isolated ``<iframe srcdoc>``)."""
@@ -160,4 +158,3 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 __all__ = ["dashboard", "Dashboard", "HTMLView", "attention_view", "amino_acid_ids"]
-_ = np  # numpy is imported for callers' type hints in docs
