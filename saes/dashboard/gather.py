@@ -87,12 +87,13 @@ def _token_ids(inputs: dict) -> torch.Tensor:
 @torch.no_grad()
 def gather(model, sae, data, *, site: Optional[str] = None, positions=None, model_batch_size: int = 8,
            text_key=None, max_tokens: Optional[int] = None, max_nonzeros: int = 50_000_000, sort_window: int = 16,
-           progress: bool = True) -> LatentActivations:
+           encode_rows: int = 4096, progress: bool = True) -> LatentActivations:
     """Run ``model`` over ``data`` once and keep the SAE's non-zero latent activations (see module doc).
 
     Examples are read ``sort_window`` batches at a time and batched longest first (less padding:
     1.8x fewer padded positions on TMbed proteins); rows are returned in data order either way.
-    With ``max_tokens`` examples are read strictly in order, so the rows are a prefix of the data."""
+    With ``max_tokens`` examples are read strictly in order, so the rows are a prefix of the data.
+    The SAE encodes ``encode_rows`` rows at a time (its dense codes are the largest temporary)."""
     from ..files import positions_of, site_of
 
     site = check_site(model, site or site_of(sae) or "")
@@ -150,20 +151,22 @@ def gather(model, sae, data, *, site: Optional[str] = None, positions=None, mode
                 for b in range(len(batch)):
                     tokens[int(ex_ids[b])] = ids[b][am[b]].to(torch.int32).numpy()
                 if x is not None and take > 0:
-                    z = sae.encode(x[:take].to(dev, sdtype)).float()
-                    if z.dim() != 2 or z.shape[1] != F:
-                        raise DataError(f"sae.encode returned {tuple(z.shape)}; expected (rows, {F}).")
-                    r, c = (z > 0).nonzero(as_tuple=True)
-                    nnz += len(r)
-                    if nnz > max_nonzeros:
-                        raise DataError(
-                            f"The SAE fired {nnz:,} times on the first {n_rows + take:,} tokens, over the budget "
-                            f"max_nonzeros={max_nonzeros:,} (memory is O(non-zeros)). Pass fewer tokens "
-                            "(max_tokens=...) or raise max_nonzeros if the machine has the memory (12 bytes per "
-                            "non-zero).")
-                    rows.append((r.cpu() + n_rows).numpy())
-                    cols.append(c.cpu().to(torch.int32).numpy())
-                    vals.append(z[r, c].cpu().numpy())
+                    for c0 in range(0, take, encode_rows):          # dense (rows, F) codes: bounded chunks
+                        z = sae.encode(x[c0:min(take, c0 + encode_rows)].to(dev, sdtype)).float()
+                        if z.dim() != 2 or z.shape[1] != F:
+                            raise DataError(f"sae.encode returned {tuple(z.shape)}; expected (rows, {F}).")
+                        r, c = (z > 0).nonzero(as_tuple=True)
+                        nnz += len(r)
+                        if nnz > max_nonzeros:
+                            raise DataError(
+                                f"The SAE fired {nnz:,} times on the first {n_rows + take:,} tokens, over the budget "
+                                f"max_nonzeros={max_nonzeros:,} (memory is O(non-zeros)). Pass fewer tokens "
+                                "(max_tokens=...) or raise max_nonzeros if the machine has the memory (12 bytes per "
+                                "non-zero).")
+                        rows.append((r.cpu() + n_rows + c0).numpy())
+                        cols.append(c.cpu().to(torch.int32).numpy())
+                        vals.append(z[r, c].cpu().numpy())
+                        del z
                     ex_of_row.append(ex_ids[b_idx[:take]].to(torch.int32).numpy())
                     tok_of_row.append(real_idx[:take].to(torch.int32).numpy())
                     ord_of_row.append(ordinal[:take].to(torch.int32).numpy())

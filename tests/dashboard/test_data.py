@@ -130,9 +130,9 @@ def test_esm_logit_effects_range_over_amino_acids(tmp_path):
     assert len(lg["top"]) == 20 and {t for t, _ in lg["top"]} == set("ACDEFGHIKLMNPQRSTVWY")
 
 
-def test_length_sorted_batching_returns_rows_in_data_order(gpt2, sae, rows):
+def test_length_sorted_batching_and_chunked_encoding_change_nothing(gpt2, sae, rows):
     a = gather(gpt2, sae, rows, site="embed", progress=False, model_batch_size=3, sort_window=1)
-    b = gather(gpt2, sae, rows, site="embed", progress=False, model_batch_size=3, sort_window=8)
+    b = gather(gpt2, sae, rows, site="embed", progress=False, model_batch_size=3, sort_window=8, encode_rows=7)
     for k in ("example_of_row", "token_of_row", "ordinal_of_row"):
         np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
     assert np.all(np.diff(b.example_of_row) >= 0)
