@@ -2,7 +2,7 @@
 """Build the dashboard of a small SAE on the shipped toy protein model and screenshot it for the docs.
 
     PYTHONPATH=. python bench/dashboard_showcase.py --out runs/dashboard_showcase   # ≈ 2-4 min on CPU
-    # writes docs/dashboard_index.png and docs/dashboard_latent.png (headless Chromium, 1280×800)
+    # writes docs/dashboard_index.png, dashboard_latent.png, dashboard_latent_tracks.png (Chromium, 1280×800)
 
 The toy protein world (:mod:`steering.protein.toy_world`) plants zinc fingers, TM helices and
 coiled coils with per-residue annotations; the shipped toy ESM model reads it; a TopK SAE (the
@@ -61,8 +61,10 @@ def main():
     print(f"best latent {best}: F1 {dash.site.best['f1'][best]:.3f} on {dash.site.best['track'][best]}")
     a.docs.mkdir(exist_ok=True)
     shot(dash.index_path.resolve().as_uri() + "#sort=best_f1&dir=descending", a.docs / "dashboard_index.png")
-    shot((dash.path / "latents" / f"{best:06d}.html").resolve().as_uri(), a.docs / "dashboard_latent.png")
-    print(f"wrote {a.docs / 'dashboard_index.png'} and {a.docs / 'dashboard_latent.png'}")
+    page = (dash.path / "latents" / f"{best:06d}.html").resolve().as_uri()
+    shot(page, a.docs / "dashboard_latent.png")
+    shot(page + "#traces", a.docs / "dashboard_latent_tracks.png")
+    print(f"wrote {a.docs}/dashboard_index.png, dashboard_latent.png, dashboard_latent_tracks.png")
 
 
 if __name__ == "__main__":
