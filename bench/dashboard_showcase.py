@@ -2,7 +2,7 @@
 """Build the dashboard of a small SAE on the shipped toy protein model and screenshot it for the docs.
 
     PYTHONPATH=. python bench/dashboard_showcase.py --out runs/dashboard_showcase   # ≈ 2-4 min on CPU
-    # writes docs/dashboard_index.png, dashboard_latent.png, dashboard_latent_tracks.png (Chromium, 1280×800)
+    # writes docs/dashboard_index.png, dashboard_latent.png, dashboard_latent_tracks.png (Chromium, 1280×800; the tracks one 1280×1500)
 
 The toy protein world (:mod:`steering.protein.toy_world`) plants zinc fingers, TM helices and
 coiled coils with per-residue annotations; the shipped toy ESM model reads it; a TopK SAE (the
@@ -56,14 +56,15 @@ def main():
     ann = {t: masks_of(show, t) for t in ("ZN_FING", "TRANSMEM", "COILED")}
     dash = saes.dashboard(sae, hm, list(show["sequence"]), a.out / "site", annotations=ann,
                           info={"title": "Toy protein SAE (resid_post.1)", "model": "shipped toy ESM",
-                                "sae": str(sae_dir), "data": "toy world, 500 proteins"})
+                                "sae": f"TopK k=16, {8 * d_model} latents, trained on 1,500 toy proteins",
+                                "data": "500 other toy-world proteins"})
     best = int(np.argmax(dash.site.best["f1"]))
     print(f"best latent {best}: F1 {dash.site.best['f1'][best]:.3f} on {dash.site.best['track'][best]}")
     a.docs.mkdir(exist_ok=True)
     shot(dash.index_path.resolve().as_uri() + "#sort=best_f1&dir=descending", a.docs / "dashboard_index.png")
     page = (dash.path / "latents" / f"{best:06d}.html").resolve().as_uri()
     shot(page, a.docs / "dashboard_latent.png")
-    shot(page + "#traces", a.docs / "dashboard_latent_tracks.png")
+    shot(page, a.docs / "dashboard_latent_tracks.png", size=(1280, 1500))   # down to the traces + tracks
     print(f"wrote {a.docs}/dashboard_index.png, dashboard_latent.png, dashboard_latent_tracks.png")
 
 

@@ -123,9 +123,9 @@ def trace_svg(acts, tracks: dict, *, max_act: float, windows: list, label: str, 
     longer than ``max_points`` are drawn with the maximum of each bin (peaks are kept)."""
     acts = np.nan_to_num(np.asarray(acts, dtype=float), nan=0.0)
     L = len(acts)
-    shown = [(k, v) for k, v in tracks.items() if len(v)]
-    ml, th, ah = 90, 9, 40
-    height = ah + 6 + th * len(shown) + 14
+    shown = [(j, k, v) for j, (k, v) in enumerate(tracks.items()) if len(v)]   # colour by track, not by row
+    ml, th, ah = 90, 12, 40
+    height = ah + 8 + th * len(shown) + 14
     w = width - ml - 4
     sx = w / max(L, 1)
     top = max_act if max_act > 0 else 1.0
@@ -141,15 +141,15 @@ def trace_svg(acts, tracks: dict, *, max_act: float, windows: list, label: str, 
     parts += [f'<polyline points="{pts}" fill="none" stroke="#c24100" stroke-width="1.2"/>',
              f'<line x1="{ml}" y1="{ah}" x2="{ml + w}" y2="{ah}" stroke="#888"/>',
              f'<text x="{ml - 4}" y="{ah - 2}" text-anchor="end">activation</text>']
-    y = ah + 6
+    y = ah + 8
     desc = []
-    for j, (name, runs) in enumerate(shown):
+    for j, name, spans in shown:
         col = TRACK_COLOURS[j % len(TRACK_COLOURS)]
-        parts.append(f'<text x="{ml - 4}" y="{y + th - 1}" text-anchor="end">{escape(name)}</text>')
-        for s, e in runs:
-            parts.append(f'<rect x="{ml + s * sx:.0f}" y="{y}" width="{max((e - s) * sx, 1):.0f}" height="{th - 2}" '
+        parts.append(f'<text x="{ml - 4}" y="{y + th - 3}" text-anchor="end">{escape(name)}</text>')
+        for s, e in spans:
+            parts.append(f'<rect x="{ml + s * sx:.0f}" y="{y}" width="{max((e - s) * sx, 1):.0f}" height="{th - 3}" '
                          f'fill="{col}"><title>{escape(name)} {s + 1}–{e}</title></rect>')
-        desc.append(f"{name} at {', '.join(f'{s + 1}-{e}' for s, e in runs[:6])}{' ...' if len(runs) > 6 else ''}")
+        desc.append(f"{name} at {', '.join(f'{s + 1}-{e}' for s, e in spans[:6])}{' ...' if len(spans) > 6 else ''}")
         y += th
     parts.append(f'<text x="{ml}" y="{height - 2}">1</text><text x="{ml + w}" y="{height - 2}" text-anchor="end">{L}</text>')
     peak = int(np.argmax(acts)) + 1 if L else 0

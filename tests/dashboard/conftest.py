@@ -46,7 +46,9 @@ def planted_sae(W_E: torch.Tensor, *, d_sae=16, planted=PLANTED, token=TOKEN, se
         u = W_E[token] / W_E[token].norm()
         W[:, planted] = u
         proj = W_E[3:] @ W                                   # (tokens >= 3, d_sae) projections of real tokens
-        b = -proj.quantile(0.8, dim=0)                       # random latents fire on ~20% of tokens
+        srt = proj.sort(dim=0).values
+        i = int(0.8 * srt.shape[0])
+        b = -(srt[i - 1] + srt[i]) / 2          # random latents fire on ~20% of tokens, no pre-activation near 0
         others = torch.cat([W_E[3:token], W_E[token + 1:]]) @ u
         b[planted] = -(float(W_E[token] @ u) + float(others.max())) / 2
         sae.W_enc.copy_(W)
