@@ -98,12 +98,13 @@ def register(app: typer.Typer) -> None:
         folder: Path = typer.Argument(..., help="a results folder (interp run / gate flow / demo / sweep outputs)"),
         out: Optional[Path] = typer.Option(None, help="page to write (default FOLDER/index.html)"),
         title: Optional[str] = None,
+        latent_pages: Optional[Path] = typer.Option(None, help="an `interp dashboard sae` site: link `latent` columns"),
     ):
         """One page for a folder of results: sortable CSV tables, JSON, figures, each linking its file."""
         from .results_page import write_results_page
 
         try:
-            path = write_results_page(folder, out=out, title=title)
+            path = write_results_page(folder, out=out, title=title, latent_pages=latent_pages)
         except (ValueError, FileNotFoundError) as e:
             _fail(str(e))
         _console().print(f"wrote {path}")

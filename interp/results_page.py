@@ -11,6 +11,8 @@ batches.csv), ``interp gate flow`` (flow_shares.csv, flow_keys.csv, gate.json, f
 ``interp demo`` (report.md, summary.json, figures/) and any other command that writes such
 files — the page reads formats, not commands, so it keeps working when a command's columns
 change. CSVs over ``max_rows`` rows show their first ``max_rows`` and say how many were left out.
+With ``--latent-pages SITE`` (an ``interp dashboard sae`` output), latent numbers in ``latent``
+columns link to their pages: ``interp dashboard folder runs/demo --latent-pages runs/demo/dash``.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def _num(x: str):
         return None
 
 
-def csv_table(path: Path, tid: str, max_rows: int = 2000) -> str:
+def csv_table(path: Path, tid: str, max_rows: int = 2000, latent_href=None) -> str:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     if not rows:
@@ -42,10 +44,18 @@ def csv_table(path: Path, tid: str, max_rows: int = 2000) -> str:
                  f'{"" if numeric[j] else " class=l"}><button type="button">{escape(h)}</button></th>'
                  for j, h in enumerate(header))
     trs = []
+    lat = {j for j, h in enumerate(header) if h.strip().lower() == "latent"} if latent_href else set()
     for i, r in enumerate(shown):
         attrs = " ".join(f'data-c{j}="{escape(r[j] if j < len(r) else "")}"' for j in range(len(header)))
-        tds = "".join(f'<td{"" if numeric[j] else " class=l"}>{escape(_fmt(r[j]) if j < len(r) else "")}</td>'
-                      for j in range(len(header)))
+        cells = []
+        for j in range(len(header)):
+            v = r[j] if j < len(r) else ""
+            txt = escape(_fmt(v))
+            href = latent_href(v) if j in lat else None
+            if href:
+                txt = f'<a href="{href}">{txt}</a>'
+            cells.append(f'<td{"" if numeric[j] else " class=l"}>{txt}</td>')
+        tds = "".join(cells)
         trs.append(f'<tr data-i="{i}" {attrs}>{tds}</tr>')
     note = (f'<p class="muted small">first {max_rows:,} of {len(body):,} rows shown; {len(body) - max_rows:,} left '
             f"out (open the CSV for all)</p>" if len(body) > max_rows else "")
@@ -76,8 +86,11 @@ def json_table(path: Path) -> str:
     return f'<table aria-label="{escape(path.name)}"><tbody>{"".join(rows)}</tbody></table>'
 
 
-def write_results_page(folder, *, out=None, title=None, max_rows: int = 2000) -> Path:
-    """Write ``index.html`` (and ``assets/``) for the result files in ``folder`` (recursively, sorted)."""
+def write_results_page(folder, *, out=None, title=None, max_rows: int = 2000, latent_pages=None) -> Path:
+    """Write ``index.html`` (and ``assets/``) for the result files in ``folder`` (recursively, sorted).
+
+    ``latent_pages``: a site written by ``interp dashboard sae``; numbers in CSV columns named
+    ``latent`` then link to their latent pages (e.g. the protein demo's ``stats/top_latents.csv``)."""
     from saes.dashboard.html import page
     from saes.dashboard.site import copy_assets
 
@@ -87,18 +100,32 @@ def write_results_page(folder, *, out=None, title=None, max_rows: int = 2000) ->
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a directory; pass the folder a command wrote its results to.")
     out = Path(out) if out is not None else folder / "index.html"
+    skip = {Path(latent_pages).resolve()} if latent_pages is not None else set()
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in KINDS
-                   and "assets" not in p.relative_to(folder).parts[:1] and p.resolve() != out.resolve())
+                   and "assets" not in p.relative_to(folder).parts[:1] and p.resolve() != out.resolve()
+                   and not any(d in p.resolve().parents for d in skip))
     if not files:
         raise FileNotFoundError(f"{folder} holds no result files ({', '.join(KINDS)}).")
     base = out.parent
+    latent_href = None
+    if latent_pages is not None:
+        lp = Path(latent_pages)
+        if not (lp / "latents").is_dir():
+            raise FileNotFoundError(f"{lp} holds no latents/ folder; pass the --out of `interp dashboard sae`.")
+
+        def latent_href(v):
+            try:
+                page = lp / "latents" / f"{int(float(v)):06d}.html"
+            except ValueError:
+                return None
+            return escape(Path(os.path.relpath(page.resolve(), base.resolve())).as_posix()) if page.exists() else None
     blocks, toc = [], []
     for i, p in enumerate(files):
         name = str(p.relative_to(folder))
         href = escape(Path(os.path.relpath(p.resolve(), base.resolve())).as_posix())
         ext = p.suffix.lower()
         if ext == ".csv":
-            content = csv_table(p, f"t{i}", max_rows)
+            content = csv_table(p, f"t{i}", max_rows, latent_href)
         elif ext == ".json":
             content = json_table(p)
         elif ext in (".png", ".svg"):

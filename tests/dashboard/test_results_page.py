@@ -37,3 +37,21 @@ def test_folder_page_sorts_in_the_browser(tmp_path):
     dom, err = dump_dom(d / "index.html", "#table=t1&sort=c1&dir=descending", tmp=tmp_path)
     assert 'data-ready="1"' in dom and "data-js-errors" not in dom
     assert re.findall(r'<tr data-i="\d+" data-c0="(\d)"', dom) == ["2", "0", "1"]     # by img_to_text, descending
+
+
+def test_latent_columns_link_to_latent_pages(tmp_path):
+    """The protein demo's tables (a `latent` column) link to an `interp dashboard sae` site's pages."""
+    d = tmp_path / "demo"
+    (d / "stats").mkdir(parents=True)
+    (d / "stats" / "top_latents.csv").write_text("track,latent,f1\nZN_FING,3,0.9\nTRANSMEM,7,0.8\n")
+    site = d / "dash"
+    (site / "latents").mkdir(parents=True)
+    (site / "latents" / "000003.html").write_text("<html></html>")
+    (site / "data").mkdir()
+    (site / "data" / "latents.csv").write_text("latent\n3\n")      # inside the site: not listed again
+    r = CliRunner().invoke(app, ["dashboard", "folder", str(d), "--latent-pages", str(site)])
+    assert r.exit_code == 0, r.output
+    html = (d / "index.html").read_text()
+    assert '<a href="dash/latents/000003.html">3</a>' in html
+    assert ">7</td>" in html and "000007" not in html                     # no page, no link
+    assert "dash/data/latents.csv" not in html
