@@ -7,6 +7,7 @@
     saes.evaluate_sae(res.sae, model, "heldout.fasta")      # l0, fvu, mse, dead latents, loss recovered
     steer = saes.splice(res.sae, positions="10:30", clamp={123: 8.0})       # a hooks.Edit
     model.run(seqs, [steer])
+    saes.dashboard(res.sae, model, "heldout.fasta", out="runs/dash")       # static HTML latent pages
 
 Training uses sae-lens's training SAEs (TopK: Gao et al. 2024; BatchTopK: Bussmann et al.
 2024; JumpReLU: Rajamanoharan et al. 2024; standard L1: Bricken et al. 2023) and its
