@@ -126,8 +126,17 @@ def demo_lm(out: Path = typer.Option(Path("runs/demo-lm"), help="output director
 
 # Sub-packages add their commands through a `register(app)` function in their own cli module,
 # imported here (each keeps its heavy imports inside the commands).
-COMMAND_MODULES = ("interp.geometry.cli", "interp.id_profile", "saes.cli", "steering.narrow_gate.cli", "steering.protein.cli",
-                   "steering.protein.steer_cli", "interp.landscape.cli", "interp.topology.cli")
+COMMAND_MODULES = (  # one per line: each package adds its own
+    "interp.geometry.cli",
+    "interp.id_profile",
+    "saes.cli",
+    "steering.narrow_gate.cli",
+    "steering.protein.cli",
+    "steering.protein.steer_cli",
+    "interp.landscape.cli",
+    "interp.topology.cli",
+    "interp.dashboard_cli",
+)
 
 
 def _register_optional():

@@ -7,6 +7,7 @@
     saes.evaluate_sae(res.sae, model, "heldout.fasta")      # l0, fvu, mse, dead latents, loss recovered
     steer = saes.splice(res.sae, positions="10:30", clamp={123: 8.0})       # a hooks.Edit
     model.run(seqs, [steer])
+    saes.dashboard(res.sae, model, "heldout.fasta", out="runs/dash")       # static HTML latent pages
 
 Training uses sae-lens's training SAEs (TopK: Gao et al. 2024; BatchTopK: Bussmann et al.
 2024; JumpReLU: Rajamanoharan et al. 2024; standard L1: Bricken et al. 2023) and its
@@ -32,6 +33,8 @@ _EXPORTS = {
 
 
 def __getattr__(name):  # lazy: `import saes` (and `interp --help`) stay light, torch loads on first use
+    if name == "dashboard":  # a callable sub-package: saes.dashboard(sae, model, data, out) builds a site
+        return importlib.import_module(f"{__name__}.dashboard")
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'saes' has no attribute {name!r}")
@@ -41,7 +44,7 @@ def __getattr__(name):  # lazy: `import saes` (and `interp --help`) stay light, 
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+    return sorted(list(globals()) + list(_EXPORTS) + ["dashboard"])
 
 
-__all__ = list(_EXPORTS)
+__all__ = list(_EXPORTS) + ["dashboard"]
