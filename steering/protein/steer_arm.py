@@ -110,7 +110,7 @@ def steering_arm(hm, sae, site: str, candidates: list, *, out, seeds: Sequence[i
         for s in seeds:
             cfg = replace(GenerationConfig(**decodings[name]), seed=s).validate()
             m = n if di == 0 else n2
-            log(f"[{name}] seed {s}: {m} steered + {m} unsteered proteins")
+            log(f"{name}, seed {s}: {m} steered + {m} unsteered proteins")
             steered = generate(hm, n=m, length=length, interventions=ivs, config=cfg)
             plain = generate(hm, n=m, length=length, config=cfg)
             (k1, r1), (k0, r0) = _rate(steered, rx), _rate(plain, rx)
