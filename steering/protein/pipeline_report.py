@@ -169,6 +169,14 @@ def steering_section(st) -> list:
         for k, c in st["controls"].items():
             L.append(f"| {k} | {c['what']} | {c['rate']:.3f} | {c['rate_range'][0]:.3f}–{c['rate_range'][1]:.3f} "
                      f"| {c['n']} |")
+        fx = st["controls"].get("fixed_residue")
+        if fx and fx["rate"] >= 0.5 * st["median_steered_rate"] > 0:
+            L += ["", f"**Fixing that one residue without the SAE already gives {_pct(fx['rate'])}** (steered median "
+                  f"{_pct(st['median_steered_rate'])}): most of this effect is the clamped residue being written, not "
+                  "the latent's domain-level meaning."]
+    L += ["", "Steering seeds re-draw the generated proteins only: the SAE, the chosen latent and its value are fixed "
+          "by the pipeline seed (`interp demo --seed S` trains another SAE and runs another pilot, whose rate can "
+          "differ)."]
     L += ["", "| first seed | unsteered | steered |", "|---|---:|---:|",
           f"| TM-like segment rate (KD 19-window ≥ 1.6) | {st['tm_rate_unsteered']:.3f} | {st['tm_rate_steered']:.3f} |"]
     if st.get("pppl_steered") is not None:

@@ -56,7 +56,9 @@ def test_summary_schema(run):
               "steering/random_t1/seed1/unsteered.fasta", "steering/controls/random_latent_seed1.fasta",
               "steering/controls/fixed_residue_seed0.fasta", "sae/cfg.json"):
         assert (out / f).exists(), f
-    assert "## Steering" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Steering" in report and "median over 2 seeds" in report and "Residue coverage: " in report
+    assert "chance: always on" in report and "random_t1" in report and "fixed_residue" in report
 
 
 def test_statistics_are_internally_consistent(run, tiny_model):
