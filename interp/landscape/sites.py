@@ -38,7 +38,10 @@ def input_norm_modules(hm) -> list:
     out = []
     for b in hm.resolve_sites("resid_post.*"):
         block = b.module
-        base = paths[id(block)]
+        base = paths.get(id(block))
+        if base is None:
+            raise ValueError(f"cannot locate block {b.name!r} among the model's modules; pass another site "
+                             "(e.g. --site resid_post).")
         subs = dict(block.named_modules())
         name = next((n for n in _NORM_NAMES if n in subs), None)
         if name is None:

@@ -33,11 +33,75 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .errors import ProteinDataError
+
 # The headline decoding first. "confidence_t0.5" is the setting the pipeline was designed with
 # (Mask-Predict-style confidence order, low temperature: the steered skeleton is completed);
 # "random_t1" is the generator's default order and temperature (2 residues per step, as above).
 DECODINGS = {"confidence_t0.5": {"order": "confidence", "temperature": 0.5, "per_step": 2},
              "random_t1": {"order": "random", "temperature": 1.0, "per_step": 2}}
+
+
+def latent_layout(sae, cache: list, latent: int, track: str) -> dict:
+    """Where ``latent`` fires inside ``track`` domains (validation): its largest activation on the
+    track's residues, the most common offset of its peak from the domain start, the median length."""
+    from .pipeline import encode
+
+    best, offsets, lengths = 0.0, [], []
+    for c in cache:
+        a = encode(sae, c["x"])[:, latent].numpy()
+        for b, feats in enumerate(c["features"]):
+            for f in feats:
+                if f["type"] != track:
+                    continue
+                lo, hi = c["starts"][b] + max(0, f["start"]), c["starts"][b] + min(f["end"], c["n_res"][b])
+                if hi <= lo:
+                    continue
+                seg = a[lo:hi]
+                lengths.append(hi - lo)
+                best = max(best, float(seg.max()))
+                if seg.max() > 0:
+                    offsets.append(int(seg.argmax()))
+    if not offsets:
+        raise ProteinDataError(f"Latent {latent} never fires on a {track} domain of the validation proteins.")
+    vals, counts = np.unique(offsets, return_counts=True)
+    return {"positive_max": best, "offset": int(vals[counts.argmax()]), "domain_length": int(np.median(lengths)),
+            "offset_counts": {int(v): int(n) for v, n in zip(vals, counts)}}
+
+
+def auto_window(layout: dict, length: int) -> tuple:
+    """One residue: the latent's usual peak offset inside a domain placed in the middle of the protein."""
+    start = max(0, (length - layout["domain_length"]) // 2)
+    pos = min(length - 1, start + layout["offset"])
+    return (pos, pos + 1)
+
+
+def steer_candidates_of(sae, table, cache_va, track, *, length, multiples, candidates, window, mode) -> tuple:
+    """The pilot's settings: the track's top ``candidates`` latents (validation F1) that fire on its
+    validation domains, each at its auto window × every clamp multiple of its largest activation."""
+    rows = table[table["concept"] == track].sort_values("rank").head(max(1, int(candidates)))
+    cands, layouts = [], {}
+    for lat, rank in zip(rows["latent"].astype(int), rows["rank"].astype(int)):
+        try:
+            layouts[lat] = latent_layout(sae, cache_va, lat, track)
+        except ProteinDataError:
+            continue
+        win = auto_window(layouts[lat], length) if window == "auto" else window
+        for m in multiples:
+            cands.append({"latents": {lat: m * layouts[lat]["positive_max"]}, "window": win, "mode": mode,
+                          "latent": lat, "rank": rank, "clamp_multiple": float(m)})
+    if not cands:
+        raise ProteinDataError(f"None of the top {candidates} {track} latents fires on validation {track} domains.")
+    return cands, layouts
+
+
+def data_motif_rate(sequences, pattern: str) -> dict:
+    """Fraction of the data set's proteins carrying ``pattern`` (the world the model learnt)."""
+    from .scoring import find_motif, prosite_to_regex
+
+    rx = prosite_to_regex(pattern)
+    k = sum(bool(find_motif(s, rx)) for s in sequences)
+    return {"rate": k / max(len(sequences), 1), "n": len(sequences), "count": int(k)}
 
 
 def _rate(seqs, rx) -> tuple:
