@@ -164,11 +164,13 @@ def steering_section(st) -> list:
                  f"{d['steered_rate_range'][0]:.3f}–{d['steered_rate_range'][1]:.3f} | "
                  f"{d['n_seeds_p_below_0.01']}/{d['n_seeds']} |")
     if st.get("controls"):
-        L += ["", f"Controls ({head} decoding, every seed, pooled):", "", "| control | what | motif rate | range over "
-              "seeds | n |", "|---|---|---:|---:|---:|"]
+        L += ["", f"Controls ({head} decoding, every seed, pooled; p: one-sided Fisher test of the pooled steered "
+              "rate above the control's):", "", "| control | what | motif rate | range over seeds | n | steered "
+              "(pooled) | p |", "|---|---|---:|---:|---:|---:|---:|"]
         for k, c in st["controls"].items():
             L.append(f"| {k} | {c['what']} | {c['rate']:.3f} | {c['rate_range'][0]:.3f}–{c['rate_range'][1]:.3f} "
-                     f"| {c['n']} |")
+                     f"| {c['n']} | {c.get('steered_pooled_rate', float('nan')):.3f} | "
+                     f"{c.get('p_steered_greater', float('nan')):.2g} |")
         fx = st["controls"].get("fixed_residue")
         if fx and fx["rate"] >= 0.5 * st["median_steered_rate"] > 0:
             L += ["", f"**Fixing that one residue without the SAE already gives {_pct(fx['rate'])}** (steered median "

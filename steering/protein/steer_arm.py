@@ -15,7 +15,8 @@ settings and two controls — what a user of ``interp demo`` will get, not the b
    PS00028 rates, one-sided Fisher's exact test (:func:`.scoring.compare_rates`). The summary
    is the median and range over seeds and the number of seeds with p < 0.01 — a single seed's
    rate varies a lot (0.06-0.44 over 8 seeds on the shipped toy model).
-3. **Controls** (headline decoding, every seed, ``n_control`` proteins each): *fixed residue* —
+3. **Controls** (headline decoding, every seed, ``n_control`` proteins each; each compared with
+   the pooled steered proteins by a one-sided Fisher test, ``p_steered_greater``): *fixed residue* —
    no SAE; the clamped residue is fixed to the amino acid the steered proteins of that seed
    most often carry there (does writing that one residue explain the effect?); *random
    latents* — a latent drawn at random (seeded, not among the candidates) clamped to the same
@@ -209,6 +210,9 @@ def steering_arm(hm, sae, site: str, candidates: list, *, out, seeds: Sequence[i
                                 [f"random_latent{r_lat}_{i:04d}" for i in range(nc)])
         settings[name] = {"generation": decodings[name], **_summ(per)}
     controls = {}
+    head_rows = settings[names[0]]["per_seed"]
+    k_st = int(round(sum(r["steered_rate"] * r["n"] for r in head_rows)))
+    n_st = sum(r["n"] for r in head_rows)
     for key, rows, what in (("fixed_residue", ctrl_fix, "no SAE; the clamped residue fixed to the steered proteins' "
                              "most common amino acid there"),
                             ("random_latents", ctrl_rand, "a random latent clamped to the same value at the same "
@@ -216,8 +220,10 @@ def steering_arm(hm, sae, site: str, candidates: list, *, out, seeds: Sequence[i
         if rows:
             k, m = sum(r["motifs"] for r in rows), sum(r["n"] for r in rows)
             rates = [r["motifs"] / r["n"] for r in rows]
+            vs = compare_rates(k_st, n_st, k, m)
             controls[key] = {"what": what, "per_seed": rows, "rate": k / m, "n": m,
-                             "rate_range": [float(min(rates)), float(max(rates))]}
+                             "rate_range": [float(min(rates)), float(max(rates))],
+                             "steered_pooled_rate": k_st / n_st, "p_steered_greater": vs["p_value"]}
     h = settings[names[0]]
     return {"latent": lat, "rank": choice["rank"], "value": value, "clamp_multiple": choice["clamp_multiple"],
             "mode": mode, "window": list(win) if win else None, "generation": decodings[names[0]],

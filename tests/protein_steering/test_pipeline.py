@@ -45,6 +45,9 @@ def test_summary_schema(run):
     assert [p["n"] for p in st["decodings"]["random_t1"]["per_seed"]] == [4, 4]
     assert set(st["controls"]) == {"fixed_residue", "random_latents"}
     assert all(c["n"] == 6 for c in st["controls"].values())          # 3 proteins x 2 seeds
+    pooled = sum(p["steered_rate"] * p["n"] for p in st["per_seed"]) / sum(p["n"] for p in st["per_seed"])
+    assert all(c["steered_pooled_rate"] == pytest.approx(pooled) and 0 <= c["p_steered_greater"] <= 1
+               for c in st["controls"].values())
     assert 0.0 <= st["data_motif_rate"]["rate"] <= 1.0 and st["data_motif_rate"]["n"] == 160
     assert summary["residue_coverage"] == 1.0
     for a in summary["annotations"].values():
