@@ -28,9 +28,16 @@ def steering_tables(s: dict) -> list:
         lo, hi = d["steered_rate_range"]
         L.append(f"| {name} | {d['median_baseline_rate']:.2f} | {d['median_steered_rate']:.2f} ({lo:.2f}–{hi:.2f}) | "
                  f"{d['n_seeds_p_below_0.01']}/{d['n_seeds']} |")
-    L += ["", "| control (headline decoding, pooled over seeds) | rate | range | n |", "|---|---:|---:|---:|"]
+    from scipy.stats import fisher_exact
+
+    k_st = round(sum(p["steered_rate"] * p["n"] for p in st["per_seed"]))
+    n_st = sum(p["n"] for p in st["per_seed"])
+    L += ["", f"| control (headline decoding, pooled over seeds) | rate | range | n | p (steered {k_st}/{n_st} above) |",
+          "|---|---:|---:|---:|---:|"]
     for k, c in st["controls"].items():
-        L.append(f"| {k} | {c['rate']:.3f} | {c['rate_range'][0]:.2f}–{c['rate_range'][1]:.2f} | {c['n']} |")
+        kc = round(c["rate"] * c["n"])
+        p = c.get("p_steered_greater", fisher_exact([[k_st, n_st - k_st], [kc, c["n"] - kc]], "greater")[1])
+        L.append(f"| {k} | {c['rate']:.3f} | {c['rate_range'][0]:.2f}–{c['rate_range'][1]:.2f} | {c['n']} | {p:.2g} |")
     dm = st["data_motif_rate"]
     L += ["", f"Data's own PS00028 rate: {dm['rate']:.3f} ({dm['count']}/{dm['n']} proteins)."]
     return L
