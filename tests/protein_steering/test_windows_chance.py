@@ -20,6 +20,19 @@ def test_window_spans_tile_and_own_each_residue_once():
     assert own[0] == (0, 95) and own[1][0] == 95
 
 
+def test_sae_training_windows_cover_every_residue_inside_the_context():
+    from steering.protein.windows import window_sequences
+
+    seq = "".join("ACDEFGHIKLMNPQRSTVWY"[i % 20] for i in range(300))
+    pieces = window_sequences([seq, seq[:50]], 126, 63)
+    assert [len(p) for p in pieces] == [126, 126, 126, 126, 50]
+    assert pieces[0] == seq[:126] and pieces[3] == seq[174:] and pieces[4] == seq[:50]
+    covered = set()
+    for a in (0, 63, 126, 174):
+        covered |= set(range(a, a + 126))
+    assert covered == set(range(300))
+
+
 def test_collect_embeds_long_proteins_in_windows(tiny_model):
     """A protein longer than the context: every residue gets a row, read from the window where it is
     most central, and equal to running that window alone."""
