@@ -86,7 +86,8 @@ def demo(
     model: Optional[str] = typer.Option(None, help="ESM model: HF id, local dir or fair-esm .pt (default: shipped toy)"),
     proteins: Optional[str] = typer.Option(None, help="annotated proteins: parquet/FASTA/TMbed/UniProt (default: toy world)"),
     layer: Optional[int] = typer.Option(None, help="SAE layer (default: middle)"),
-    n_steer: int = typer.Option(100, help="generated proteins per arm (steered / unsteered)"),
+    n_steer: int = typer.Option(100, help="generated proteins per arm and seed (steered / unsteered)"),
+    n_seeds: int = typer.Option(5, help="steering seeds (the headline is the median over them)"),
     seed: int = 0,
 ):
     """The main job, offline: SAE on ESM-2 residuals → latents vs annotations → steered generation."""
@@ -94,7 +95,7 @@ def demo(
 
     try:
         summary = run_protein_pipeline(model or "toy", proteins, out, layer=layer, n_steer=n_steer, seed=seed,
-                                       log=_console().print)
+                                       n_seeds=n_seeds, log=_console().print)
     except ValueError as e:
         _fail(str(e))
     _print_demo(summary, out)
@@ -104,15 +105,21 @@ def _print_demo(summary: dict, out: Path):
     from rich.table import Table
 
     t = Table(title="Annotations → best SAE latent (test split)")
-    for c in ("annotation", "latent", "F1", "FDR q"):
+    for c in ("annotation", "latent", "F1", "chance F1", "FDR q"):
         t.add_column(c, justify="right")
     for name, a in summary.get("annotations", {}).items():
-        t.add_row(name, str(a["latent"]), f"{a['f1']:.3f}", f"{a['fdr_q']:.2e}")
+        t.add_row(name, str(a["latent"]), f"{a['f1']:.3f}", f"{a.get('chance_f1', float('nan')):.3f}"
+                  + ("" if a.get("beats_chance", True) else " (not beaten)"), f"{a['fdr_q']:.2e}")
     _console().print(t)
-    st = summary.get("steering", {})
+    if "residue_coverage" in summary:
+        _console().print(f"test residues scored: {100 * summary['residue_coverage']:.1f}%")
+    st = summary.get("steering") or {}
     if st:
-        _console().print(f"steering latent {st['latent']}: PS00028 motif rate {st['baseline_rate']:.2f} → "
-                         f"{st['steered_rate']:.2f} (n={st['n']} each, Fisher p={st['p_value']:.2e})")
+        lo, hi = st["steered_rate_range"]
+        _console().print(f"steering latent {st['latent']}: PS00028 motif rate, median over {st['n_seeds']} seeds "
+                         f"({st['headline_decoding']}): {st['median_baseline_rate']:.2f} → "
+                         f"{st['median_steered_rate']:.2f} (steered range {lo:.2f}–{hi:.2f}, n={st['n']} per arm "
+                         f"and seed, {st['n_seeds_p_below_0.01']}/{st['n_seeds']} seeds p < 0.01)")
     _console().print(f"{summary.get('seconds', 0):.1f}s — wrote {out / 'report.md'} and {out / 'summary.json'}")
 
 

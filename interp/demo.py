@@ -1,4 +1,6 @@
-"""``interp demo``: the offline end-to-end job until the protein pipeline lands.
+"""``interp demo-lm``: an offline shell-ablation job on a tiny induction LM.
+
+(``interp demo`` itself is the protein job: :func:`steering.protein.pipeline.run_protein_pipeline`.)
 
 1. trains the tiny induction LM of :mod:`interp.toy_lm` (or reuses ``OUT/model``),
 2. writes an intervention spec (zero-ablate layer-1 attention; knock out attention from

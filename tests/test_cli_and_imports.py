@@ -87,7 +87,8 @@ def test_id_profile_extracts_one_row_per_example_per_layer(saved_lm, tmp_path):
     torch.testing.assert_close(reps["resid_post.1"][:3], direct, rtol=1e-5, atol=1e-6)
     data = tmp_path / "d.txt"
     data.write_text("\n".join(texts))
-    r = CliRunner().invoke(app, ["id-profile", "--model", str(saved_lm), "--data", str(data), "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(app, ["id-profile", "--model", str(saved_lm), "--data", str(data), "--out", str(tmp_path / "o"),
+                                 "--site", "resid_post.*", "--pool", "last", "--decimation", "1", "--fraction", "0.9"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o" / "reps.safetensors").exists() and (tmp_path / "o" / "profile.csv").exists()
     import pandas as pd

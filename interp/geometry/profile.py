@@ -165,61 +165,91 @@ def select_layers_by_id(
     *,
     column: str = "id",
     layers: Sequence[str] | None = None,
+    errors: Sequence[float] | None = None,
+    err_column: str | None = "id_err",
+    n_err: float = 3.0,
     min_prominence: float = 0.05,
     tolerance: float = 0.1,
-) -> list:
+    return_reason: bool = False,
+):
     """Layers at the relative ID minimum after the first ID peak (Valeriani et al. 2023).
 
     Args:
         profile: a :func:`layer_profile` DataFrame, or a sequence of IDs
             (then ``layers`` names them; default: their positions).
         column: the ID column of the DataFrame.
-        min_prominence: a peak/valley must stand out by this fraction of the
-            ID range (max - min) to count; small wiggles are ignored.
+        errors: the IDs' uncertainties (standard errors); default the DataFrame's
+            ``err_column`` when present, else 0.
+        n_err: how many standard errors make an error bar. The default 3 is what
+            the authors plot (diegodoimo/geometry_representations,
+            ``plot_id_overlap.py``: ``plt.errorbar(..., ids, 3 * err)``).
+        min_prominence: a peak must stand out by this fraction of the ID range
+            (max - min) to count, and the minimum must lie that far below it.
         tolerance: also return the layers adjacent to the minimum whose ID is
             within ``tolerance * (ID_peak - ID_min)`` of the minimum.
+        return_reason: return ``(layers, reason)``; ``reason`` says why nothing
+            was chosen ("" when layers were chosen).
 
     Returns:
-        Layer names (in profile order). Empty when the profile has no peak
-        followed by a descent (e.g. a monotonic profile).
+        Layer names (in profile order); empty when no minimum was found.
 
-    Rule: the first peak is the first layer that is a local maximum with
-    prominence >= ``min_prominence * range``; the minimum is the lowest layer
-    between it and the next such peak (or the end); the result is the
-    contiguous run of layers around that minimum within the tolerance.
+    Rule: the first peak is the first local maximum with prominence >=
+    ``min_prominence * range``; the candidate minimum is the lowest layer
+    between it and the next such peak (or the end). It is accepted only when
+    (a) it lies below the peak by more than ``min_prominence * range`` and by
+    more than the two error bars (``n_err * (err_peak + err_min)``: the bars do
+    not overlap), and (b) it is a *relative* minimum: some later layer rises
+    above it by more than the two error bars. A profile that only declines
+    after its peak, or whose dip is within the error bars, gives no minimum.
     """
     if hasattr(profile, "columns"):
         ids = np.asarray(profile[column], dtype=float)
         names = list(profile["layer"]) if "layer" in profile.columns else list(range(len(ids)))
+        if errors is None and err_column and err_column in profile.columns:
+            errors = profile[err_column]
     else:
         ids = np.asarray(profile, dtype=float)
         names = list(layers) if layers is not None else list(range(len(ids)))
-    if len(ids) != len(names):
-        raise GeometryInputError("layers and IDs have different lengths.")
+    err = np.zeros(len(ids)) if errors is None else np.nan_to_num(np.asarray(errors, dtype=float), nan=0.0)
+    if len(ids) != len(names) or len(err) != len(ids):
+        raise GeometryInputError("layers, IDs and errors have different lengths.")
+    if (err < 0).any():
+        raise GeometryInputError("ID errors must be >= 0.")
+
+    def done(chosen, reason):
+        return (chosen, reason) if return_reason else chosen
+
     if len(ids) < 3 or not np.isfinite(ids).all():
-        return []
+        return done([], "fewer than 3 finite IDs")
     span = float(ids.max() - ids.min())
     if span <= 0:
-        return []
+        return done([], "the ID profile is flat")
     peaks = _prominent_peaks(ids, min_prominence * span)
     if not peaks:
-        return []
+        return done([], "the ID profile has no peak")
     p = peaks[0]
     end = peaks[1] if len(peaks) > 1 else len(ids)
     seg = ids[p + 1:end]
     if len(seg) == 0:
-        return []
+        return done([], "the first peak is the last layer")
     m = p + 1 + int(np.argmin(seg))
-    if ids[p] - ids[m] < min_prominence * span:
-        return []
-    thr = ids[m] + tolerance * (ids[p] - ids[m])
+    drop = ids[p] - ids[m]
+    if drop < min_prominence * span or drop <= n_err * (err[p] + err[m]):
+        return done([], f"the dip after the first peak ({drop:.3g}) is within the error bars "
+                        f"({n_err:g} x err: {n_err * (err[p] + err[m]):.3g}) or below the prominence threshold")
+    later = np.arange(m + 1, len(ids))
+    rise = ids[later] - ids[m] - n_err * (err[later] + err[m])
+    if not len(later) or not (rise > 0).any():
+        return done([], "the ID only declines after the first peak (no rise beyond the error bars after the "
+                        "minimum): no relative minimum")
+    thr = ids[m] + tolerance * drop
     lo = m
     while lo - 1 > p and ids[lo - 1] <= thr:
         lo -= 1
     hi = m
     while hi + 1 < end and ids[hi + 1] <= thr:
         hi += 1
-    return [names[i] for i in range(lo, hi + 1)]
+    return done([names[i] for i in range(lo, hi + 1)], "")
 
 
 def _prominent_peaks(y: np.ndarray, min_prom: float) -> list[int]:

@@ -3,9 +3,11 @@
 Reproduces Doimo, Serra, Ansuini, Cazzaniga, "The representation landscape of few-shot
 learning and fine-tuning in large language models" (NeurIPS 2024) on the hook registry and
 :mod:`interp.geometry`: MMLU-format questions (Hendrycks et al., ICLR 2021) are asked with
-k-shot prompts and to a LoRA fine-tuned model (Hu et al., ICLR 2022); the last prompt token's
-residual stream at every layer is analysed with Gride ID, kNN density, Advanced Density Peaks
-(ARI with subjects and with answer letters, core points) and label overlaps.
+k-shot prompts (shots shuffled per question, seeded) and to a LoRA fine-tuned model (Hu et al.,
+ICLR 2022; the paper's recipe); the last prompt token's representation where the authors' code
+reads it — each block's input-norm output, the final norm and the logits, labelled 1..L+1
+(``sites``) — is analysed with Gride ID, kNN density, Advanced Density Peaks (ARI with subjects
+and with answer letters, core points) and label overlaps.
 
     from interp.landscape import run_landscape
     res = run_landscape("path/or/hf-id", "cais/mmlu", shots="0,1,2,5", sft="lora.yaml", out="runs/ls")
@@ -16,7 +18,8 @@ residual stream at every layer is analysed with Gride ID, kNN density, Advanced 
 
 Modules: ``data`` (records, loaders, caps, SFT split), ``prompts`` (template, letters,
 accuracy), ``extract`` (representations, safetensors cache), ``sft`` (LoRA), ``analysis``
-(per-layer landscape), ``plots``, ``pipeline``, ``synthetic`` (offline toy data and model).
+(per-layer landscape), ``plots``, ``pipeline``, ``sites`` (where and how layers are labelled),
+``synthetic`` (offline toy data and model).
 Importing this package is light: torch/transformers/peft load only when used.
 """
 from __future__ import annotations
@@ -34,7 +37,7 @@ _EXPORTS = {
     "extract_representations": "extract", "save_representations": "extract", "load_representations": "extract",
     "Representations": "extract",
     "SFTConfig": "sft", "train_lora": "sft", "save_adapter": "sft", "load_adapter": "sft", "hooked": "sft",
-    "plot_landscape": "plots",
+    "plot_landscape": "plots", "paper_sites": "sites",
     "LandscapeInputError": "errors", "DataError": "errors", "PromptError": "errors", "SFTConfigError": "errors",
 }
 

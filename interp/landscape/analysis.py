@@ -29,12 +29,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import LandscapeInputError
+from .errors import LandscapeInputError, LandscapeWarning
 
 __all__ = ["LandscapeConfig", "METRICS", "layer_landscape", "landscape", "wide"]
 
-METRICS = ("n_points", "n_duplicates", "id", "id_err", "n_clusters", "ari_subjects", "ari_letters",
-           "overlap_subjects", "overlap_letters", "core_fraction")
+METRICS = ("n_points", "n_duplicates", "maxk_used", "maxk_capped", "id", "id_err", "n_clusters", "ari_subjects",
+           "ari_letters", "overlap_subjects", "overlap_letters", "core_fraction")
 
 
 @dataclass
@@ -147,6 +147,12 @@ def layer_landscape(X, subjects, letters, cfg: LandscapeConfig | None = None, *,
                                   f"more than 2k = {2 * k} (Gride uses the 2k-th neighbour); use more questions or a "
                                   f"smaller k.")
     maxk = min(int(cfg.maxk), N - 1)
+    if maxk < int(cfg.maxk):
+        warnings.warn(f"maxk={cfg.maxk} capped at N - 1 = {maxk} ({N} distinct points): ADP scans fewer neighbours "
+                      f"than asked (the paper uses maxk = 1000); use more questions or a smaller maxk.", LandscapeWarning, stacklevel=2)
+        out_cap = True
+    else:
+        out_cap = False
     kw = dict(metric=cfg.metric, precision=cfg.precision, device=dev, chunk_size=cfg.chunk_size,
               method=cfg.neighbors)
     nb = neighbor_table(Xt, maxk, **kw)
@@ -167,6 +173,8 @@ def layer_landscape(X, subjects, letters, cfg: LandscapeConfig | None = None, *,
     out = {
         "n_points": float(N),
         "n_duplicates": float(n_dup),
+        "maxk_used": float(maxk),
+        "maxk_capped": float(out_cap),
         "id": float(gride.id),
         "id_err": float(gride.err),
         "n_clusters": float(adp.n_clusters),

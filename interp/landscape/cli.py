@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         shots: str = typer.Option("0,1,2,5", help="comma-separated k of the k-shot (ICL) conditions; '' for none"),
         sft: Optional[Path] = typer.Option(None, help="LoRA SFT config (YAML); adds the 'sft' condition"),
         per_subject: int = typer.Option(200, help="max test questions per subject (0 = all)"),
-        seed: int = typer.Option(0, help="seed of the per-subject sampling"),
+        seed: int = typer.Option(0, help="seed of the per-subject sampling and of the shot shuffle"),
         batch_size: int = typer.Option(8, help="prompts per forward pass"),
         device: Optional[str] = typer.Option(None, help="model device, e.g. cuda"),
         dtype: Optional[str] = typer.Option(None, help="model dtype, e.g. bfloat16"),
@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
         class_fraction: float = typer.Option(0.3, help="label-overlap neighbourhood, fraction of class size"),
         reuse: bool = typer.Option(True, help="reuse cached representations/tables with matching fingerprints"),
         progress: bool = typer.Option(False, help="progress bars and per-layer lines"),
+        site: str = typer.Option("input_norm", help="representation: input_norm (the paper's: block input norms + "
+                                 "final norm + logits, labels 1..L+1) or a layer family, e.g. resid_post"),
+        shuffle_shots: bool = typer.Option(True, help="shuffle each question's shots (seeded), as the paper"),
     ):
         """ICL vs SFT representation landscape (Doimo et al., NeurIPS 2024)."""
         from rich.console import Console
@@ -57,7 +60,8 @@ def register(app: typer.Typer) -> None:
                                   device=geometry_device or device)
             res = run_landscape(model, data, shots=shots, sft=sft, out=out, per_subject=per_subject or None,
                                 seed=seed, batch_size=batch_size, device=device, dtype=dtype, analysis=cfg,
-                                reuse=reuse, progress=progress, log=lambda m: console.print(f"[dim]{m}[/]"))
+                                reuse=reuse, progress=progress, site=site, shuffle_shots=shuffle_shots,
+                                log=lambda m: console.print(f"[dim]{m}[/]"))
         except (LandscapeInputError, hooks.HookError, ValueError, FileNotFoundError) as e:
             console.print(f"[bold red]error:[/] {e}")
             raise typer.Exit(2)
@@ -73,13 +77,13 @@ def _print_summary(console, res) -> None:
     w = wide(res.table)
     t = Table(title=f"landscape — {res.summary.get('n_questions')} questions, {len(res.summary.get('subjects', []))} "
                     f"subjects")
-    for col in ("condition", "accuracy", "max ARI subjects (layer)", "max ARI letters (layer)", "ID range",
+    for col in ("condition", "accuracy (micro)", "accuracy (macro)", "max ARI subjects (layer)", "max ARI letters (layer)", "ID range",
                 "clusters range"):
         t.add_column(col, justify="right")
     for cond, acc in res.accuracy.items():
         d = w[w["condition"] == cond]
         i_s, i_l = d["ari_subjects"].idxmax(), d["ari_letters"].idxmax()
-        t.add_row(condition_label(cond), f"{acc:.3f}",
+        t.add_row(condition_label(cond), f"{acc:.3f}", f"{res.summary.get('accuracy_macro', {}).get(cond, float('nan')):.3f}",
                   f"{d.loc[i_s, 'ari_subjects']:.2f} ({d.loc[i_s, 'layer']})",
                   f"{d.loc[i_l, 'ari_letters']:.2f} ({d.loc[i_l, 'layer']})",
                   f"{d['id'].min():.1f}–{d['id'].max():.1f}",

@@ -250,12 +250,15 @@ def cap_per_subject(records: Sequence[MCQ], cap: int | None = 200, *, seed: int 
 
 def sft_training_records(dev: Sequence[MCQ], validation: Sequence[MCQ], *, per_subject: int | None = None,
                          seed: int = 0, subjects: Sequence[str] | None = None) -> list:
-    """The SFT training set: dev + validation, balanced per subject (Doimo et al. 2024).
+    """The SFT training set as Doimo et al. 2024 build it: dev + validation of every subject.
 
-    Every subject gets the same number ``n`` of examples: all its dev examples first, then
-    validation examples drawn with ``numpy.random.default_rng(seed)``. ``n`` defaults to the
-    smallest dev+validation count over subjects (13 = 5 + 8 for MMLU). ``subjects``: the
-    subjects that must be covered (e.g. those of the test set).
+    diegodoimo/geometry_icl_finetuning, ``utils/dataset_utils.py`` (``construct_dataset`` with
+    ``split="train"`` → ``"dev+validation"``; ``construct_balanced``): all examples, or with
+    ``per_subject`` at most that many per subject (``min(per_subject, count)``, drawn with
+    ``numpy.random.default_rng(seed)``, kept in dataset order). Subjects stay unbalanced; the
+    training loss weights each example by ``N / (n_subjects * count_subject)``
+    (:func:`subject_weights`, the paper's ``--weight_samples``). ``subjects``: the subjects
+    that must be covered (e.g. those of the test set).
     """
     import numpy as np
 
@@ -266,18 +269,23 @@ def sft_training_records(dev: Sequence[MCQ], validation: Sequence[MCQ], *, per_s
         if missing:
             raise DataError(f"no dev/validation examples for subject(s) {missing[:5]}; SFT needs training examples "
                             f"for every evaluated subject. Add them or drop those subjects from the test set.")
-    counts = {s: len(groups_dev.get(s, [])) + len(groups_val.get(s, [])) for s in all_subjects}
-    n = per_subject if per_subject is not None else min(counts.values())
-    short = {s: c for s, c in counts.items() if c < n}
-    if short:
-        raise DataError(f"per_subject={n} but subject(s) {dict(list(short.items())[:5])} have fewer dev+validation "
-                        f"examples; lower per_subject or add examples.")
+    if per_subject is not None and per_subject < 1:
+        raise DataError(f"per_subject must be >= 1 or None (all dev+validation examples), got {per_subject}.")
     rng = np.random.default_rng(seed)
     out = []
     for s in all_subjects:
-        d = groups_dev.get(s, [])[:n]
-        v = groups_val.get(s, [])
-        need = n - len(d)
-        pick = sorted(rng.choice(len(v), size=need, replace=False).tolist()) if need > 0 else []
-        out.extend(d + [v[i] for i in pick])
+        pool = groups_dev.get(s, []) + groups_val.get(s, [])
+        if per_subject is not None and per_subject < len(pool):
+            pool = [pool[i] for i in sorted(rng.choice(len(pool), size=per_subject, replace=False).tolist())]
+        out.extend(pool)
     return out
+
+
+def subject_weights(records: Sequence[MCQ]) -> list:
+    """Per-example loss weight ``N / (n_subjects * count_subject)`` (mean 1; each subject's total
+    weight ``N / n_subjects``), as ``construct_dataset``'s ``sample_weight`` in
+    diegodoimo/geometry_icl_finetuning ``utils/dataset_utils.py``."""
+    from collections import Counter
+
+    counts = Counter(r.subject for r in records)
+    return [len(records) / (len(counts) * counts[r.subject]) for r in records]

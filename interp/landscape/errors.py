@@ -23,3 +23,7 @@ class PromptError(LandscapeInputError):
 
 class SFTConfigError(LandscapeInputError):
     """A LoRA/SFT configuration that is invalid for this model or data."""
+
+
+class LandscapeWarning(UserWarning):
+    """A setting was adjusted to the data (e.g. maxk capped at N - 1); the run goes on."""

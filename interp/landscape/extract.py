@@ -1,15 +1,19 @@
 """Last-prompt-token representations at every layer, plus the answer-letter logits.
 
-One forward per batch through the hook registry caches ``resid_post.*`` at ``"last"`` (the
-last *real* token, padding-correct) and reads the logits of the answer letters at the same
-position. Prompts are batched by token length (longest first, so an out-of-memory error shows
+One forward per batch through the hook registry caches the representation sites at ``"last"``
+(the last *real* token, padding-correct) and reads the logits of the answer letters at the same
+position. The default sites are the papers' (:func:`interp.landscape.sites.paper_sites`): the
+output of each block's input norm, the final norm and the full logits row, labelled ``1..L+1``
+as in Doimo et al. 2024 (``utils/helpers_extract.py``, ``analysis/repr_analysis.py`` of
+diegodoimo/geometry_icl_finetuning). Prompts are batched by token length (longest first, so an out-of-memory error shows
 up on the first batch) and only the selected rows leave the device, so device memory is
 bounded by one batch. With left padding the model is asked for the last position's logits
 only (``logits_to_keep=1``), which avoids a (B, P, vocab) logits tensor.
 
     from interp.landscape.extract import extract_representations, save_representations
-    reps = extract_representations(hm, prompts, letter_ids, batch_size=16)
-    reps.layers[12].shape, reps.letter_logits.shape        # (N, d_model), (N, 4)
+    reps = extract_representations(hm, prompts, letter_ids, batch_size=16)   # paper's sites
+    reps.layers[12].shape, reps.letter_logits.shape        # (N, d_model), (N, 4); keys: paper labels
+    reps = extract_representations(hm, prompts, letter_ids, sites=paper_sites(hm, "resid_post"))
     save_representations("runs/x/reps/5shot.safetensors", reps)   # atomic, safetensors
 """
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 __all__ = ["Representations", "extract_representations", "save_representations", "load_representations",
            "fingerprint"]
 
-SITE = "resid_post"
+KEY = "layer"
 
 
 @dataclass
@@ -60,17 +64,25 @@ def _accepts(model, name: str) -> bool:
         return False
 
 
-def extract_representations(hm, prompts: Sequence[str], letter_ids: Sequence[int], *, batch_size: int = 8,
-                            dtype: torch.dtype | None = None, progress: bool = False,
+def extract_representations(hm, prompts: Sequence[str], letter_ids: Sequence[int], *, sites: dict | None = None,
+                            batch_size: int = 8, dtype: torch.dtype | None = None, progress: bool = False,
                             meta: dict | None = None) -> Representations:
     """Run ``prompts`` through the hooked model ``hm``; returns :class:`Representations`.
 
+    ``sites``: ``{label: site name}`` (default :func:`~interp.landscape.sites.paper_sites`);
+    the site name ``"logits"`` means the full logits row at the last real token.
     ``letter_ids``: the token id of each answer letter (:func:`~interp.landscape.prompts.letter_token_ids`).
     ``dtype``: storage dtype of the representations; ``None`` keeps the model's floating dtype
     (bf16 activations are stored exactly, at half the size of float32). Letter logits are float32.
     """
     import hooks
 
+    from .sites import paper_sites
+
+    sites = paper_sites(hm) if sites is None else dict(sites)
+    label_of = {v: k for k, v in sites.items()}
+    want_logits = "logits" in label_of
+    cache_sites = [v for v in sites.values() if v != "logits"]
     if not prompts:
         raise ValueError("no prompts to extract representations from.")
     if batch_size < 1:
@@ -96,14 +108,18 @@ def extract_representations(hm, prompts: Sequence[str], letter_ids: Sequence[int
     try:
         for s in starts:
             rows = order[s:s + batch_size]
-            res = hm.run([prompts[i] for i in rows], [hooks.Cache(f"{SITE}.*", positions="last")], **kw)
+            res = hm.run([prompts[i] for i in rows], [hooks.Cache(cache_sites, positions="last")] if cache_sites
+                         else [], **kw)
             idx = torch.as_tensor(rows)
-            for name, t in res.cache.items():
-                L = int(name.rsplit(".", 1)[1])
+
+            def put(L, t):
                 t = t.detach().to("cpu", dtype or t.dtype)
                 if L not in layers:
                     layers[L] = torch.empty(len(prompts), t.shape[-1], dtype=t.dtype)
                 layers[L][idx] = t
+
+            for name, t in (res.cache.items() if cache_sites else ()):
+                put(label_of[name], t)
             logits = res.logits
             if logits is None:
                 raise ValueError("the model returned no logits; letter accuracy needs a causal LM head "
@@ -115,21 +131,23 @@ def extract_representations(hm, prompts: Sequence[str], letter_ids: Sequence[int
                 pos = am.shape[1] - 1 - am.flip(1).long().argmax(1)
                 last = logits[torch.arange(len(rows), device=logits.device), pos]
             letter_logits[idx] = last[:, letter_idx.to(last.device)].detach().float().cpu()
+            if want_logits:
+                put(label_of["logits"], last)
     finally:
         if left:
             tok.padding_side = old_side
     layers = {L: layers[L] for L in sorted(layers)}
-    return Representations(layers, letter_logits, dict(meta or {}))
+    return Representations(layers, letter_logits, {"sites": {str(k): v for k, v in sites.items()}, **dict(meta or {})})
 
 
 def save_representations(path, reps: Representations) -> Path:
-    """Write ``reps`` to one safetensors file (``resid_post.L`` tensors, ``letter_logits``,
+    """Write ``reps`` to one safetensors file (``layer.<label>`` tensors, ``letter_logits``,
     metadata as JSON) atomically: a temp file in the same directory, then ``os.replace``."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{SITE}.{L}": t.contiguous() for L, t in reps.layers.items()}
+    tensors = {f"{KEY}.{L}": t.contiguous() for L, t in reps.layers.items()}
     tensors["letter_logits"] = reps.letter_logits.contiguous()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -154,7 +172,7 @@ def load_representations(path, *, layers: bool = True) -> Representations:
         for k in f.keys():
             if k == "letter_logits":
                 letter_logits = f.get_tensor(k)
-            elif k.startswith(f"{SITE}.") and want_layers:
+            elif k.startswith(f"{KEY}.") and want_layers:
                 layers[int(k.rsplit(".", 1)[1])] = f.get_tensor(k)
     if letter_logits is None:
         raise ValueError(f"{path} is not a representation file (no 'letter_logits'); delete it to re-extract.")

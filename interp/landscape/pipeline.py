@@ -34,12 +34,12 @@ from .analysis import LandscapeConfig, landscape
 from .data import LETTERS, cap_per_subject, load_split, sft_training_records, subjects_of
 from .errors import LandscapeInputError, PromptError
 from .extract import extract_representations, fingerprint, load_representations, save_representations
-from .prompts import FewShotPrompter, letter_accuracy, letter_token_ids
+from .prompts import FewShotPrompter, letter_accuracy, letter_token_ids, macro_accuracy
 from .sft import SFTConfig
 
 __all__ = ["run_landscape", "LandscapeResult", "parse_shots"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: paper sites and labels (layer.<label> keys), shuffled shots
 
 
 @dataclass
@@ -92,7 +92,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
                   per_subject: int | None = 200, seed: int = 0, batch_size: int = 8, device=None, dtype=None,
                   analysis: LandscapeConfig | None = None, letters: Sequence[str] = LETTERS,
                   letter_ids: Sequence[int] | None = None, reuse: bool = True, progress: bool = False,
-                  log=print) -> LandscapeResult:
+                  site: str = "input_norm", shuffle_shots: bool = True, log=print) -> LandscapeResult:
     """Run every condition and write the landscape (see the module docstring).
 
     Args:
@@ -106,6 +106,10 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
         analysis: landscape settings; its ``device`` defaults to ``device`` (else CUDA if available).
         letter_ids: token ids of the answer letters, when the tokenizer cannot tell them.
         reuse: reuse cached representations/tables whose fingerprints match.
+        site: ``"input_norm"`` (the paper's: each block's input-norm output, the final norm and
+            the logits, labelled 1..L+1; :mod:`interp.landscape.sites`) or a per-layer family such
+            as ``"resid_post"`` (labelled by blocks passed, so ``resid_post.i`` is ``i + 1``).
+        shuffle_shots: shuffle each question's shots (seeded by ``seed``), as the paper's code.
     """
     import hooks
     import pandas as pd
@@ -126,7 +130,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
     subjects = subjects_of(test)
     needs_dev = any(k > 0 for k in ks) or (sft_cfg is not None and sft_cfg.adapter is None)
     dev = load_split(data, "dev", letters=letters) if needs_dev else []
-    prompters = {k: FewShotPrompter(dev, k, letters=letters) for k in ks}
+    prompters = {k: FewShotPrompter(dev, k, letters=letters, shuffle=shuffle_shots, seed=seed) for k in ks}
     for p in prompters.values():
         p.check(subjects)
     train = []
@@ -146,6 +150,9 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
     if len(ids) != n_choices:
         raise PromptError(f"{len(ids)} letter ids for {n_choices} choices; pass one id per choice letter.")
     mid = _model_id(model)
+    from .sites import paper_sites
+
+    sites = paper_sites(hm, site)
 
     reps: dict = {}  # condition -> (path, fingerprint, letter logits); tensors stay on disk
     files: dict = {}
@@ -162,7 +169,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
             except Exception:  # noqa: BLE001 - a corrupt/old cache is simply recomputed
                 pass
         t0 = time.time()
-        r = extract_representations(make_model(), prompts, ids, batch_size=batch_size, progress=progress,
+        r = extract_representations(make_model(), prompts, ids, sites=sites, batch_size=batch_size, progress=progress,
                                     meta={"fingerprint": fp, "condition": cond, "model": mid, "n": len(prompts)})
         save_representations(path, r)
         timings[f"extract_{cond}"] = time.time() - t0
@@ -172,7 +179,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
     for k in ks:
         cond = f"{k}shot"
         prompts = prompters[k].prompts(test)
-        fp = fingerprint(FORMAT_VERSION, mid, prompts, ids)
+        fp = fingerprint(FORMAT_VERSION, mid, prompts, ids, sites)
         reps[cond] = cached_or_extract(cond, prompts, fp, lambda: hm)
         files[f"reps_{cond}"] = reps[cond][0]
 
@@ -181,7 +188,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
 
         prompts = FewShotPrompter(k=0, letters=letters).prompts(test)
         train_fp = [r.to_dict() for r in train] if sft_cfg.adapter is None else str(sft_cfg.adapter)
-        fp = fingerprint(FORMAT_VERSION, mid, prompts, ids, sft_cfg.to_dict(), train_fp)
+        fp = fingerprint(FORMAT_VERSION, mid, prompts, ids, sites, sft_cfg.to_dict(), train_fp)
         state: dict = {}
 
         def make_sft_model():
@@ -229,6 +236,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
         tables.append(t)
     table = pd.concat(tables, ignore_index=True)
     accuracy = {cond: letter_accuracy(logits, answers) for cond, (_, _, logits) in reps.items()}
+    accuracy_macro = {cond: macro_accuracy(logits, answers, subj_labels) for cond, (_, _, logits) in reps.items()}
 
     from .plots import plot_landscape
 
@@ -237,7 +245,9 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
     summary = {
         "model": mid, "data": str(data), "n_questions": len(test), "subjects": subjects,
         "per_subject": per_subject, "seed": seed, "shots": ks, "letter_ids": ids,
-        "accuracy": accuracy, "analysis": cfg.to_dict(), "sft": sft_cfg.to_dict() if sft_cfg else None,
+        "accuracy": accuracy, "accuracy_micro": accuracy, "accuracy_macro": accuracy_macro,
+        "site": site, "layer_labels": {str(k): v for k, v in sites.items()}, "shuffle_shots": shuffle_shots,
+        "analysis": cfg.to_dict(), "sft": sft_cfg.to_dict() if sft_cfg else None,
         "n_train": len(train), "timings_s": timings, "total_s": time.time() - t_start,
     }
     files["summary"] = write_json_atomic(out / "summary.json", summary)

@@ -2,8 +2,11 @@
 
 Left panel: the k-shot (ICL) conditions, one line per k. Right panel: SFT (0-shot prompt
 format), with the 0-shot curve in grey for reference. Same y axis on both panels, as in the
-figures of Doimo et al. (NeurIPS 2024): ARI with subjects and with answer letters, intrinsic
-dimension, number of ADP clusters, fraction of core points.
+figures of Doimo et al. (NeurIPS 2024): ARI with subjects and with answer letters, label
+overlaps with subjects and letters, intrinsic dimension (with its error bars), number of ADP
+clusters, fraction of core points. Curves differ in colour, marker and line style, so
+coinciding curves (e.g. ARI 1.0 at every layer) stay distinguishable. The x axis is the
+paper's layer label (:mod:`interp.landscape.sites`).
 
     from interp.landscape.plots import plot_landscape
     paths = plot_landscape(table, "runs/x/figures")     # ari_subjects.png, ari_letters.png, ...
@@ -20,10 +23,15 @@ from pathlib import Path
 
 __all__ = ["FIGURES", "plot_landscape", "condition_label"]
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+STYLES = ("-", "--", ":", "-.")
+
 FIGURES = {
     "ari_subjects": ("ARI (ADP clusters vs subjects)", (-0.05, 1.05)),
     "ari_letters": ("ARI (ADP clusters vs answer letters)", (-0.05, 1.05)),
-    "id": ("intrinsic dimension (Gride)", None),
+    "overlap_subjects": ("label overlap with subjects", (-0.05, 1.05)),
+    "overlap_letters": ("label overlap with answer letters", (-0.05, 1.05)),
+    "id": ("intrinsic dimension (Gride, ± error)", None),
     "n_clusters": ("number of ADP clusters", None),
     "core_fraction": ("fraction of core points", (-0.05, 1.05)),
 }
@@ -71,6 +79,7 @@ def plot_landscape(table, out_dir, metrics=None) -> list:
         sub = table[table["metric"] == metric]
         if sub.empty:
             continue
+        err = table[table["metric"] == f"{metric}_err"]
         fig = Figure(figsize=(9.0, 3.6), tight_layout=True)
         FigureCanvasAgg(fig)
         ax_icl = fig.add_subplot(1, 2, 1)
@@ -78,17 +87,24 @@ def plot_landscape(table, out_dir, metrics=None) -> list:
 
         def curve(ax, cond, **kw):
             d = sub[sub["condition"] == cond].sort_values("layer")
-            ax.plot(d["layer"], d["value"], label=condition_label(cond), **kw)
+            e = err[err["condition"] == cond].set_index("layer")["value"] if not err.empty else None
+            if e is not None and len(e):
+                ax.errorbar(d["layer"], d["value"], yerr=e.reindex(d["layer"]).to_numpy(), capsize=2,
+                            label=condition_label(cond), **kw)
+            else:
+                ax.plot(d["layer"], d["value"], label=condition_label(cond), **kw)
 
         for i, c in enumerate(icl):
-            curve(ax_icl, c, marker="o", ms=3, color=cmap(i / max(1, len(icl) - 1) * 0.85))
+            curve(ax_icl, c, marker=MARKERS[i % len(MARKERS)], ms=4, ls=STYLES[i % len(STYLES)], mfc="none",
+                  color=cmap(i / max(1, len(icl) - 1) * 0.85))
         if "0shot" in icl and other:
-            curve(ax_sft, "0shot", color="0.6", ls="--")
+            curve(ax_sft, "0shot", color="0.6", ls="--", marker="o", ms=3, mfc="none")
         for j, c in enumerate(other):
-            curve(ax_sft, c, marker="s", ms=3, color=("tab:red", "tab:purple", "tab:brown")[j % 3])
+            curve(ax_sft, c, marker=MARKERS[(j + 1) % len(MARKERS)], ms=4, ls=STYLES[j % len(STYLES)],
+                  color=("tab:red", "tab:purple", "tab:brown")[j % 3])
         for ax, name in ((ax_icl, "ICL (few-shot)"), (ax_sft, "SFT (LoRA, 0-shot prompt)")):
             ax.set_title(name, fontsize=10)
-            ax.set_xlabel("layer")
+            ax.set_xlabel("layer (blocks passed; L: final norm, L+1: logits)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if ax.lines:
                 ax.legend(fontsize=8)

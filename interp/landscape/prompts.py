@@ -11,13 +11,18 @@ The template of Doimo et al. (NeurIPS 2024), i.e. the original MMLU evaluation f
     D. <choice>
     Answer: B
 
-    ... (k dev examples of the same subject, the first k in dataset order)
+    ... (the first k dev examples of the same subject, in a random order drawn per question)
     <question>
     A. <choice>
     ...
     Answer:
 
-The subject is written with spaces instead of underscores. A prediction is the letter whose
+The subject is written with spaces instead of underscores. As in the authors' code
+(diegodoimo/geometry_icl_finetuning, ``utils/dataset_utils.py``, ``construct_prompt`` with
+``random_order=True``) the k shots are the subject's first k dev examples, shuffled for every
+question by one seeded generator run over the questions in order (``shuffle=False``: dataset
+order). SFT training prompts carry no header (``construct_prompt_train``: question, choices,
+``"Answer:"``): ``build_prompt(rec, header=False)``. A prediction is the letter whose
 token gets the largest logit at the last prompt token (the one after ``"Answer:"``).
 
 Usage::
@@ -38,7 +43,7 @@ from .data import LETTERS, MCQ, by_subject
 from .errors import PromptError
 
 __all__ = ["HEADER", "format_subject", "format_question", "build_prompt", "FewShotPrompter", "letter_token_ids",
-           "letter_accuracy", "predict_letters"]
+           "letter_accuracy", "macro_accuracy", "predict_letters"]
 
 HEADER = "The following are multiple choice questions (with answers) about{subject}.\n\n"
 
@@ -59,26 +64,31 @@ def format_question(rec: MCQ, *, include_answer: bool = False, letters: Sequence
     return s
 
 
-def build_prompt(rec: MCQ, shots: Sequence[MCQ] = (), *, letters: Sequence[str] = LETTERS) -> str:
-    """Header about ``rec.subject``, the solved ``shots`` in order, then ``rec`` up to ``"Answer:"``."""
-    out = HEADER.format(subject=format_subject(rec.subject))
+def build_prompt(rec: MCQ, shots: Sequence[MCQ] = (), *, letters: Sequence[str] = LETTERS,
+                 header: bool = True) -> str:
+    """Header about ``rec.subject`` (unless ``header=False``), the solved ``shots`` in order, then
+    ``rec`` up to ``"Answer:"``."""
+    out = HEADER.format(subject=format_subject(rec.subject)) if header else ""
     for s in shots:
         out += format_question(s, include_answer=True, letters=letters)
     return out + format_question(rec, letters=letters)
 
 
 class FewShotPrompter:
-    """k-shot prompts with the first ``k`` dev examples of each question's subject.
+    """k-shot prompts with the first ``k`` dev examples of each question's subject, shuffled per
+    question (``shuffle=True``, ``numpy.random.default_rng(seed)`` over the questions in order).
 
     Raises :class:`PromptError` when a subject has fewer than ``k`` dev examples.
     """
 
-    def __init__(self, dev: Sequence[MCQ] = (), k: int = 0, *, letters: Sequence[str] = LETTERS):
+    def __init__(self, dev: Sequence[MCQ] = (), k: int = 0, *, letters: Sequence[str] = LETTERS,
+                 shuffle: bool = True, seed: int = 0, header: bool = True):
         if int(k) != k or k < 0:
             raise PromptError(f"the number of shots must be an integer >= 0, got {k!r}.")
         self.k = int(k)
         self.letters = tuple(letters)
         self.pool = by_subject(dev)
+        self.shuffle, self.seed, self.header = bool(shuffle), int(seed), bool(header)
 
     def shots_for(self, subject: str) -> list:
         if self.k == 0:
@@ -95,12 +105,19 @@ class FewShotPrompter:
         for s in sorted(set(subjects)):
             self.shots_for(s)
 
-    def prompt(self, rec: MCQ) -> str:
-        return build_prompt(rec, self.shots_for(rec.subject), letters=self.letters)
+    def prompt(self, rec: MCQ, rng=None) -> str:
+        """One prompt; ``rng`` (a numpy Generator) shuffles the shots (None: dataset order)."""
+        shots = self.shots_for(rec.subject)
+        if rng is not None:
+            shots = [shots[i] for i in rng.permutation(len(shots))]
+        return build_prompt(rec, shots, letters=self.letters, header=self.header)
 
     def prompts(self, records: Sequence[MCQ]) -> list:
+        import numpy as np
+
         self.check([r.subject for r in records])
-        return [self.prompt(r) for r in records]
+        rng = np.random.default_rng(self.seed) if self.shuffle else None
+        return [self.prompt(r, rng) for r in records]
 
 
 def letter_token_ids(tokenizer, letters: Sequence[str] = LETTERS, *, prefix: str = "Answer:") -> list:
@@ -153,3 +170,15 @@ def letter_accuracy(letter_logits, answers) -> float:
     if ans.numel() == 0:
         raise PromptError("no answers to score.")
     return float((predict_letters(logits) == ans.to(torch.long)).double().mean())
+
+
+def macro_accuracy(letter_logits, answers, subjects) -> float:
+    """Mean over subjects of each subject's letter accuracy (the paper's ``--compute_macro_accuracy``);
+    :func:`letter_accuracy` is the micro (per-question) accuracy."""
+    import numpy as np
+
+    subjects = np.asarray(list(subjects))
+    ok = (predict_letters(letter_logits) == torch.as_tensor(list(answers), dtype=torch.long)).numpy()
+    if len(subjects) != len(ok):
+        raise PromptError(f"{len(subjects)} subjects for {len(ok)} answers.")
+    return float(np.mean([ok[subjects == s].mean() for s in np.unique(subjects)]))

@@ -1,9 +1,16 @@
 """Supervised fine-tuning with LoRA (Hu et al., ICLR 2022) through ``peft``.
 
-Defaults are those of Doimo et al. (NeurIPS 2024): rank 64, alpha 16, dropout 0.1 on the
-attention and MLP projections, learning rate 1e-4 (cosine decay to 1% after a short linear
-warm-up), one epoch, batch 16, gradient clipping at 1.0, the 0-shot prompt format, and the
-loss on the answer only: cross-entropy of the answer letter's token at the last prompt token.
+Defaults are those of Doimo et al. (NeurIPS 2024) as their code sets them
+(diegodoimo/geometry_icl_finetuning: ``submit_finetune``, ``finetune.py``,
+``utils/optimizer_utils.py``, ``utils/dataset_utils.py``, ``utils/helpers_finetune.py``): rank
+64, alpha 16, dropout 0.1 on the attention and MLP projections, learning rate 1e-4 with a
+linear warm-up (from 1% of the rate) over ``warmup_ratio`` (0.05) of the steps *capped at 3 steps*
+(``get_scheduler``: ``min(warmup_steps, 3)``) then cosine decay to 1%, one epoch, batch 16, no
+gradient clipping (``--clip_grad_norm`` defaults to -1), weight decay 0, training prompts
+without the subject header (``construct_prompt_train``), each example's loss weighted by
+``N / (n_subjects * count_subject)`` (``--weight_samples``, ``compute_weighted_ce``: weighted
+mean over the batch), and the loss on the answer only: cross-entropy of the answer letter's
+token at the last prompt token.
 That equals the causal-LM loss with every label but the answer masked (the answer token
 cannot influence earlier positions).
 
@@ -51,8 +58,9 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 @dataclass
 class SFTConfig:
     """LoRA fine-tuning settings (paper defaults). ``adapter``: load this trained adapter
-    directory instead of training. ``per_subject``: training examples per subject (default:
-    the smallest dev+validation count)."""
+    directory instead of training. ``per_subject``: at most this many training examples per subject (default:
+    all dev+validation examples). ``max_grad_norm``: None = no clipping. ``warmup_cap``: most
+    warm-up steps. ``weight_subjects``: weight the loss by inverse subject frequency."""
 
     r: int = 64
     lora_alpha: float = 16
@@ -64,7 +72,9 @@ class SFTConfig:
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.01
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    max_grad_norm: float | None = None     # None: no clipping (the paper's default)
+    warmup_cap: int | None = 3             # at most this many warm-up steps (paper: 3)
+    weight_subjects: bool = True
     seed: int = 0
     per_subject: int | None = None
     adapter: str | None = None
@@ -77,7 +87,8 @@ class SFTConfig:
                   ("epochs", self.epochs >= 1 and int(self.epochs) == self.epochs),
                   ("batch_size", self.batch_size >= 1 and int(self.batch_size) == self.batch_size),
                   ("warmup_ratio", 0 <= self.warmup_ratio < 1), ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
-                  ("max_grad_norm", self.max_grad_norm > 0), ("target_modules", len(self.target_modules) > 0)]
+                  ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0),
+                  ("warmup_cap", self.warmup_cap is None or self.warmup_cap >= 0), ("target_modules", len(self.target_modules) > 0)]
         for name, ok in checks:
             if not ok:
                 raise SFTConfigError(f"SFT config: invalid {name} = {getattr(self, name)!r}.")
@@ -152,12 +163,26 @@ def _last_logits(model, enc: dict) -> torch.Tensor:
     return model(**enc, use_cache=False, **kw).logits[:, -1].float()
 
 
+def lr_factor(step: int, total: int, warmup: int, min_lr_ratio: float) -> float:
+    """The paper's schedule (``utils/optimizer_utils.py``, ``get_scheduler``): the smaller of a
+    linear ramp from ``min_lr_ratio`` to 1 over ``warmup`` steps and a cosine from 1 to
+    ``min_lr_ratio`` over the remaining ``total - warmup`` steps."""
+    ramp = min_lr_ratio + (1 - min_lr_ratio) * (min(step, warmup) / warmup if warmup > 0 else 1.0)
+    t = max(0, step - warmup) / max(1, total - warmup)
+    return min(ramp, min_lr_ratio + 0.5 * (1 - min_lr_ratio) * (1 + math.cos(t * math.pi)))
+
+
+def warmup_steps(cfg: "SFTConfig", total: int) -> int:
+    warm = int(cfg.warmup_ratio * total)
+    return min(warm, int(cfg.warmup_cap)) if cfg.warmup_cap is not None else warm
+
+
 def answer_loss(model, tokenizer, records: Sequence[MCQ], *, batch_size: int = 16,
-                letters: Sequence[str] = LETTERS) -> float:
-    """Mean answer-only cross-entropy (full vocabulary) of ``records`` in the 0-shot format,
-    in eval mode (no dropout), without gradients."""
+                letters: Sequence[str] = LETTERS, header: bool = False) -> float:
+    """Mean answer-only cross-entropy (full vocabulary) of ``records`` in the 0-shot format
+    (without the subject header, as the training prompts), in eval mode, without gradients."""
     ids = torch.as_tensor(letter_token_ids(tokenizer, letters))
-    prompts = FewShotPrompter(k=0, letters=letters).prompts(records)
+    prompts = FewShotPrompter(k=0, letters=letters, header=header).prompts(records)
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -187,8 +212,11 @@ def train_lora(model, tokenizer, records: Sequence[MCQ], cfg: SFTConfig | None =
         raise SFTConfigError("no training records for SFT.")
     _check_targets(model, cfg.target_modules)
     ids = torch.as_tensor(letter_token_ids(tokenizer, letters))
-    prompts = FewShotPrompter(k=0, letters=letters).prompts(records)
+    prompts = FewShotPrompter(k=0, letters=letters, header=False).prompts(records)
     answers = torch.as_tensor([r.answer for r in records])
+    from .data import subject_weights
+
+    weights = torch.as_tensor(subject_weights(records) if cfg.weight_subjects else [1.0] * len(records))
     torch.manual_seed(cfg.seed)
     with warnings.catch_warnings():  # peft calls a deprecated transformers property; not actionable here
         warnings.simplefilter("ignore", FutureWarning)
@@ -199,13 +227,10 @@ def train_lora(model, tokenizer, records: Sequence[MCQ], cfg: SFTConfig | None =
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(prompts) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    warm = int(cfg.warmup_ratio * total)
+    warm = warmup_steps(cfg, total)
 
     def lr_at(step: int) -> float:
-        if step < warm:
-            return cfg.lr * (step + 1) / warm
-        t = (step - warm) / max(1, total - warm)
-        return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+        return cfg.lr * lr_factor(step, total, warm, cfg.min_lr_ratio)
 
     g = torch.Generator().manual_seed(cfg.seed)
     history = {"loss": [], "lr": [], "loss_before": loss_before}
@@ -217,12 +242,15 @@ def train_lora(model, tokenizer, records: Sequence[MCQ], cfg: SFTConfig | None =
             rows = perm[s:s + cfg.batch_size]
             enc = _batch(tokenizer, [prompts[i] for i in rows], dev)
             tgt = ids[answers[rows]].to(dev)
-            loss = torch.nn.functional.cross_entropy(_last_logits(peft_model, enc), tgt)
+            ce = torch.nn.functional.cross_entropy(_last_logits(peft_model, enc), tgt, reduction="none")
+            w = weights[rows].to(ce.device, ce.dtype)
+            loss = (ce * w).sum() / w.sum()
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
             history["loss"].append(loss.item())
             history["lr"].append(lr_at(step))

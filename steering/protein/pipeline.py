@@ -1,51 +1,50 @@
-"""The protein pipeline: SAE → latent ↔ annotation statistics → steered generation → report.
+"""The protein pipeline: SAE → latent ↔ annotation statistics (vs chance) → steered generation → report.
 
     from steering.protein.pipeline import run_protein_pipeline
     summary = run_protein_pipeline("toy", None, "runs/protein")    # shipped toy model + toy world
     summary = run_protein_pipeline(hm, "proteins.parquet", "runs/esm", layer=4,
                                    sae_kwargs={"latents": 4096, "k": 32, "tokens": 2_000_000})
-    summary["annotations"]["ZN_FING"]    # {"latent": 17, "f1": 0.93, "fdr_q": 0.0, ...}  (test split)
-    summary["steering"]          # {"latent": 17, "baseline_rate": .., "steered_rate": .., "p_value": .., "n": 100}
+    summary["annotations"]["ZN_FING"]    # {"latent": 17, "f1": 0.99, "chance_f1": 0.2, "beats_chance": True, ...}
+    summary["residue_coverage"]          # fraction of test residues scored (1.0: sliding windows)
+    summary["steering"]["per_seed"]      # [{"seed", "baseline_rate", "steered_rate", "p_value", "n"}, ...]
+    summary["steering"]["median_steered_rate"]
 
 Steps (Simon & Zou 2024, InterPLM; Garcia & Ansuini 2025):
 
 1. proteins are split (seeded, by protein) into SAE-training / validation / test parts;
 2. a TopK SAE (``saes.train_sae``, residues only) is trained on ``resid_post.<layer>`` — by
-   default the middle layer ``n_layers // 2``;
+   default the middle layer ``n_layers // 2``; proteins longer than the model's context are cut
+   into sliding windows (:mod:`.windows`) for training and scoring alike, so every residue is
+   embedded within the context (``residue_coverage`` in the summary);
 3. every latent is scored against every annotation track with positives in both evaluation
    parts (:mod:`saes.annotation_stats`: raw-threshold counts, InterPLM precision/recall/F1 at
    max-normalised thresholds, Fisher's exact test + BH FDR); thresholds are normalised by each
    latent's maximum on the validation part; the best (latent, threshold) per track is chosen on
-   validation and reported on test;
+   validation and reported on test, beside its chance level (:mod:`.chance`: an always-on
+   latent, and the best latent after shuffling residues); ``beats_chance`` flags the rest;
 4. steering with ``steer_track`` (the C2H2 zinc finger): candidates are its ``steer_candidates``
    best latents by validation F1, each clamped (SAE splice, error term kept) to
    ``clamp_multiples`` × its largest activation on validation residues of the track, at one
    residue — where the latent usually peaks inside a domain (modal peak offset on validation)
    for a domain centred in the protein (``steer_window="auto"``; ``None``: every residue;
-   ``(start, end)``: a window). A pilot of ``pilot_n`` steered proteins per candidate (seed
-   ``seed + 7919``) picks the setting with the highest motif rate (ties: better F1 rank, then
-   smaller value); the confirmatory run then generates ``n_steer`` steered and ``n_steer``
-   unsteered proteins with seed ``seed`` (:data:`DEFAULT_GENERATION`: confidence-ordered
-   unmasking, temperature 0.5) and compares PROSITE PS00028 rates with Fisher's exact test
-   (:mod:`.steer`) — the pilot's proteins are not reused, so the choice does not bias the test;
+   ``(start, end)``: a window). A pilot (seed ``seed + 7919``) picks one setting; the
+   confirmatory runs (:mod:`.steer_arm`) repeat it over ``n_seeds`` seeds and two decoding
+   settings with two controls, and report medians and ranges; the data's own PS00028 rate is
+   reported beside them;
 5. ``report.md`` (+ ``figures/``), ``summary.json``, ``stats/top_latents.{parquet,csv}``,
-   ``steering/{steered,unsteered}.fasta`` are written atomically into ``out_dir``.
+   ``steering/<decoding>/seed<s>/{steered,unsteered}.fasta`` and ``steering/controls/`` are
+   written atomically into ``out_dir``.
 
-Design notes (toy model of 4 layers, d=64, 800 CPU steps; SAE at ``resid_post.2``): the top
-zinc-finger latents each fire at one skeleton residue (the first His, or a Cys) and all reach
-InterPLM F1 ≈ 1, but they steer very differently. Clamped at *every* residue they make the
-model write that residue everywhere and almost never a full motif (0-5% vs 2-3% unsteered).
-Clamped at the one residue where they fire inside a centred finger, some latents make the
-model write the whole Cys/Cys/hydrophobic/His skeleton around it (n=32-100: 16-53% vs 0-2%
-unsteered at confidence order and temperature 0.5; 6-16% with random order at temperature
-1), others — with the same F1 — never do (0% at 1-10× their maximum; one placed His where
-its Cys belongs). At 1× the maximum a residue's His probability barely moves (0.03 → 0.04);
-at ~10× it reaches 0.8. Hence the pilot over latents and values. An SAE at ``resid_post.1``
-steered worse than at ``resid_post.2`` (the default middle layer ``n_layers // 2``). With these
-defaults, pipeline seeds 0, 1, 2 on that model gave InterPLM F1 0.94-1.00 for all three planted
-annotations (per-residue F1 0.13-0.31: the latents mark single skeleton / heptad residues) and
-PS00028 rates of 40-44% steered vs 1% unsteered (n=100 each, p ≤ 2e-13), in ~50 s (1 thread,
-shared 2-core machine).
+Design notes (toy model of 4 layers, d=64; SAE at ``resid_post.2``): the top zinc-finger latents
+each fire at one skeleton residue (the first His, or a Cys) and all reach InterPLM F1 ≈ 1, but
+they steer very differently. Clamped at *every* residue they make the model write that residue
+everywhere and almost never a full motif. Clamped at the one residue where they fire inside a
+centred finger, some latents make the model write the whole Cys/Cys/hydrophobic/His skeleton
+around it, others — with the same F1 — never do. Hence the pilot over latents and values. The
+effect depends on decoding: at confidence order and temperature 0.5 (the headline setting) the
+skeleton gets completed; at random order and temperature 1 it mostly does not. A single
+seed's steered rate varies widely (0.06-0.44 over 8 pipeline seeds), so the summary is the
+median over seeds; measured numbers are in ``bench/RESULTS_protein_demo.md``.
 """
 from __future__ import annotations
 
@@ -58,10 +57,10 @@ import numpy as np
 import torch
 
 from .errors import ProteinDataError
+from .steer_arm import auto_window, data_motif_rate, latent_layout, steer_candidates_of  # noqa: F401
 
 DEFAULT_SAE = {"arch": "topk", "k": 16, "latents": None, "tokens": 200_000, "batch_size": 1024, "lr": 2e-3,
                "model_batch_size": 64}
-DEFAULT_GENERATION = {"order": "confidence", "temperature": 0.5, "per_step": 2}
 TOY_WORLD_SEED = 2_000_003     # disjoint from the toy model's training (seed) and evaluation (seed + 1,000,003) worlds
 
 
@@ -105,36 +104,64 @@ def split_indices(n: int, fractions, seed: int) -> tuple:
 
 @torch.no_grad()
 def collect(hm, ds, site: str, tracks: list, *, batch_size: int = 64, max_length: Optional[int] = None,
-            run_tracks=()) -> list:
-    """Residue activations at ``site`` with labels and domains, one dict per batch (CPU).
+            run_tracks=(), stride: Optional[int] = None) -> list:
+    """Residue activations at ``site`` with labels and domains, one dict per batch of proteins (CPU).
 
+    Every residue is embedded: a protein longer than ``max_length - 2`` residues is run in
+    sliding windows (:mod:`.windows`, ``stride`` default half a window) and each residue is read
+    from the window where it is most central, so rows are all residues of all proteins in order.
     Domains are the dataset's feature spans; for ``run_tracks`` (tracks with no feature spans,
     e.g. TMbed classes) they are the maximal runs of the track's mask."""
     from hooks import Cache
     from saes.annotation_stats import DomainIndex, runs_as_domains
 
-    from .align import encode_sequences, residue_token_mask
+    from .align import encode_sequences
+    from .errors import AlignmentError
+    from .windows import owned_residues, window_spans
 
+    width = None if max_length is None else int(max_length) - 2
     out = []
     for i in range(0, len(ds), batch_size):
         rows = ds[i:i + batch_size]
-        enc = encode_sequences(rows["sequence"], max_length=max_length, ids=rows["id"])
-        res = hm.run(enc.inputs, [Cache(site, "residues", layout="flat")])
-        sel = res.cache.masks[site].cpu()
-        labels = torch.stack([residue_token_mask(rows[f"mask_{t}"], enc)[sel] for t in tracks], 1)
-        starts = np.concatenate([[0], np.cumsum(enc.n_residues)[:-1]])
+        seqs = list(rows["sequence"])
+        n_res = [len(s) for s in seqs]
+        starts = np.concatenate([[0], np.cumsum(n_res)[:-1]]).astype(int)
+        pieces, place = [], []
+        for b, s in enumerate(seqs):
+            spans = window_spans(len(s), width, stride) if width else [(0, len(s))]
+            for (a, e), (lo, hi) in zip(spans, owned_residues(len(s), spans)):
+                pieces.append(s[a:e])
+                place.append((b, a, lo, hi))
+        x, scored = None, 0
+        for j in range(0, len(pieces), batch_size):
+            enc = encode_sequences(pieces[j:j + batch_size], max_length=max_length)
+            flat = hm.run(enc.inputs, [Cache(site, "residues", layout="flat")]).cache[site].float().cpu()
+            if x is None:
+                x = torch.zeros(sum(n_res), flat.shape[-1])
+            off = np.concatenate([[0], np.cumsum(enc.n_residues)])
+            for k, (b, a, lo, hi) in enumerate(place[j:j + batch_size]):
+                x[starts[b] + lo:starts[b] + hi] = flat[off[k] + lo - a:off[k] + hi - a]
+                scored += hi - lo
+        masks = []
+        for t in tracks:
+            ms = [np.asarray(m, dtype=bool) for m in rows[f"mask_{t}"]]
+            for m, L, rid in zip(ms, n_res, rows["id"]):
+                if len(m) != L:
+                    raise AlignmentError(f"{rid}: mask_{t} covers {len(m)} residues, the sequence has {L}.")
+            masks.append(torch.from_numpy(np.concatenate(ms)))
+        labels = torch.stack(masks, 1)
         d_rows, d_dom, d_con = [], [], []
         for b, feats in enumerate(rows["features"]):
             for f in feats:
                 if f["type"] in tracks:
-                    a, e = max(0, f["start"]), min(f["end"], enc.n_residues[b])
+                    a, e = max(0, f["start"]), min(f["end"], n_res[b])
                     if e > a:
                         d_rows.append(np.arange(starts[b] + a, starts[b] + e))
                         d_dom.append(np.full(e - a, len(d_con)))
                         d_con.append(tracks.index(f["type"]))
         if run_tracks:
             idx = torch.tensor([tracks.index(t) for t in run_tracks])
-            prot = torch.repeat_interleave(torch.arange(len(enc.n_residues)), torch.tensor(enc.n_residues))
+            prot = torch.repeat_interleave(torch.arange(len(n_res)), torch.tensor(n_res))
             r = runs_as_domains(labels[:, idx], prot)
             d_rows.append(r.rows.numpy())
             d_dom.append(r.domain.numpy() + len(d_con))
@@ -142,10 +169,18 @@ def collect(hm, ds, site: str, tracks: list, *, batch_size: int = 64, max_length
         dom = DomainIndex(torch.from_numpy(np.concatenate(d_rows) if d_rows else np.zeros(0, np.int64)).long(),
                           torch.from_numpy(np.concatenate(d_dom) if d_dom else np.zeros(0, np.int64)).long(),
                           torch.tensor(d_con, dtype=torch.long))
-        out.append({"x": res.cache[site].float().cpu(), "labels": labels, "domains": dom, "starts": starts,
-                    "n_res": list(enc.n_residues), "sequences": list(rows["sequence"]), "ids": list(rows["id"]),
-                    "features": list(rows["features"])})
+        out.append({"x": x, "labels": labels, "domains": dom, "starts": starts, "n_res": n_res,
+                    "sequences": seqs, "ids": list(rows["id"]), "features": list(rows["features"]),
+                    "n_windows": len(pieces), "scored": scored})
     return out
+
+
+def coverage(cache: list) -> dict:
+    """Residues scored (each from one window) over residues in the split, and windows used."""
+    total = sum(sum(c["n_res"]) for c in cache)
+    scored = sum(c["scored"] for c in cache)
+    return {"residues": int(total), "scored": int(scored), "fraction": scored / total if total else 0.0,
+            "proteins": int(sum(len(c["n_res"]) for c in cache)), "windows": int(sum(c["n_windows"] for c in cache))}
 
 
 @torch.no_grad()
@@ -161,79 +196,18 @@ def latent_stream(sae, cache: list):
     return lambda: (StatBatch(encode(sae, c["x"]), c["labels"], c["domains"]) for c in cache)
 
 
-def latent_layout(sae, cache: list, latent: int, track: str) -> dict:
-    """Where ``latent`` fires inside ``track`` domains (validation): its largest activation on the
-    track's residues, the most common offset of its peak from the domain start, the median length."""
-    best, offsets, lengths = 0.0, [], []
-    for c in cache:
-        a = encode(sae, c["x"])[:, latent].numpy()
-        for b, feats in enumerate(c["features"]):
-            for f in feats:
-                if f["type"] != track:
-                    continue
-                lo, hi = c["starts"][b] + max(0, f["start"]), c["starts"][b] + min(f["end"], c["n_res"][b])
-                if hi <= lo:
-                    continue
-                seg = a[lo:hi]
-                lengths.append(hi - lo)
-                best = max(best, float(seg.max()))
-                if seg.max() > 0:
-                    offsets.append(int(seg.argmax()))
-    if not offsets:
-        raise ProteinDataError(f"Latent {latent} never fires on a {track} domain of the validation proteins.")
-    vals, counts = np.unique(offsets, return_counts=True)
-    return {"positive_max": best, "offset": int(vals[counts.argmax()]), "domain_length": int(np.median(lengths)),
-            "offset_counts": {int(v): int(n) for v, n in zip(vals, counts)}}
-
-
-def auto_window(layout: dict, length: int) -> tuple:
-    """One residue: the latent's usual peak offset inside a domain placed in the middle of the protein."""
-    start = max(0, (length - layout["domain_length"]) // 2)
-    pos = min(length - 1, start + layout["offset"])
-    return (pos, pos + 1)
-
-
 def _steer(hm, sae, site, table, cache_va, track, out, *, n_steer, length, multiples, candidates, pilot_n, window,
-           mode, generation, pattern, pppl_n, seed, log) -> dict:
+           mode, decodings, steer_seeds, n_secondary, n_control, pattern, pppl_n, seed, log) -> dict:
     """Pilot (seed + 7919) over the track's top latents × clamp multiples, then the confirmatory
-    steered-vs-unsteered run (``seed``) with the pilot's best setting."""
-    from .generate import GenerationConfig
-    from .steer import pilot, steer_proteins
+    runs (:func:`.steer_arm.steering_arm`) over ``steer_seeds`` × ``decodings`` with controls."""
+    from .steer_arm import steering_arm
 
-    gen = {**DEFAULT_GENERATION, **(generation or {})}
-    cfg = GenerationConfig(**gen)
-    rows = table[table["concept"] == track].sort_values("rank").head(max(1, int(candidates)))
-    cands, layouts = [], {}
-    for lat, rank in zip(rows["latent"].astype(int), rows["rank"].astype(int)):
-        try:
-            layouts[lat] = latent_layout(sae, cache_va, lat, track)
-        except ProteinDataError:
-            continue
-        win = auto_window(layouts[lat], length) if window == "auto" else window
-        for m in multiples:
-            cands.append({"latents": {lat: m * layouts[lat]["positive_max"]}, "window": win, "mode": mode,
-                          "latent": lat, "rank": rank, "clamp_multiple": float(m)})
-    if not cands:
-        raise ProteinDataError(f"None of the top {candidates} {track} latents fires on validation {track} domains.")
-    trials = pilot(hm, sae, cands, n=pilot_n, length=length, seed=seed + 7919, config=cfg, pattern=pattern,
-                   site=site, log=log) if len(cands) > 1 and pilot_n else [{**c, "rate": None} for c in cands]
-    best = max(range(len(trials)), key=lambda i: ((trials[i]["rate"] or 0.0), -trials[i]["rank"],
-                                                  -trials[i]["clamp_multiple"]))
-    choice = cands[best]
-    lat, value = choice["latent"], next(iter(choice["latents"].values()))
-    s = steer_proteins(hm, sae, {lat: value}, mode=mode, n=n_steer, length=length, window=choice["window"], seed=seed,
-                       config=cfg, pattern=pattern, pppl_n=pppl_n, out=out / "steering", site=site, log=log)
-    win = choice["window"]
-    return {"latent": lat, "rank": choice["rank"], "track": track, "value": value,
-            "clamp_multiple": choice["clamp_multiple"], "mode": mode, "window": list(win) if win else None,
-            "layout": layouts[lat], "generation": gen,
-            "pilot": [{k: v for k, v in t_.items() if k != "latents"} for t_ in trials], "pilot_n": pilot_n,
-            "baseline_rate": s["test"]["baseline_rate"], "steered_rate": s["test"]["steered_rate"],
-            "p_value": s["test"]["p_value"], "p_two_sided": s["test"]["p_two_sided"], "n": s["n"],
-            "length": length, "pattern": s["pattern"],
-            "pppl_steered": s["steered"].get("pppl_mean"), "pppl_unsteered": s["unsteered"].get("pppl_mean"),
-            "tm_rate_steered": s["steered"]["tm_rate"], "tm_rate_unsteered": s["unsteered"]["tm_rate"],
-            "examples": [r["sequence"] for r in s["sequences"]["steered"] if r["motifs"]][:5]}
+    cands, layouts = steer_candidates_of(sae, table, cache_va, track, length=length, multiples=multiples,
+                                         candidates=candidates, window=window, mode=mode)
+    st = steering_arm(hm, sae, site, cands, out=out / "steering", seeds=steer_seeds, n=n_steer, length=length,
+                      pilot_n=pilot_n, pilot_seed=seed + 7919, decodings=decodings, n_secondary=n_secondary,
+                      n_control=n_control, mode=mode, pattern=pattern, pppl_n=pppl_n, log=log)
+    return {"track": track, "layout": layouts[st["latent"]], **st}
 
 
 def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, layer: Optional[int] = None,
@@ -241,36 +215,45 @@ def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, la
                          n_proteins: int = 3000, splits=(0.6, 0.2, 0.2), tracks=None, min_positives: int = 20,
                          steer_track: str = "ZN_FING", steer_length: int = 60, clamp_multiples=(3.0, 10.0),
                          steer_candidates: int = 5, pilot_n: int = 32, steer_window="auto", steer_mode: str = "clamp",
-                         generation: Optional[dict] = None, pattern: Optional[str] = None, pppl_n: int = 32,
+                         steer_seeds=None, n_seeds: int = 5, decodings: Optional[dict] = None,
+                         n_secondary: Optional[int] = 50, n_control: Optional[int] = 50,
+                         window_stride: Optional[int] = None, pattern: Optional[str] = None, pppl_n: int = 32,
                          batch_size: int = 64, top: int = 5, threads: Optional[int] = 1, log=print) -> dict:
     """Run the whole protein pipeline and write its outputs to ``out_dir``; returns ``summary.json``'s dict.
 
     ``model``: a ``hooks.HookedModel``, a path / HF id, or ``"toy"``/None (the shipped toy model);
     ``dataset``: a protein Dataset, a file (parquet / FASTA / TMbed / UniProt), or None (a fresh
     ``n_proteins`` toy world). ``sae_kwargs`` override :data:`DEFAULT_SAE` (``saes.train_sae``
-    settings; ``latents`` defaults to 8 × d_model). ``generation``: :class:`GenerationConfig`
-    fields. ``pppl_n``: proteins per arm scored by pseudo-perplexity. ``threads``: torch CPU
-    threads while the pipeline runs (restored after; None: leave as is). The default 1 is
-    deliberate: on a shared 2-core machine the SAE's small steps ran 4× slower with 2 threads
-    (1.7 s vs 6.3 s for 97 steps) and the whole toy pipeline took 160 s instead of 50 s.
+    settings; ``latents`` defaults to 8 × d_model). Steering: ``steer_seeds`` (default ``seed,
+    seed+1, ..., seed+n_seeds-1``) × ``decodings`` (default :data:`.steer_arm.DECODINGS`, the
+    first is the headline) with ``n_steer`` proteins per arm and seed for the headline,
+    ``n_secondary`` for the other decodings and ``n_control`` per control (None: ``n_steer``).
+    ``window_stride``: residues between sliding windows for proteins longer than the model's
+    context (default half a window). ``pppl_n``: proteins per arm scored by pseudo-perplexity
+    (first seed). ``threads``: torch CPU threads while the pipeline runs (restored after; None:
+    leave as is). The default 1 is deliberate: on a shared 2-core machine the SAE's small steps
+    ran 4× slower with 2 threads (1.7 s vs 6.3 s for 97 steps).
     """
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
+    if steer_seeds is None:
+        steer_seeds = [seed + i for i in range(int(n_seeds))]
     try:
         return _run(model, dataset, out_dir, layer=layer, sae_kwargs=sae_kwargs, n_steer=n_steer, seed=seed,
                     n_proteins=n_proteins, splits=splits, tracks=tracks, min_positives=min_positives,
                     steer_track=steer_track, steer_length=steer_length, clamp_multiples=clamp_multiples,
                     steer_candidates=steer_candidates, pilot_n=pilot_n, steer_window=steer_window,
-                    steer_mode=steer_mode, generation=generation, pattern=pattern, pppl_n=pppl_n,
-                    batch_size=batch_size, top=top, log=log)
+                    steer_mode=steer_mode, steer_seeds=list(steer_seeds), decodings=decodings,
+                    n_secondary=n_secondary, n_control=n_control, window_stride=window_stride, pattern=pattern,
+                    pppl_n=pppl_n, batch_size=batch_size, top=top, log=log)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_proteins, splits, tracks, min_positives,
-         steer_track, steer_length, clamp_multiples, steer_candidates, pilot_n, steer_window, steer_mode, generation,
-         pattern, pppl_n, batch_size, top, log) -> dict:
+         steer_track, steer_length, clamp_multiples, steer_candidates, pilot_n, steer_window, steer_mode, steer_seeds,
+         decodings, n_secondary, n_control, window_stride, pattern, pppl_n, batch_size, top, log) -> dict:
     import saes
     from saes.annotation_stats import annotation_stats, best_pairs
 
@@ -312,7 +295,12 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
     if kw.get("buffer_size") is None:  # the store's 16 batches, or one pass over a small training part
         kw["buffer_size"] = max(kw["batch_size"], min(16 * kw["batch_size"], int(np.sum(ds_tr["length"]))))
     max_len = getattr(model_cfg, "max_position_embeddings", None)
-    res = saes.train_sae(hm, list(ds_tr["sequence"]), site, positions="residues", out=out / "sae", seed=seed,
+    train_seqs = list(ds_tr["sequence"])
+    if max_len is not None:
+        from .windows import window_sequences
+
+        train_seqs = window_sequences(train_seqs, int(max_len) - 2, window_stride)
+    res = saes.train_sae(hm, train_seqs, site, positions="residues", out=out / "sae", seed=seed,
                          progress=False, **kw)
     sae = res.sae
     lap("sae", t)
@@ -320,27 +308,41 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
     t = time.time()
     feature_types = {f["type"] for fs in ds["features"] for f in fs}
     runs = [t_ for t_ in tracks if t_ not in feature_types]
-    cache_va = collect(hm, ds_va, site, tracks, batch_size=batch_size, max_length=max_len, run_tracks=runs)
-    cache_te = collect(hm, ds_te, site, tracks, batch_size=batch_size, max_length=max_len, run_tracks=runs)
+    cache_va = collect(hm, ds_va, site, tracks, batch_size=batch_size, max_length=max_len, run_tracks=runs,
+                       stride=window_stride)
+    cache_te = collect(hm, ds_te, site, tracks, batch_size=batch_size, max_length=max_len, run_tracks=runs,
+                       stride=window_stride)
+    cov = {"val": coverage(cache_va), "test": coverage(cache_te)}
     F = int(sae.cfg.d_sae)
     val = annotation_stats(latent_stream(sae, cache_va), tracks, F)
     test = annotation_stats(latent_stream(sae, cache_te), tracks, F, latent_max=val.latent_max)
     table = best_pairs(val, test, top=top)
-    lap("statistics", t)
     best = table[table["rank"] == 1].set_index("concept")
     annotations = {c: {"latent": int(r.latent), "f1": float(r.test_f1), "fdr_q": float(r.test_fdr_q),
                        "threshold": float(r.threshold), "precision": float(r.test_precision),
                        "recall_domain": float(r.test_recall_domain), "recall_residue": float(r.test_recall_residue),
                        "f1_residue": float(r.test_f1_residue), "log10_p": float(r.test_log10_p),
                        "val_f1": float(r.val_f1)} for c, r in best.iterrows()}
+    lap("statistics", t)
+    t = time.time()
+    from .chance import beats_chance, chance_f1
+
+    chance = chance_f1(sae, cache_va, cache_te, tracks, test, seed=seed + 31)
+    for c, a in annotations.items():
+        a.update({"chance_f1": chance[c]["chance_f1"], "chance_always_on_f1": chance[c]["always_on"],
+                  "chance_random_latent_f1": chance[c]["random_latent"],
+                  "beats_chance": beats_chance(a["f1"], chance[c])})
+    lap("chance", t)
 
     steering = None
     if n_steer and steer_track in tracks:
         t = time.time()
         steering = _steer(hm, sae, site, table, cache_va, steer_track, out, n_steer=n_steer, length=steer_length,
                           multiples=clamp_multiples, candidates=steer_candidates, pilot_n=pilot_n,
-                          window=steer_window, mode=steer_mode, generation=generation, pattern=pattern or PS00028,
+                          window=steer_window, mode=steer_mode, decodings=decodings, steer_seeds=steer_seeds,
+                          n_secondary=n_secondary, n_control=n_control, pattern=pattern or PS00028,
                           pppl_n=pppl_n, seed=seed, log=log)
+        steering["data_motif_rate"] = data_motif_rate(list(ds["sequence"]), pattern or PS00028)
         lap("steering", t)
     elif n_steer:
         log(f"no {steer_track} annotations in this dataset: steering skipped")
@@ -354,7 +356,9 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
                "tokens": {"val": val.n_tokens, "test": test.n_tokens}, "tracks": tracks,
                "sae": {k: v for k, v in kw.items()} | {"d_in": d_model, "path": str(out / "sae"),
                                                     "final": (res.summary or {}).get("final")},
-               "annotations": annotations, "steering": steering, "timings": timings, "seed": seed}
+               "annotations": annotations, "steering": steering, "timings": timings, "seed": seed,
+               "residue_coverage": cov["test"]["fraction"], "coverage": cov,
+               "context_residues": None if max_len is None else int(max_len) - 2}
     write_report(out, summary, val, test, table, sae, cache_te, tracks)
     lap("report", t)
     summary["seconds"] = time.time() - t0

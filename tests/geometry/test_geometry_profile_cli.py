@@ -47,6 +47,35 @@ def test_select_layers_by_id(ids, want):
     assert geo.select_layers_by_id(ids, layers=names) == [names[i] for i in want]
 
 
+def test_layer_choice_needs_a_relative_minimum_not_a_decline_to_the_end():
+    """Hand-made: a profile that only declines after its peak has no relative minimum (it used to
+    return the last layer)."""
+    ids = [5, 9, 14, 11, 7, 6]
+    got, why = geo.select_layers_by_id(ids, return_reason=True)
+    assert got == [] and "only declines" in why
+    assert geo.select_layers_by_id([5, 9, 14, 11, 7, 6, 8]) == [5]      # the same with a rise after it
+
+
+@pytest.mark.parametrize("err, want", [(None, [4]), (0.05, [4]), (0.5, [])])
+def test_layer_choice_rejects_dips_within_the_error_bars(err, want):
+    """Peak 14 at layer 2, dip to 13.2 at layer 4 (0.8 below), second peak 14.5. With standard errors
+    0.5 the authors' 3x error bars overlap (3 * (0.5 + 0.5) = 3 > 0.8): no minimum."""
+    ids = [5, 9, 14, 13.5, 13.2, 14.5, 10]
+    errors = None if err is None else [err] * len(ids)
+    got, why = geo.select_layers_by_id(ids, errors=errors, return_reason=True)
+    assert got == want and (("error bars" in why) == (want == []))
+
+
+def test_layer_choice_rise_after_the_minimum_must_beat_the_error_bars():
+    ids, errors = [5, 14, 8, 8.2], [0.2] * 4
+    assert geo.select_layers_by_id(ids) == [2, 3]                         # exact IDs: 8 < 8.2 is a minimum (+ tolerance)
+    assert geo.select_layers_by_id(ids, errors=errors) == []              # 0.2 rise < 3 * (0.2 + 0.2)
+    import pandas as pd
+
+    df = pd.DataFrame({"layer": list("abcd"), "id": ids, "id_err": errors})
+    assert geo.select_layers_by_id(df) == [] and geo.select_layers_by_id(df, err_column=None) == ["c", "d"]
+
+
 def test_layer_profile_table_and_files(tmp_path):
     reps, y = layers()
     df = geo.layer_profile(reps, labels=y, maxk=50, device="cpu")

@@ -1,6 +1,7 @@
 """MMLU-format loading (local files, HF id plumbing), validation, per-subject caps, SFT split."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -98,18 +99,30 @@ def test_cap_per_subject_is_seeded_and_keeps_order():
         cap_per_subject(recs, 0)
 
 
-def test_sft_training_set_is_dev_plus_validation_balanced(splits):
+def test_sft_training_set_is_dev_plus_validation_with_subject_weights(splits):
+    """Paper (utils/dataset_utils.py): all of dev+validation, unbalanced; loss weights
+    N / (n_subjects * count) per example; per_subject caps each subject at min(cap, count)."""
+    from interp.landscape.data import subject_weights
+
     dev, val = splits["dev"], splits["validation"]
     train = sft_training_records(dev, val, seed=0)
-    counts = pd.Series([r.subject for r in train]).value_counts()
-    assert set(counts) == {13} and len(counts) == 3  # 5 dev + 8 validation per subject, as MMLU
-    first = [r for r in train if r.subject == dev[0].subject][:5]
-    assert first == [r for r in dev if r.subject == dev[0].subject]  # all dev examples come first
-    small = sft_training_records(dev, val[:-2], seed=0)  # one subject now has 11: everyone gets 11
-    assert len(small) == 33
-    assert sft_training_records(dev, val, per_subject=7, seed=3) == sft_training_records(dev, val, per_subject=7,
-                                                                                         seed=3)
-    with pytest.raises(DataError, match="per_subject=20"):
-        sft_training_records(dev, val, per_subject=20)
+    assert len(train) == len(dev) + len(val)
+    assert sorted(map(repr, train)) == sorted(map(repr, dev + val))
+    small = sft_training_records(dev, val[:-2], seed=0)          # one subject now has 2 fewer: kept unbalanced
+    counts = pd.Series([r.subject for r in small]).value_counts()
+    assert len(small) == len(dev) + len(val) - 2 and counts.max() - counts.min() == 2
+    w = np.asarray(subject_weights(small))
+    n_subj = len(counts)
+    for s_, c in counts.items():
+        ws = w[[r.subject == s_ for r in small]]
+        assert np.allclose(ws, len(small) / (n_subj * c))          # hand-made: every subject totals N / n_subjects
+        assert ws.sum() == pytest.approx(len(small) / n_subj)
+    assert w.mean() == pytest.approx(1.0)
+    capped = sft_training_records(dev, val, per_subject=7, seed=3)
+    assert set(pd.Series([r.subject for r in capped]).value_counts()) == {7}
+    assert capped == sft_training_records(dev, val, per_subject=7, seed=3)
+    assert len(sft_training_records(dev, val, per_subject=1000)) == len(dev) + len(val)   # min(cap, count)
+    with pytest.raises(DataError, match="per_subject must be"):
+        sft_training_records(dev, val, per_subject=0)
     with pytest.raises(DataError, match="no dev/validation examples"):
         sft_training_records(dev, val, subjects=["astronomy", "law"])

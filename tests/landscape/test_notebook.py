@@ -19,4 +19,7 @@ def test_notebook_04_runs(monkeypatch):
     assert "SFT lowered the answer loss: True" in text
     assert "planted layers recovered: True" in text
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) == 4
+    assert len(images) == 6
+    # the notebook's note on what the toy cannot show rests on these numbers
+    assert "subject ARI at k >= 1, all layers: [1.0]" in text
+    assert "subject ARI at 0 shots and SFT, all layers: [0.0]" in text

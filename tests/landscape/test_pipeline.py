@@ -39,14 +39,18 @@ def test_every_condition_runs_end_to_end(run, splits):
     conds = ["0shot", "1shot", "2shot", "sft"]
     n_layers = hm.n_layers
     assert list(dict.fromkeys(res.table["condition"])) == conds
-    assert len(res.table) == len(conds) * n_layers * len(METRICS)
+    # the paper's points: labels 1..L-1 (block input norms), L (final norm), L+1 (logits)
+    assert sorted(set(res.table["layer"])) == list(range(1, n_layers + 2))
+    assert len(res.table) == len(conds) * (n_layers + 1) * len(METRICS)
     assert res.table["value"].notna().all()
     on_disk = pd.read_csv(out / "landscape.csv")
     assert on_disk.shape == res.table.shape and list(on_disk.columns) == ["condition", "layer", "metric", "value"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_questions"] == len(splits["test"]) and summary["n_train"] == 39
-    assert set(summary["accuracy"]) == set(conds)
-    for name in ("ari_subjects", "ari_letters", "id", "n_clusters", "core_fraction"):
+    assert set(summary["accuracy"]) == set(conds) and set(summary["accuracy_macro"]) == set(conds)
+    assert summary["site"] == "input_norm" and summary["layer_labels"][str(n_layers + 1)] == "logits"
+    for name in ("ari_subjects", "ari_letters", "overlap_subjects", "overlap_letters", "id", "n_clusters",
+                 "core_fraction"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
     assert (out / "sft" / "adapter" / "adapter_model.safetensors").exists()
     hist = json.loads((out / "sft" / "adapter" / "train_history.json").read_text())
@@ -57,11 +61,16 @@ def test_every_condition_runs_end_to_end(run, splits):
 def test_cached_representations_are_the_hooked_last_token_states(run, splits):
     hm, _, res, out, _ = run
     r = load_representations(out / "reps" / "2shot.safetensors")
-    assert sorted(r.layers) == list(range(hm.n_layers)) and r.n == len(splits["test"])
-    prompts = FewShotPrompter(splits["dev"], 2).prompts(splits["test"][:3])
-    direct = hm.run(prompts, [hooks.Cache("resid_post.*", positions="last")])  # right padding, no sorting
-    for L in r.layers:
-        assert torch.allclose(r.layers[L][:3], direct.cache[f"resid_post.{L}"], atol=1e-5)
+    L = hm.n_layers
+    assert sorted(r.layers) == list(range(1, L + 2)) and r.n == len(splits["test"])
+    prompts = FewShotPrompter(splits["dev"], 2).prompts(splits["test"][:3])     # seeded per-question shuffle
+    norms = [f"model.layers.{i}.input_layernorm" for i in range(1, L)]
+    direct = hm.run(prompts, [hooks.Cache(norms + ["final"], positions="last")])  # right padding, no sorting
+    for i in range(1, L):
+        assert torch.allclose(r.layers[i][:3], direct.cache[f"model.layers.{i}.input_layernorm"], atol=1e-5)
+    assert torch.allclose(r.layers[L][:3], direct.cache["final"], atol=1e-5)
+    last_pos = direct.inputs["attention_mask"].sum(1) - 1
+    assert torch.allclose(r.layers[L + 1][:3], direct.logits[torch.arange(3), last_pos], atol=1e-5)
     # letter logits (extraction asks for the last position only, under left padding) vs the full logits
     ids = json.loads((run[3] / "summary.json").read_text())["letter_ids"]
     last = direct.inputs["attention_mask"].sum(1) - 1

@@ -23,7 +23,7 @@ def run(tiny_model, tmp_path_factory):
         summary = run_protein_pipeline(tiny_model, ds, out, sae_kwargs={"latents": 64, "k": 4, "tokens": 6144,
                                                                         "batch_size": 512, "lr": 3e-3},
                                        n_steer=6, steer_length=30, pppl_n=2, pilot_n=6, batch_size=50, seed=0,
-                                       log=lambda *a: None)
+                                       n_seeds=2, n_secondary=4, n_control=3, log=lambda *a: None)
     return summary, out, ds
 
 
@@ -35,13 +35,33 @@ def test_summary_schema(run):
         assert isinstance(a["latent"], int) and 0 <= a["latent"] < 64
         assert 0.0 <= a["f1"] <= 1.0 and 0.0 <= a["fdr_q"] <= 1.0
     st = summary["steering"]
-    assert st["n"] == 6 and isinstance(st["latent"], int) and 0.0 <= st["p_value"] <= 1.0
-    assert 0.0 <= st["baseline_rate"] <= 1.0 and 0.0 <= st["steered_rate"] <= 1.0
+    assert st["n"] == 6 and isinstance(st["latent"], int) and st["seeds"] == [0, 1]
+    assert [p["seed"] for p in st["per_seed"]] == [0, 1]
+    for p in st["per_seed"]:
+        assert set(p) >= {"seed", "baseline_rate", "steered_rate", "p_value", "n"} and 0 <= p["p_value"] <= 1
+    assert st["median_steered_rate"] == pytest.approx(np.median([p["steered_rate"] for p in st["per_seed"]]))
+    assert st["median_baseline_rate"] == pytest.approx(np.median([p["baseline_rate"] for p in st["per_seed"]]))
+    assert list(st["decodings"]) == ["confidence_t0.5", "random_t1"]
+    assert [p["n"] for p in st["decodings"]["random_t1"]["per_seed"]] == [4, 4]
+    assert set(st["controls"]) == {"fixed_residue", "random_latents"}
+    assert all(c["n"] == 6 for c in st["controls"].values())          # 3 proteins x 2 seeds
+    pooled = sum(p["steered_rate"] * p["n"] for p in st["per_seed"]) / sum(p["n"] for p in st["per_seed"])
+    assert all(c["steered_pooled_rate"] == pytest.approx(pooled) and 0 <= c["p_steered_greater"] <= 1
+               for c in st["controls"].values())
+    assert 0.0 <= st["data_motif_rate"]["rate"] <= 1.0 and st["data_motif_rate"]["n"] == 160
+    assert summary["residue_coverage"] == 1.0
+    for a in summary["annotations"].values():
+        assert a["chance_f1"] == max(a["chance_always_on_f1"], a["chance_random_latent_f1"])
+        assert a["beats_chance"] == (a["f1"] > a["chance_f1"])
     assert isinstance(summary["seconds"], float) and summary["seconds"] > 0
     for f in ("report.md", "figures/heatmap.png", "figures/profiles.png", "stats/top_latents.csv",
-              "stats/top_latents.parquet", "steering/steered.fasta", "steering/unsteered.fasta", "sae/cfg.json"):
+              "stats/top_latents.parquet", "steering/confidence_t0.5/seed0/steered.fasta",
+              "steering/random_t1/seed1/unsteered.fasta", "steering/controls/random_latent_seed1.fasta",
+              "steering/controls/fixed_residue_seed0.fasta", "sae/cfg.json"):
         assert (out / f).exists(), f
-    assert "## Steering" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Steering" in report and "median over 2 seeds" in report and "Residue coverage: " in report
+    assert "chance: always on" in report and "random_t1" in report and "fixed_residue" in report
 
 
 def test_statistics_are_internally_consistent(run, tiny_model):
@@ -90,13 +110,19 @@ def test_steering_numbers_match_the_fasta_files(run):
     summary, out, _ = run
     st = summary["steering"]
     assert st["latent"] == summary["annotations"]["ZN_FING"]["latent"] and st["track"] == "ZN_FING"
-    k = {}
-    for arm in ("steered", "unsteered"):
-        seqs = [s for _, s in read_fasta(out / "steering" / f"{arm}.fasta")]
-        assert len(seqs) == 6 and all(len(s) == 30 for s in seqs)
-        k[arm] = sum(bool(find_motif(s, PS00028)) for s in seqs)
-    assert st["steered_rate"] == k["steered"] / 6 and st["baseline_rate"] == k["unsteered"] / 6
-    assert st["p_value"] == pytest.approx(compare_rates(k["steered"], 6, k["unsteered"], 6)["p_value"])
+    for dec, d in st["decodings"].items():
+        for p in d["per_seed"]:
+            k = {}
+            for arm in ("steered", "unsteered"):
+                seqs = [s for _, s in read_fasta(out / "steering" / dec / f"seed{p['seed']}" / f"{arm}.fasta")]
+                assert len(seqs) == p["n"] and all(len(s) == 30 for s in seqs)
+                k[arm] = sum(bool(find_motif(s, PS00028)) for s in seqs)
+            assert p["steered_rate"] == k["steered"] / p["n"] and p["baseline_rate"] == k["unsteered"] / p["n"]
+            assert p["p_value"] == pytest.approx(compare_rates(k["steered"], p["n"], k["unsteered"], p["n"])["p_value"])
+    fixed = st["controls"]["fixed_residue"]["per_seed"][0]
+    seqs = [s for _, s in read_fasta(out / "steering" / "controls" / "fixed_residue_seed0.fasta")]
+    assert all(s[st["window"][0]] == fixed["amino_acid"] for s in seqs)
+    assert fixed["motifs"] == sum(bool(find_motif(s, PS00028)) for s in seqs)
     assert st["window"] is not None and st["window"][1] - st["window"][0] == 1
     assert st["value"] == pytest.approx(st["clamp_multiple"] * st["layout"]["positive_max"])
 
