@@ -2,6 +2,9 @@
 
 For labelled images (e.g. ImageNet classes), per layer, the label overlap (k = 30: the fraction
 of each point's 30 nearest neighbours with the same class, class-weighted, Doimo et al. 2020)
+computed on raw Euclidean distances between residuals, as the authors do (``dadapy``
+``Data(coordinates=...)`` with its default Euclidean metric, RitAreaSciencePark/Narrow-gate
+``src/metrics/overlap.py``; ``normalize=True`` L2-normalises first, our earlier variant),
 of three representations of each example: the residual at ``[EOI]`` (the gate), at the last
 image token, and the mean of the image tokens. In native models the class becomes readable at
 ``[EOI]`` in the middle layers while the image tokens stay poorly organised by class.
@@ -45,7 +48,7 @@ def gate_representations(hm, examples, *, layers=None, batch_size: int = 8, task
     return {r: {L: torch.cat(v) for L, v in d.items()} for r, d in out.items()}
 
 
-def semantic_localisation(hm, examples, *, k: int = 30, layers=None, batch_size: int = 8, normalize: bool = True,
+def semantic_localisation(hm, examples, *, k: int = 30, layers=None, batch_size: int = 8, normalize: bool = False,
                           template=None):
     """Label overlap per layer at the gate, the last image token and the image mean (a DataFrame)."""
     import pandas as pd

@@ -114,7 +114,9 @@ def example(rng: random.Random, question: str, cls: int, color: int) -> dict:
     codes = sample_image(rng, cls, color)
     answer = CLASSES[cls] if question == "class" else COLORS[color]
     cands = list(CLASSES if question == "class" else COLORS)
-    return {"text": prompt(codes, question), "question": question, "answer": answer, "answers": [answer] * 10,
+    return {"text": prompt(codes, question), "image_text": prompt(codes, question),
+            "text_image": " ".join(["<s>", QUESTIONS[question], BOI, *(CODE_NAMES[c] for c in codes), EOI]),
+            "question": question, "answer": answer, "answers": [answer] * 10,
             "candidates": cands, "label": cls, "label_name": CLASSES[cls], "color": color, "codes": codes}
 
 
