@@ -22,8 +22,13 @@ def tokenizer():
                                    unk_token="<unk>", padding_side="left")
 
 
+EMU3_EOF = 24  # EMU3_TRAILER: the id the tiny Emu3 prompts use for <|extra_201|>
+
+
 def build(family: str):
     model = FAMILIES[family][0]()
+    if family == "emu3":  # name <|extra_201|> so the layout finds Emu3's [EOI] pair (as a real Emu3 vocabulary does)
+        model.config.vocabulary_map = {**model.config.vocabulary_map, "<|extra_201|>": EMU3_EOF}
     return hooks.wrap(model, tokenizer())
 
 
