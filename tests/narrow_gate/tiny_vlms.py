@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import hooks
-from tests.hooks.test_vlm_adapters import (BOI, BOS, EMU3_HEADER, EMU3_TRAILER, EOI, FAMILIES, IMG, PAD)
+from tests.hooks.test_vlm_adapters import (BOI, BOS, EMU3_HEADER, EMU3_TRAILER, EOI, FAMILIES, IMG, PAD)  # noqa: F401
 
 CLASSES = ["w20", "w21", "w22"]
 
