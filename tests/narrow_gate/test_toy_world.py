@@ -107,7 +107,10 @@ def test_modality_gap_is_larger_in_the_gated_model():
     from steering.narrow_gate.gap import modality_gap
 
     exs = make_examples(60, seed=4)
-    g = modality_gap(load_toy_model("gated"), exs, tokens_per_example=12, batch_size=60, task="classify")
-    f = modality_gap(load_toy_model("free"), exs, tokens_per_example=12, batch_size=60, task="classify")
-    assert (g["cos_median"] < f["cos_median"]).all()
+    gated, free = load_toy_model("gated"), load_toy_model("free")
+    # the authors' protocol (one text token of image→text prompts, one image token of text→image prompts)
+    g, f = modality_gap(gated, exs, batch_size=60), modality_gap(free, exs, batch_size=60)
     assert (g.loc[1:, "homogeneity"] > f.loc[1:, "homogeneity"] + 0.3).all()
+    # our same-prompt variant: signed cosine of same-example tokens
+    kw = dict(tokens_per_example=12, batch_size=60, task="classify", protocol="same_prompt", adp=False)
+    assert (modality_gap(gated, exs, **kw)["cos_median"] < modality_gap(free, exs, **kw)["cos_median"]).all()
