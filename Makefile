@@ -11,20 +11,29 @@ ifneq ($(wildcard ../shared/ci/constraints.txt),)
 export PIP_CONSTRAINT ?= $(abspath ../shared/ci/constraints.txt)
 endif
 
-.PHONY: install test demo bench clean
+LOCK := requirements.lock
+TORCH_LOCK := requirements-torch.lock
+PYTEST := -m pytest tests -q -p no:cacheprovider
+
+.PHONY: install test demo bench clean lock test-latest test-oldest
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e ".[test]"
+# Installs come from the lock: every package exact and hash-checked, then torch (the CPU wheel
+# here, through PIP_CONSTRAINT / find-links), then this project without touching its deps.
+$(STAMP): $(BIN)/python pyproject.toml $(LOCK) $(TORCH_LOCK)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet -r $(TORCH_LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider
+	$(BIN)/python $(PYTEST)
 
 demo: $(STAMP)
 	$(BIN)/interp demo
@@ -32,5 +41,22 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# Refresh requirements.lock / requirements-torch.lock (see tools/lock.sh; TORCH=X.Y.Z to move torch).
+lock:
+	tools/lock.sh
+
+# Compatibility beyond the lock, in throwaway venvs: the newest releases pyproject allows, and
+# its lowest bounds (uv's lowest-direct resolution). torch stays where PIP_CONSTRAINT puts it.
+test-latest:
+	rm -rf .venv-latest && $(PY) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet --upgrade pip
+	.venv-latest/bin/pip install --quiet --upgrade --upgrade-strategy eager -e ".[test]"
+	.venv-latest/bin/pip list --format=freeze > .venv-latest/versions.txt
+	.venv-latest/bin/python $(PYTEST)
+
+test-oldest:
+	tools/oldest_env.sh .venv-oldest
+	.venv-oldest/bin/python $(PYTEST)
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) .venv-latest .venv-oldest .venv-tools runs

@@ -102,11 +102,20 @@ def explicit_attention(module, query, key, value, attention_mask, handlers, **kw
         scores = scores.masked_fill(~attention_mask[..., :K], neg)
     else:
         scores = (scores + attention_mask[..., :K]).clamp(min=neg)
+    allowed = None
     for h in handlers:
         out = h("scores", scores)
         if out is not None:
+            if allowed is None:
+                allowed = (scores > neg).any(-1)  # (B, H, Q): rows with a key before the handlers
             scores = out
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    if allowed is not None:
+        # A query whose every allowed key was masked by an intervention attends to nothing: its
+        # weights are 0 (softmax would spread them over all keys, future and padding included).
+        emptied = allowed & ~(scores > neg).any(-1)
+        if bool(emptied.any()):
+            weights = weights.masked_fill(emptied[..., None], 0.0)
     for h in handlers:
         out = h("pattern", weights)
         if out is not None:

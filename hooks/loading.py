@@ -91,11 +91,38 @@ def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_impleme
         mkw["dtype"] = dt
     if device_map is not None:
         mkw["device_map"] = device_map
-    model = cls.from_pretrained(name, **mkw)
+    try:
+        model = cls.from_pretrained(name, **mkw)
+    except Exception as e:  # noqa: BLE001 - re-raised unless it is a damaged weights file
+        bad = damaged_weights(name)
+        if bad is None:
+            raise
+        path, why = bad
+        raise HookError(
+            f"Could not load {name!r}: the weights file {path} is damaged ({why}). It was probably truncated "
+            "by an interrupted download or copy: delete it and download or save the model again."
+        ) from e
     if device is not None and device_map is None:
         model.to(device)
     tok = _tokenizer(name, cfg, kw)
     return wrap(model, tok)
+
+
+def damaged_weights(name) -> tuple | None:
+    """``(path, reason)`` of the first safetensors file of a local checkpoint that cannot be read, else None."""
+    root = Path(name)
+    if not root.is_dir():
+        return None
+    from safetensors import safe_open
+
+    for f in sorted(root.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                for k in fh.keys():
+                    fh.get_slice(k)
+        except Exception as e:  # noqa: BLE001 - any failure to read means damaged
+            return f, f"{type(e).__name__}: {e}"
+    return None
 
 
 def _model_class(cfg):

@@ -20,9 +20,12 @@ import torch
 from . import attention, hf_backend
 from . import positions as P
 from . import sites as S
-from .errors import SpecError
+from .errors import HookError, SpecError
 from .interventions import Cache, Intervention, Knockout, load_spec
 from .trace import Trace
+
+
+ATTN_SITES = ("attn_scores", "attn_pattern")
 
 
 @dataclass
@@ -95,6 +98,10 @@ class HookedModel:
         return [n for n, _ in self.model.named_modules() if n]
 
     def resolve_sites(self, names) -> list:
+        if not self.attention_enabled:
+            wanted = [names] if isinstance(names, str) else list(names)
+            if any(isinstance(n, str) and n.split(".")[0] in ATTN_SITES for n in wanted):
+                attention.require(self.model, False)  # AttentionNotSupportedError with the fix
         return S.resolve(self._table, self.model, names)
 
     def deepest_site(self, names) -> Optional[str]:
@@ -142,11 +149,13 @@ class HookedModel:
         # Masks are resolved on the CPU (one small copy per forward) so that selecting
         # positions never synchronises the device inside a hook.
         if am is None:  # e.g. transformers' generate drops an all-ones mask: count the cached past
-            am = torch.ones(B, _past_length(kwargs) + q, dtype=torch.bool)
+            am = torch.ones(B, self._past_length(args, kwargs, q) + q, dtype=torch.bool)
         else:
             am = am.detach().to("cpu", torch.bool)
         L = am.shape[1]
         start = L - q
+        if self._gen:
+            self._gen["seen"] = L
         if ids is not None:
             if start == 0 or self._prev_ids is None or self._prev_ids.shape[1] != start:
                 full = ids
@@ -164,6 +173,27 @@ class HookedModel:
             tokenizer=self.tokenizer,
         )
         return None
+
+    def _past_length(self, args, kwargs, q: int) -> int:
+        """Cached positions before this forward when the model got no attention mask.
+
+        Read from the KV cache object whatever transformers calls its argument; inside our
+        own generation (:meth:`generating`) a forward with no visible cache counts the
+        positions fed so far (a window shorter than what was seen continues it; one at
+        least as long re-feeds the sequence, as ``use_cache=False`` does)."""
+        n = past_length(args, kwargs)
+        if n is None:
+            kind, obj = find_kv_cache(args, kwargs)
+            raise HookError(
+                f"This forward got a KV cache of type {type(obj).__name__} without an attention mask, and the "
+                "cache does not say how many positions it holds (no get_seq_length()). Pass attention_mask "
+                "covering past + new positions, or use a transformers Cache object."
+            )
+        if n == 0 and self._gen and find_kv_cache(args, kwargs)[0] is None:
+            seen = int(self._gen.get("seen", 0))
+            if 0 < q < seen:
+                return seen
+        return n
 
     def _fallback_context(self, x: torch.Tensor) -> P.BatchContext:
         return P.BatchContext(attention_mask=torch.ones(x.shape[:2], dtype=torch.bool))
@@ -374,14 +404,38 @@ class HookedModel:
         return int(v or 10)
 
 
-def _past_length(kwargs) -> int:
-    """Positions already in the KV cache of this forward call (0 without a cache)."""
-    pkv = kwargs.get("past_key_values")
-    if pkv is not None and hasattr(pkv, "get_seq_length"):
-        return int(pkv.get_seq_length())
-    cp = kwargs.get("cache_position")
-    if isinstance(cp, torch.Tensor) and cp.numel():
-        return int(cp.reshape(-1)[0])
+def find_kv_cache(args, kwargs):
+    """The KV cache among a forward's arguments, recognised by what it is, not by its name.
+
+    transformers renamed the argument (``past_key_values`` -> ``cache`` in 5.25), so we look
+    at every argument: a cache object answers ``get_seq_length()``; the legacy format is a
+    tuple of per-layer ``(key, value)`` tensors of shape ``(B, H, past, D)``. Returns
+    ``(kind, obj)`` with kind ``"cache"``, ``"legacy"``, ``"unknown"`` (an object whose class
+    calls itself a cache but offers neither) or ``(None, None)`` when there is none.
+    """
+    for v in list(kwargs.values()) + list(args):
+        if v is None or isinstance(v, (torch.Tensor, bool, int, float, str)):
+            continue
+        if callable(getattr(v, "get_seq_length", None)):
+            return "cache", v
+        if isinstance(v, (tuple, list)) and v and isinstance(v[0], (tuple, list)) and len(v[0]) >= 2 \
+                and all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in v[0][:2]):
+            return "legacy", v
+        if "cache" in type(v).__name__.lower():
+            return "unknown", v
+    return None, None
+
+
+def past_length(args, kwargs) -> Optional[int]:
+    """Positions already in the KV cache of this forward call: 0 without a cache, None when a
+    cache is there but its length cannot be read."""
+    kind, obj = find_kv_cache(args, kwargs)
+    if kind == "cache":
+        return int(obj.get_seq_length())
+    if kind == "legacy":
+        return int(obj[0][0].shape[-2])
+    if kind == "unknown":
+        return None
     return 0
 
 

@@ -163,6 +163,12 @@ class SteerOp(Op):
         super().__init__(binding, iv.positions, iv.apply_to)
         self.iv = iv
         self._vec = None
+        if isinstance(iv.vector, torch.Tensor) and iv.vector.is_meta:
+            raise ShapeMismatchError(
+                f"Steer vector for {binding.name} is on the 'meta' device: it has a shape but no values. "
+                "Build it from real activations or weights (e.g. after the model's weights are loaded, "
+                "not from a model created under init_empty_weights / device='meta')."
+            )
 
     def __call__(self, x, ctx):
         sel = self.mask(x, ctx)
@@ -287,12 +293,14 @@ class KnockoutOp(Op):
 
     def __call__(self, x, ctx):
         B, Q, H, K = x.shape
-        if ctx.length != K:
+        if K < ctx.length:
             raise PositionError(
                 f"Knockout at {self.binding.name}: attention has {K} keys but the sequence has {ctx.length} "
                 "positions (sliding-window caches are not supported for knockout)."
             )
-        edges = self._edges(ctx, B, Q, H, K)
+        edges = self._edges(ctx, B, Q, H, ctx.length)
+        if K > ctx.length:  # a static KV cache: slots past the sequence are not written yet (masked)
+            edges = torch.nn.functional.pad(edges, (0, K - ctx.length))
         if not bool(edges.any()):
             return None
         key = ("edges_dev", id(self), str(x.device))

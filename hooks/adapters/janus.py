@@ -130,10 +130,8 @@ def generate_image(hm, batch, interventions=(), *, do_sample: bool = False, **ge
         handle = lm.register_forward_pre_hook(set_context, with_kwargs=True)
         try:
             inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
-            if "past_key_values" not in gen_kwargs:  # Janus' default static cache hides the key length
-                from transformers import DynamicCache
-
-                gen_kwargs["past_key_values"] = DynamicCache(config=_vlm.text_config(hm.model))
+            # Janus generates with its own static cache (keys = cache slots, not positions); the
+            # context above counts positions itself and Knockout leaves unwritten slots alone.
             seqs = hm.model.generate(**inputs, generation_mode="image", do_sample=do_sample, **gen_kwargs)
         finally:
             handle.remove()
