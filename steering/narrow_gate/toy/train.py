@@ -62,12 +62,14 @@ def register_keys(ids: torch.Tensor) -> torch.Tensor:
 
 
 def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
-    """Train one toy model; returns ``(HookedModel, stats)``. ``kind``: ``"gated"``, ``"free"`` or ``"register"``."""
+    """Train one toy model; returns ``(HookedModel, stats)``. ``kind``: ``"gated"``, ``"free"``, ``"register"``,
+    or the LLaVA-layout ``"llava_gated"`` / ``"llava_free"`` (:mod:`.llava_world`)."""
     import hooks
-    from transformers import ChameleonForConditionalGeneration
+    from transformers import ChameleonForConditionalGeneration, LlavaForConditionalGeneration
 
     from ..errors import NarrowGateError
     from ..layout import image_layout
+    from . import llava_world as LW
 
     if kind not in W.MODEL_KINDS + W.VARIANT_KINDS:
         raise NarrowGateError(f"Unknown toy model kind {kind!r}; use one of {W.MODEL_KINDS}.")
@@ -80,8 +82,12 @@ def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
     torch.manual_seed(seed)
     try:
         tok = W.make_tokenizer()
-        model = ChameleonForConditionalGeneration(W.toy_config(hidden_size=cfg["hidden_size"], layers=cfg["layers"],
-                                                               heads=cfg["heads"]))
+        llava = kind.startswith("llava_")
+        size = dict(hidden_size=cfg["hidden_size"], layers=cfg["layers"], heads=cfg["heads"])
+        if llava:
+            model = LlavaForConditionalGeneration(LW.llava_config(**size))
+        else:
+            model = ChameleonForConditionalGeneration(W.toy_config(**size))
         hm = hooks.wrap(model, tok)
         model.train()
         params = [p for n, p in model.named_parameters() if "vqmodel" not in n]
@@ -91,9 +97,12 @@ def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
         mrng = torch.Generator().manual_seed(seed)
         t0, hist = time.time(), []
         for step in range(cfg["steps"]):
-            inputs, labels = _batch(rng, cfg["batch_size"], register=kind == "register")
+            if llava:
+                inputs, labels = LW.batch(rng, cfg["batch_size"])
+            else:
+                inputs, labels = _batch(rng, cfg["batch_size"], register=kind == "register")
             ivs, pen = [], None
-            if kind in ("gated", "register"):
+            if kind in ("gated", "register", "llava_gated"):
                 if kind == "register":
                     keys = register_keys(inputs["input_ids"])
                 else:
@@ -111,7 +120,7 @@ def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
             logits = tr.logits[:, :-1].float()
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
             total = loss
-            if kind in ("gated", "register"):
+            if kind in ("gated", "register", "llava_gated"):
                 c = caches[0]
                 m = c.masks["attn_pattern.0"]  # (B, P) text queries, same for every layer
                 rows = torch.arange(m.shape[0]).repeat_interleave(m.sum(1))
