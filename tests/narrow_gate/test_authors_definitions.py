@@ -220,3 +220,16 @@ def test_emu3_patching_across_aspect_ratios():
                      "image_sizes": torch.tensor([8, 16])})
     res = patch_gate(hm, list(zip(square, wide)), layers=[1], batch_size=2)
     assert int(res.summary.loc[1, "n_pairs"]) == 2 and 0 <= float(res.summary.loc[1, "overlap"]) <= 1 + 1e-6
+
+
+# -- the semantic step is skipped (not exit 2) with fewer than 31 labelled examples ------------------------
+def test_flow_command_skips_semantic_under_31_labels(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    r = CliRunner().invoke(app, ["gate", "flow", "--model", "toy:gated", "--data", "toy", "--n", "20", "--no-gap",
+                                 "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "semantic step skipped" in " ".join(r.output.split()) and "31" in r.output
+    assert (tmp_path / "flow_shares.csv").exists() and not (tmp_path / "semantic_overlap.csv").exists()
