@@ -131,7 +131,8 @@ def collect_authors_tokens(hm, examples, *, layers=None, batch_size: int = 8, se
         reps = {L: [] for L in layers}
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
-            inputs = encode_prompts(hm, prompts[start : start + batch_size], [e.get("image") for e in chunk])
+            # task "caption": Chameleon's processor without a trailing <sep>, as the authors' flickr inputs
+            inputs = encode_prompts(hm, prompts[start : start + batch_size], [e.get("image") for e in chunk], "caption")
             lay = image_layout(hm, inputs)
             if name == "text":
                 cand = lay.text.cpu() & ~_first(lay.text.cpu())  # the authors' text_tokens[1:]: no BOS
