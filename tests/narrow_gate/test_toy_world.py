@@ -38,9 +38,10 @@ def test_ablation_tables(world):
     for t in (g, f):
         assert t.loc["none", "accuracy"] > 0.95 and t.loc["none", "generated"] > 0.95
     for col in ("accuracy", "generated"):
-        # gated: [EOI] drops to chance, random and img→text leave it within 2 points
+        # gated: [EOI] drops to chance, img→text leaves it within 2 points; random (the authors' control:
+        # ALL queries, image→image too, cut from 10 of 32 image tokens) within 5
         assert abs(g.loc["[EOI]", col] - ch) < 0.08
-        assert abs(g.loc["random", col] - g.loc["none", col]) <= 0.02
+        assert abs(g.loc["random", col] - g.loc["none", col]) <= 0.05
         assert abs(g.loc["img→text", col] - g.loc["none", col]) <= 0.02
         # free: [EOI] costs little, img→text a lot
         assert f.loc["none", col] - f.loc["[EOI]", col] <= 0.02
