@@ -168,7 +168,8 @@ def image_layout(hm, inputs: dict) -> ImageLayout:
     last = torch.where(side, torch.arange(side.shape[1], device=side.device), -1).amax(1)
     if bool(((last - first + 1) != side.sum(1)).any()):
         b = int(((last - first + 1) != side.sum(1)).nonzero()[0])
-        raise ImageSpanError(f"Batch row {b} holds more than one image block; use one image per prompt.")
+        raise ImageSpanError(f"Batch row {b} holds more than one image block; use one image per prompt (Pixtral: "
+                             "wrap the model with its processor or tokenizer so [IMG_BREAK]/[IMG_END] are known).")
     last_image = _last(image)
     if eoi is None:
         eoi_mask = torch.zeros_like(image)
