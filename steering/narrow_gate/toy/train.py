@@ -63,7 +63,7 @@ def register_keys(ids: torch.Tensor) -> torch.Tensor:
 
 def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
     """Train one toy model; returns ``(HookedModel, stats)``. ``kind``: ``"gated"``, ``"free"``, ``"register"``,
-    or the LLaVA-layout ``"llava_gated"`` / ``"llava_free"`` (:mod:`.llava_world`)."""
+    or the LLaVA-layout ``"llava_gated"`` (:mod:`.llava_world`; the gated recipe on a LLaVA)."""
     import hooks
     from transformers import ChameleonForConditionalGeneration, LlavaForConditionalGeneration
 

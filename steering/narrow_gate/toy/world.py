@@ -46,7 +46,7 @@ VOCAB_SIZE = CODE_OFFSET + N_CODES
 BOI, EOI = "<racm3:break>", "<eoss>"
 TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "toy_models"
 MODEL_KINDS = ("gated", "free")
-VARIANT_KINDS = ("register", "llava_gated", "llava_free")  # trained on demand / shipped separately: a gate the layout does not name
+VARIANT_KINDS = ("register", "llava_gated")  # trained on demand / shipped separately: a gate the layout does not name
 
 
 def code_name(i: int) -> str:
