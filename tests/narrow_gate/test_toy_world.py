@@ -16,7 +16,7 @@ from steering.narrow_gate.toy.demo import run_toy_world, side_by_side
 
 @pytest.fixture(scope="module")
 def world():
-    return run_toy_world(n=200, seed=1, n_pairs=50, flow_examples=100, batch_size=200)
+    return run_toy_world(n=200, seed=1, n_pairs=50, flow_examples=100, batch_size=200, n_draws=2)
 
 
 def test_gate_is_eoi_in_the_gated_model_only(world):
