@@ -14,7 +14,9 @@ layer. The canonical sites therefore live on that language model, and:
 
   ``image``  image positions: the placeholder id, plus (Chameleon, Emu3) real image-token
              ids, so generated image tokens count as image too;
-  ``boi`` / ``eoi``  the begin/end-of-image markers (absent for LLaVA, which has none);
+  ``boi`` / ``eoi``  the begin/end-of-image markers (absent for LLaVA, which has none;
+             Pixtral-class LLaVA: ``[IMG_END]`` is ``eoi``, its ``[IMG_BREAK]`` row breaks are
+             inside the block but in no span);
   ``text``   real tokens outside every image block (a block runs from a ``boi`` to its
              ``eoi`` inclusive, to the end of the row while unclosed; when only one marker id
              is known — or none, as for LLaVA — the image and marker positions).
@@ -72,12 +74,16 @@ def _isin(ids: torch.Tensor, values) -> torch.Tensor:
     return torch.isin(ids, torch.tensor(values, device=ids.device, dtype=ids.dtype))
 
 
-def image_spans(ids: torch.Tensor, am: torch.Tensor, image_ids, boi_id=None, eoi_id=None) -> dict:
-    """``image``/``text`` (and ``boi``/``eoi`` when the model has them) masks, each (B, L)."""
+def image_spans(ids: torch.Tensor, am: torch.Tensor, image_ids, boi_id=None, eoi_id=None, block_ids=()) -> dict:
+    """``image``/``text`` (and ``boi``/``eoi`` when the model has them) masks, each (B, L).
+
+    ``block_ids``: ids inside an image block that are in no span (Pixtral's ``[IMG_BREAK]``):
+    they are not ``text``.
+    """
     am = am.bool()
     image = _isin(ids, image_ids) & am
     out = {"image": image}
-    block = image
+    block = image | (_isin(ids, block_ids) & am)
     boi = (ids == boi_id) & am if boi_id is not None else None
     eoi = (ids == eoi_id) & am if eoi_id is not None else None
     if boi is not None:

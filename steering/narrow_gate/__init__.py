@@ -1,9 +1,11 @@
 """The narrow gate: image→text communication in vision-language models, on stock transformers.
 
 Reproduces Serra et al. 2025, "The Narrow Gate: Localized Image-Text Communication in Native
-Multimodal Models": native multimodal models (Chameleon, Janus, Emu3) route image information
-to the text through one post-image token (``[EOI]``), non-native ones (LLaVA, Pixtral) spread
-it over the image tokens. Everything runs through the hook registry (VLM adapters, modality
+Multimodal Models": native multimodal models (Chameleon, Emu3: trained from scratch to generate
+images and text) route image information to the text through one post-image token (``[EOI]``),
+non-native ones (LLaVA, Pixtral, Janus: the paper's latest version, arXiv 2412.06646v4) spread it
+over the image tokens. Definitions follow the authors' code (RitAreaSciencePark/Narrow-gate);
+each module cites the file it takes them from. Everything runs through the hook registry (VLM adapters, modality
 spans, ``Knockout``, ``Patch``)::
 
     import hooks
@@ -17,7 +19,8 @@ spans, ``Knockout``, ``Patch``)::
 Modules: :mod:`.layout` (image-side masks), :mod:`.flow` (attention flow, gate detection),
 :mod:`.gap` (modality gap), :mod:`.semantic` (label overlap at the gate), :mod:`.ablations`
 (``[EOI]`` / ``img→text`` / ``random`` knockouts, layer windows, Table 1), :mod:`.patching`
-(steering by patching the gate), :mod:`.tasks` and :mod:`.metrics` (VQA accuracy, CIDEr,
+(steering by patching the gate), :mod:`.flow_attention` (the flow summed inside the attention
+function, chunked over queries: no attention pattern is materialised), :mod:`.tasks` and :mod:`.metrics` (VQA accuracy, CIDEr,
 constrained classification), :mod:`.data` (VQAv2, COCO-Karpathy, Flickr30k, ImageNet-style
 folders), :mod:`.toy` (the planted-gate toy world with known answers). Shell:
 ``interp gate flow|ablate|steer|toy`` and ``interp toy train-gate-models``.
@@ -29,7 +32,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "image_layout": "layout", "ImageLayout": "layout",
+    "image_layout": "layout", "ImageLayout": "layout", "is_native": "layout", "NATIVE": "layout",
     "attention_flow": "flow", "FlowResult": "flow", "GateReport": "flow",
     "modality_gap": "gap", "semantic_localisation": "semantic",
     "Ablation": "ablations", "standard_ablations": "ablations", "ablation_table": "ablations",

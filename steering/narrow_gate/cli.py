@@ -103,7 +103,13 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option(
             report.plot_layers(gdf, out / "modality_gap.png", [c for c in ("cos_median", "homogeneity") if c in gdf],
                                "modality gap", "value")
             con.print(_table(gdf, "modality gap"))
-        if semantic and all(e.get("label") is not None for e in examples):
+        labelled = sum(e.get("label") is not None for e in examples)
+        if semantic and labelled and labelled < len(examples):
+            con.print(f"semantic step skipped: only {labelled} of {len(examples)} examples carry a class label")
+        elif semantic and labelled and labelled <= 30:
+            con.print(f"semantic step skipped: label overlap (k=30) needs at least 31 labelled examples, "
+                      f"got {labelled} (use --n 31 or more)")
+        elif semantic and labelled:
             from .semantic import semantic_localisation
 
             sdf = semantic_localisation(hm, examples, layers=lay, batch_size=batch_size)
@@ -119,17 +125,22 @@ def ablate(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Optio
            n: int = 2000, seed: int = 42, batch_size: int = 8, task: Optional[str] = None,
            windows: Optional[str] = typer.Option(None, help="extra windows of last-k layers, e.g. 8,16"),
            mode: str = typer.Option("zero", help="zero (post-softmax, no renormalisation) | mask"),
-           n_random: int = 10, dtype: Optional[str] = None, device: Optional[str] = None):
-    """Table 1: task metrics under none / [EOI] / img→text / random knockouts."""
+           n_random: int = 10, n_draws: int = typer.Option(5, help="random draws averaged (authors: 5)"),
+           dtype: Optional[str] = None, device: Optional[str] = None):
+    """Table 1: task metrics under none / [EOI] (last image for LLaVA) / img→text / random knockouts."""
     from . import report
     from .ablations import ablation_table, standard_ablations
     from .data import load_data
 
+    from .tasks import check_ready
+
     try:
+        examples, t = load_data(data, n=n, seed=seed, task=task)
+        check_ready(t)  # e.g. CIDEr's package: fail before loading the model or generating anything
         hm = load_model(model, dtype, device)
         wins = [None] + (_ints(windows) or [])
-        abl = standard_ablations(hm.n_layers, windows=wins, mode=mode, n_random=n_random, seed=seed)
-        examples, t = load_data(data, n=n, seed=seed, task=task)
+        abl = standard_ablations(hm.n_layers, windows=wins, mode=mode, n_random=n_random, seed=seed,
+                                 n_draws=n_draws)
         df = ablation_table(hm, {"": (examples, t)}, abl, batch_size=batch_size,
                             progress=lambda row: _console().print(f"  {row['label']}: " + ", ".join(
                                 f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))))
@@ -139,7 +150,9 @@ def ablate(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Optio
     report.write_text(out / "ablation.md", report.markdown_table(df.drop(columns="ablation"), "ablation"))
     report.plot_ablation(df.drop(columns="ablation"), out / "ablation.png", f"{model} · {data}")
     report.write_json(out / "results.json", {"model": model, "data": data, "task": t, "n": len(examples),
-                                              "seed": seed, "mode": mode, "table": df.reset_index().to_dict("records")})
+                                              "seed": seed, "mode": mode, "table": df.reset_index().to_dict("records"),
+                                              "random_draws": df.attrs.get("draws", {}),
+                                              "gate": df.attrs.get("gate_name")})
     _console().print(_table(df.drop(columns="ablation"), f"attention knockout — {model} · {data}"))
     _console().print(f"wrote {out}")
 

@@ -1,18 +1,27 @@
-"""The modality gap per layer (Serra et al. 2025, Sec. 3).
+"""The modality gap per layer (Serra et al. 2025, Sec. 3), with the authors' protocol.
 
-Two measures on the residual stream (``resid_post.L``) of image and text tokens:
+Protocol (RitAreaSciencePark/Narrow-gate ``paper_experiments/Fig2_CosSim_Hom.py``, token
+sets from ``src/activations.py``): *text* representations are read in image→text prompts
+(``{image} {text}``: one random text token per example, BOS excluded — ``text_tokens[1:]``),
+*image* representations in separate text→image prompts (``{text} {image}``: one random image
+token per example); the residual is ``resid_post.L``. Two measures per layer:
 
-* cosine similarity between text-token and image-token residuals of the same example:
-  median and interquartile range per layer (a large gap = low similarity);
-* homogeneity of density-peak clusters with respect to the modality: residuals are
-  L2-normalised, their intrinsic dimension estimated with Gride, log-densities with the
-  k-NN estimator at that dimension, and clusters found with Advanced Density Peaks (Z = 1.2);
-  scikit-learn's homogeneity score against the modality labels is 1 when no cluster mixes
-  image and text tokens (the representations are segregated by modality).
+* cosine similarity between image and text tokens of *different* examples (the strict lower
+  triangle of the image × text block, ``src/metrics/residual_stream.py::_correlation_single_layer``):
+  median and quartiles of ``|cos|``;
+* homogeneity of Advanced-Density-Peaks clusters w.r.t. the modality (Gride intrinsic
+  dimension, k-NN log-densities with k = 16, ADP with Z = 1.65, as in ``Fig2_CosSim_Hom.py``);
+  residuals are L2-normalised (the authors use dadapy's cosine metric: same neighbours).
+  Homogeneity 1: no cluster mixes image and text tokens.
+
+``protocol="same_prompt"`` is our earlier variant: ``tokens_per_example`` text and image
+tokens from the task prompt itself (BOS included), cosine over same-example pairs, signed.
 
     gap = modality_gap(hm, examples)          # DataFrame: layer × {cos_median, cos_q1, cos_q3, cos_iqr,
     gap.to_csv("gap.csv")                     #   homogeneity, n_clusters, intrinsic_dim, ...}
 
+Examples need an ``image`` and a text (``captions`` joined, else ``question``, else
+``label_name``), or ready prompts ``image_text`` / ``text_image`` (the toy world ships them).
 Uses :mod:`interp.geometry` (imported here, lazily) for Gride, densities and ADP.
 """
 from __future__ import annotations
@@ -21,6 +30,9 @@ import numpy as np
 import torch
 
 from .errors import NarrowGateError
+
+Z_AUTHORS, K_AUTHORS = 1.65, 16
+PROTOCOLS = ("authors", "same_prompt")
 
 
 def _sample_positions(mask: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
@@ -65,6 +77,96 @@ def collect_modality_tokens(hm, examples, *, layers=None, tokens_per_example: in
     return {L: torch.cat(v) for L, v in reps.items()}, torch.cat(mods), torch.cat(owners)
 
 
+def _text_of(e: dict) -> str:
+    if e.get("captions"):
+        return " ".join(map(str, e["captions"][:5]))
+    for k in ("question", "label_name", "answer"):
+        if e.get(k):
+            return str(e[k])
+    raise NarrowGateError("A modality-gap example has no text (captions, question or label_name).")
+
+
+def modality_prompts(hm, examples: list) -> tuple:
+    """``(image→text, text→image)`` prompts of each example (the authors' two prompt orders)."""
+    from .tasks import image_placeholder
+
+    it, ti = [], []
+    for e in examples:
+        if "image_text" in e and "text_image" in e:
+            it.append(e["image_text"])
+            ti.append(e["text_image"])
+            continue
+        if "input_ids" in e:
+            raise NarrowGateError("The authors' modality-gap protocol needs two prompt orders per example; "
+                                  "pre-tokenised examples have one. Use protocol='same_prompt' or give "
+                                  "'image_text'/'text_image' prompts.")
+        img, txt = image_placeholder(hm), _text_of(e)
+        it.append(f"{img} {txt}")
+        ti.append(f"{txt} {img}")
+    return it, ti
+
+
+def _first(mask: torch.Tensor) -> torch.Tensor:
+    idx = torch.arange(mask.shape[1]).expand_as(mask)
+    first = torch.where(mask, idx, mask.shape[1]).amin(1)
+    return idx == first[:, None]
+
+
+@torch.no_grad()
+def collect_authors_tokens(hm, examples, *, layers=None, batch_size: int = 8, seed: int = 0):
+    """One random text token (BOS excluded) of each image→text prompt and one random image token of
+    each text→image prompt. Returns ``(reps, modality, example_index)`` like :func:`collect_modality_tokens`;
+    rows are all text tokens (examples in order), then all image tokens."""
+    import hooks
+
+    from .ablations import layer_window
+    from .layout import image_layout
+    from .tasks import encode_prompts
+
+    layers = layer_window(hm.n_layers, layers=layers)
+    g = torch.Generator().manual_seed(seed)
+    it, ti = modality_prompts(hm, examples)
+    out = {}
+    for name, prompts in (("text", it), ("image", ti)):
+        reps = {L: [] for L in layers}
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            # task "caption": Chameleon's processor without a trailing <sep>, as the authors' flickr inputs
+            inputs = encode_prompts(hm, prompts[start : start + batch_size], [e.get("image") for e in chunk], "caption")
+            lay = image_layout(hm, inputs)
+            if name == "text":
+                cand = lay.text.cpu() & ~_first(lay.text.cpu())  # the authors' text_tokens[1:]: no BOS
+            else:
+                cand = lay.image.cpu() & ~lay.gate.cpu()
+            if bool((cand.sum(1) == 0).any()):
+                raise NarrowGateError(f"An example has no {name} token to sample in its {name}-last prompt.")
+            sel = _sample_positions(cand, 1, g).to(lay.image.device)
+            res = hm.run(inputs, [hooks.Cache([f"resid_post.{L}" for L in layers], positions=sel, layout="flat",
+                                              dtype=torch.float32)])
+            for L in layers:
+                reps[L].append(res.cache[f"resid_post.{L}"])
+        out[name] = {L: torch.cat(v) for L, v in reps.items()}
+    n = len(examples)
+    reps = {L: torch.cat([out["text"][L], out["image"][L]]) for L in layers}
+    mod = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)])
+    owner = torch.cat([torch.arange(n), torch.arange(n)])
+    return reps, mod, owner
+
+
+def authors_cosine_stats(X: torch.Tensor, modality: torch.Tensor) -> dict:
+    """Median and quartiles of ``|cos(image_i, text_j)|`` over i > j (different examples), as the
+    authors' ``_correlation_single_layer`` (quartiles by sorted index ``int(n·0.25)``)."""
+    Xn = torch.nn.functional.normalize(X.double(), dim=-1)
+    img, txt = Xn[modality == 1], Xn[modality == 0]
+    if len(img) < 2 or len(img) != len(txt):
+        raise NarrowGateError("The cosine gap needs one image and one text token per example, at least 2 examples.")
+    block = img @ txt.T
+    v = block[torch.tril(torch.ones_like(block), diagonal=-1).bool()].abs()
+    srt = v.sort().values
+    q1, q3 = float(srt[int(len(srt) * 0.25)]), float(srt[int(len(srt) * 0.75)])
+    return {"cos_median": float(v.median()), "cos_q1": q1, "cos_q3": q3, "cos_iqr": q3 - q1, "n_pairs": int(len(v))}
+
+
 def cosine_stats(X: torch.Tensor, modality: torch.Tensor, owner: torch.Tensor) -> dict:
     """Median / quartiles of cos(text token, image token) over same-example pairs."""
     Xn = torch.nn.functional.normalize(X.float(), dim=-1)
@@ -82,7 +184,8 @@ def cosine_stats(X: torch.Tensor, modality: torch.Tensor, owner: torch.Tensor) -
             "n_pairs": int(len(v))}
 
 
-def adp_homogeneity(X: torch.Tensor, modality: torch.Tensor, *, Z: float = 1.2, k: int = 16, maxk: int = 64,
+def adp_homogeneity(X: torch.Tensor, modality: torch.Tensor, *, Z: float = Z_AUTHORS, k: int = K_AUTHORS,
+                    maxk: int = 64,
                     gride_ranks=(8, 16)) -> dict:
     """Homogeneity of ADP clusters of L2-normalised residuals w.r.t. the modality labels."""
     from interp.geometry import compute_clustering_adp, compute_density_knn, compute_id_gride, homogeneity, knn
@@ -104,17 +207,29 @@ def adp_homogeneity(X: torch.Tensor, modality: torch.Tensor, *, Z: float = 1.2, 
             "intrinsic_dim": float(d), "n_points": int(n)}
 
 
-def modality_gap(hm, examples, *, layers=None, tokens_per_example: int = 16, adp: bool = True, Z: float = 1.2,
-                 batch_size: int = 8, task: str = "vqa", template=None, seed: int = 0):
-    """Per-layer cosine statistics and ADP homogeneity (see the module docstring); a DataFrame."""
+def modality_gap(hm, examples, *, layers=None, tokens_per_example: int = 16, adp: bool = True, Z: float = Z_AUTHORS,
+                 batch_size: int = 8, task: str = "vqa", template=None, seed: int = 0, protocol: str = "authors"):
+    """Per-layer cosine statistics and ADP homogeneity (see the module docstring); a DataFrame.
+
+    ``tokens_per_example`` and ``task`` apply to ``protocol="same_prompt"`` only (the authors
+    take one token of each modality per example, from their own prompts).
+    """
     import pandas as pd
 
-    reps, mod, owner = collect_modality_tokens(hm, examples, layers=layers, tokens_per_example=tokens_per_example,
-                                               batch_size=batch_size, task=task, template=template, seed=seed)
+    if protocol not in PROTOCOLS:
+        raise NarrowGateError(f"Unknown modality-gap protocol {protocol!r}; use one of {PROTOCOLS}.")
+    if protocol == "authors":
+        reps, mod, owner = collect_authors_tokens(hm, examples, layers=layers, batch_size=batch_size, seed=seed)
+    else:
+        reps, mod, owner = collect_modality_tokens(hm, examples, layers=layers, tokens_per_example=tokens_per_example,
+                                                   batch_size=batch_size, task=task, template=template, seed=seed)
     rows = []
     for L, X in reps.items():
-        row = {"layer": L, **cosine_stats(X, mod, owner)}
+        cos = authors_cosine_stats(X, mod) if protocol == "authors" else cosine_stats(X, mod, owner)
+        row = {"layer": L, **cos}
         if adp:
             row.update(adp_homogeneity(X, mod, Z=Z))
         rows.append(row)
-    return pd.DataFrame(rows).set_index("layer")
+    df = pd.DataFrame(rows).set_index("layer")
+    df.attrs["protocol"] = protocol
+    return df

@@ -14,7 +14,17 @@ registry's modality spans (``hm.spans``: ``image``, ``text``, ``boi``, ``eoi``):
 
 Models without an end-of-image marker (LLaVA; Janus wrapped without its tokenizer) get the
 *last image-side token* as the gate candidate (``lay.gate_name == "last_image"``): that is
-the position the paper compares [EOI] against in non-native models.
+the position the paper compares [EOI] against in non-native models (the authors' ``@last-image``).
+
+The end-of-image set follows the authors' token categories (RitAreaSciencePark/Narrow-gate
+``src/activations.py::TokenIndex.categorize_tokens`` and ``@end-image-emu``): Chameleon
+``<eoss>``, Janus ``<end_of_image>``, Pixtral ``[IMG_END]`` (its ``[IMG_BREAK]`` row breaks
+are specials inside the block), and for Emu3 the *pair* ``<|extra_201|>`` (end of frame) +
+``<|image end|>``, which the authors ablate together (``lay.eoi`` then holds two positions).
+
+Which models are native (trained from scratch to generate images and text) follows the
+paper's latest version (arXiv 2412.06646v4, Sec. 1-2): Chameleon and Emu3 are native; LLaVA,
+Pixtral, Janus (adapted from DeepSeek-LLM) and VILA-U are not (:data:`NATIVE`).
 """
 from __future__ import annotations
 
@@ -23,6 +33,35 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ImageSpanError
+
+# adapter family -> native multimodal (arXiv 2412.06646v4: trained from scratch to generate images and text)
+NATIVE = {"chameleon": True, "emu3": True, "janus": False, "llava": False, "pixtral": False}
+EMU3_EOF = "<|extra_201|>"  # Emu3's end-of-frame token, part of its [EOI] pair (authors' ``@end-image-emu``)
+
+
+def family(hm) -> str:
+    """``chameleon`` | ``emu3`` | ``janus`` | ``llava`` | ``pixtral`` (LLaVA-class with a Pixtral vision tower)."""
+    name = hm.adapter.name.split("_")[0]
+    if name == "llava":
+        vc = getattr(getattr(hm.model, "config", None), "vision_config", None)
+        if getattr(vc, "model_type", None) == "pixtral":
+            return "pixtral"
+    return name
+
+
+def is_native(hm) -> bool:
+    """Native multimodal per the paper's latest classification (:data:`NATIVE`); unknown families are not."""
+    return NATIVE.get(family(hm), False)
+
+
+def _emu3_eof_id(hm):
+    tok = hm.tokenizer
+    if tok is not None:
+        tid = tok.convert_tokens_to_ids(EMU3_EOF)
+        if isinstance(tid, int) and tid != getattr(tok, "unk_token_id", None):
+            return tid
+    vocab = getattr(getattr(hm.model, "config", None), "vocabulary_map", None) or {}
+    return vocab.get(EMU3_EOF)
 
 
 @dataclass
@@ -33,7 +72,7 @@ class ImageLayout:
     text: torch.Tensor
     image: torch.Tensor
     side: torch.Tensor  # image block: image tokens + specials + eoi
-    eoi: torch.Tensor  # zeros when the model has no end-of-image marker
+    eoi: torch.Tensor  # zeros when the model has no end-of-image marker; Emu3: two positions per row
     special: torch.Tensor  # side & ~image & ~eoi (BOI, headers, ...)
     last_image: torch.Tensor  # last image token of each row
     gate: torch.Tensor  # eoi, or last_image when there is no eoi
@@ -49,6 +88,13 @@ class ImageLayout:
         """Text positions after the image block (those that can read it)."""
         after = self.side.long().cumsum(1) > 0
         return self.text & after & ~self.side
+
+    @property
+    def flow_keys(self) -> torch.Tensor:
+        """The keys the flow is normalised over: image-side positions from the first image token
+        on (image tokens, in-block specials such as Pixtral's breaks, [EOI]); BOI and headers
+        before the first image token are left out, as in the authors' ``Fig3_CrossAttention.py``."""
+        return self.side & (self.image.long().cumsum(1) > 0)
 
     def categories(self) -> dict:
         """The four key groups of the flow shares, disjoint and covering ``side``."""
@@ -66,10 +112,15 @@ def _last(mask: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def side_of(spans: dict, am: torch.Tensor) -> torch.Tensor:
+    text = spans.get("text", am & ~spans["image"].bool())
+    return am & ~text.bool()
+
+
 def image_layout(hm, inputs: dict) -> ImageLayout:
     """Image-side masks of a prepared batch; :class:`ImageSpanError` when there is no image.
 
-    Every row must hold exactly one image (one block, at most one ``[EOI]``).
+    Every row must hold exactly one image (one block, at most one ``[EOI]``, or the Emu3 pair).
     """
     ids = inputs.get("input_ids")
     am = inputs.get("attention_mask")
@@ -98,11 +149,17 @@ def image_layout(hm, inputs: dict) -> ImageLayout:
     text = spans.get("text", am & ~image).bool() & am
     side = am & ~text
     eoi = spans.get("eoi")
+    per_image = 1
     if eoi is not None:
         eoi = eoi.bool() & am
+        if hm.adapter.name.startswith("emu3"):
+            eof = _emu3_eof_id(hm)
+            if eof is not None and bool((ids == eof).any()):
+                eoi = eoi | ((ids == eof) & am & side_of(spans, am))
+                per_image = 2
         n = eoi.sum(1)
-        if bool((n > 1).any()):
-            b = int((n > 1).nonzero()[0])
+        if bool((n > per_image).any()):
+            b = int((n > per_image).nonzero()[0])
             raise ImageSpanError(f"Batch row {b} holds {int(n[b])} end-of-image tokens; use one image per prompt.")
         if bool((n == 0).any()):
             eoi = None  # a marker the tokenizer knows but this batch lacks: fall back to the proxy
@@ -111,7 +168,8 @@ def image_layout(hm, inputs: dict) -> ImageLayout:
     last = torch.where(side, torch.arange(side.shape[1], device=side.device), -1).amax(1)
     if bool(((last - first + 1) != side.sum(1)).any()):
         b = int(((last - first + 1) != side.sum(1)).nonzero()[0])
-        raise ImageSpanError(f"Batch row {b} holds more than one image block; use one image per prompt.")
+        raise ImageSpanError(f"Batch row {b} holds more than one image block; use one image per prompt (Pixtral: "
+                             "wrap the model with its processor or tokenizer so [IMG_BREAK]/[IMG_END] are known).")
     last_image = _last(image)
     if eoi is None:
         eoi_mask = torch.zeros_like(image)

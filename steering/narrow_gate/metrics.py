@@ -1,8 +1,11 @@
 """Task metrics of the narrow-gate ablation tables (Serra et al. 2025, Table 1).
 
-* :func:`vqa_accuracy` — VQAv2: ``min(#annotators who gave the answer / 3, 1)`` after the
-  official answer normalisation (lower case, punctuation, articles, number words, common
-  contractions), averaged over questions.
+* :func:`vqa_accuracy` — the official VQAv2 accuracy: after the official answer normalisation
+  (lower case, punctuation, articles, number words, contractions), the average over the 10
+  leave-one-annotator-out subsets of ``min(#matching answers in the subset / 3, 1)``, then
+  averaged over questions (VQA evaluation code, as the authors run it in
+  RitAreaSciencePark/Narrow-gate ``evaluation_task/vqa/eval/eval_vqa.py::evaluate_VQA``). An
+  answer given by 3 of 10 annotators scores 0.9, not 1.0.
 * :func:`cider` — captioning CIDEr (Vedantam et al. 2015) with the reference implementation
   of ``pycocoevalcap`` (the coco-caption scorer: CIDEr-D, n = 1..4, σ = 6). Captions are
   lower-cased and punctuation-split in Python here (coco-caption's PTB tokenizer needs Java);
@@ -10,6 +13,7 @@
 * :func:`classification_accuracy` — fraction of constrained answers equal to the label.
 
     vqa_accuracy(["two"], [["2"] * 4 + ["3"] * 6])      # 1.0
+    vqa_accuracy(["2"], [["2"] * 3 + ["3"] * 7])        # 0.9 (official leave-one-out)
     cider(["a cat on a mat"], [["a cat sits on a mat", "the cat is on the mat"]])
 """
 from __future__ import annotations
@@ -51,11 +55,16 @@ def normalize_answer(ans: str) -> str:
 
 
 def vqa_score(prediction: str, answers) -> float:
-    """One question: ``min(#matching annotator answers / 3, 1)``."""
+    """One question, official VQAv2: ``mean_i min(#matches among the answers other than i / 3, 1)``.
+
+    With n matching answers out of 10: 1.0 for n >= 4, 0.9 for n = 3, 0.6 for n = 2, 0.3 for n = 1.
+    """
     if not answers:
         raise TaskError("A VQA example has no reference answers; VQAv2 examples carry 10 annotator answers.")
     p = normalize_answer(prediction)
-    return min(sum(normalize_answer(a) == p for a in answers) / 3.0, 1.0)
+    hits = [normalize_answer(a) == p for a in answers]
+    n = sum(hits)
+    return sum(min((n - h) / 3.0, 1.0) for h in hits) / len(hits)
 
 
 def vqa_accuracy(predictions, references) -> float:
@@ -78,6 +87,15 @@ def ptb_tokenize(captions: dict) -> dict:
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     return PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
+
+
+def require_cider() -> None:
+    """Fail before any work when CIDEr cannot be computed (``pycocoevalcap`` missing)."""
+    try:
+        from pycocoevalcap.cider.cider import Cider  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("CIDEr needs the pycocoevalcap package: pip install pycocoevalcap "
+                                     "(checked before generating any caption).") from None
 
 
 def cider(predictions, references, *, tokenize=None) -> float:

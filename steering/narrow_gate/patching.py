@@ -1,8 +1,10 @@
 """Steering by patching the gate (Serra et al. 2025, Sec. 5).
 
 Pairs of prompts with the same text and images of a *base* and a *target* class. The target
-run gets the base run's activations at the gate token (``[EOI]``, or the last image token in
-models without one):
+run gets the base run's activations at the gate token (``[EOI]`` — Emu3: its pair — or the last
+image token in models without one). Base and target may have different lengths (Emu3 images
+of different aspect ratios give different numbers of image tokens): gate positions are
+matched by order within each row, not by absolute position:
 
 ``mode="resid"``       the residual entering layer ``L`` (``resid_pre.L``) at the gate, one layer;
 ``mode="attn_input"``  the input of every attention block from layer ``L`` on at the gate
@@ -82,10 +84,12 @@ def patch_gate(hm, pairs: list, *, layers=None, mode: str = "resid", batch_size:
         chunk = pairs[start : start + batch_size]
         base = encode(hm, [p[0] for p in chunk], task, template)
         tgt = encode(hm, [p[1] for p in chunk], task, template)
-        if base["input_ids"].shape != tgt["input_ids"].shape:
-            raise NarrowGateError("Base and target prompts of a batch must have the same length (same text, "
-                                  "same image size).")
         lb, lt = image_layout(hm, base), image_layout(hm, tgt)
+        # base and target may differ in length (Emu3 images of different aspect ratios): the k-th
+        # gate position of each target row receives the k-th gate position of its base row
+        if not torch.equal(lb.gate.sum(1).cpu(), lt.gate.sum(1).cpu()):
+            raise NarrowGateError("Base and target prompts have gates of different sizes; pair models' prompts "
+                                  "of the same family.")
         prompt = build_prompt(hm, chunk[0][1], task, template)
         ids_b = [candidate_ids(hm, prompt, [_answer(p[0])])[0][0] for p in chunk]
         ids_t = [candidate_ids(hm, prompt, [_answer(p[1])])[0][0] for p in chunk]

@@ -2,7 +2,10 @@
 
 For labelled images (e.g. ImageNet classes), per layer, the label overlap (k = 30: the fraction
 of each point's 30 nearest neighbours with the same class, class-weighted, Doimo et al. 2020)
-of three representations of each example: the residual at ``[EOI]`` (the gate), at the last
+computed on raw Euclidean distances between residuals, as the authors do (``dadapy``
+``Data(coordinates=...)`` with its default Euclidean metric, RitAreaSciencePark/Narrow-gate
+``src/metrics/overlap.py``; ``normalize=True`` L2-normalises first, our earlier variant),
+of three representations of each example: the residual at ``[EOI]`` (the gate; Emu3: ``<|image end|>``), at the last
 image token, and the mean of the image tokens. In native models the class becomes readable at
 ``[EOI]`` in the middle layers while the image tokens stay poorly organised by class.
 
@@ -25,7 +28,7 @@ def gate_representations(hm, examples, *, layers=None, batch_size: int = 8, task
     import hooks
 
     from .ablations import layer_window
-    from .layout import image_layout
+    from .layout import _last, image_layout
     from .tasks import encode
 
     layers = layer_window(hm.n_layers, layers=layers)
@@ -34,18 +37,19 @@ def gate_representations(hm, examples, *, layers=None, batch_size: int = 8, task
     for start in range(0, len(examples), batch_size):
         inputs = encode(hm, examples[start : start + batch_size], task, template)
         lay = image_layout(hm, inputs)
+        gate_last = _last(lay.gate)  # Emu3's [EOI] pair: its <|image end|>
         res = hm.run(inputs, [hooks.Cache(sites, positions="all", layout="padded", dtype=torch.float32)])
         for L in layers:
             h = res.cache[f"resid_post.{L}"]
             dev = h.device
-            out["eoi"][L].append(h[lay.gate.to(dev)])
+            out["eoi"][L].append(h[gate_last.to(dev)])
             out["last_image"][L].append(h[lay.last_image.to(dev)])
             im = lay.image.to(dev).float()
             out["mean_image"][L].append((h * im[..., None]).sum(1) / im.sum(1, keepdim=True))
     return {r: {L: torch.cat(v) for L, v in d.items()} for r, d in out.items()}
 
 
-def semantic_localisation(hm, examples, *, k: int = 30, layers=None, batch_size: int = 8, normalize: bool = True,
+def semantic_localisation(hm, examples, *, k: int = 30, layers=None, batch_size: int = 8, normalize: bool = False,
                           template=None):
     """Label overlap per layer at the gate, the last image token and the image mean (a DataFrame)."""
     import pandas as pd

@@ -26,13 +26,39 @@ import torch
 from .errors import TaskError
 
 TASKS = {"vqa": "vqa_accuracy", "caption": "cider", "classify": "accuracy"}
-MAX_NEW_TOKENS = {"vqa": 10, "caption": 30}
+# the authors' generation lengths (Tab1_AblationVQA.py: 20, Tab1_AblationCaptioning.py: 60)
+MAX_NEW_TOKENS = {"vqa": 20, "caption": 60}
+# Tab1_AblationVQA.py ``PROMT_PIXTRAL`` (its line continuations join the four rules without newlines)
+VQA_RULES = ("- Answer the question using a single word, number, or short phrase. Use as few words as possible."
+             "- If the answer is a number, report it as a number, i.e. 2, not Two, and only include the number "
+             "without any unit.- If the question is Yes/No, answer with Yes/No, and nothing else (no likely, "
+             "unknown, etc.).- You cannot answer that the question is unanswerable. You must answer.")
+EMU3_VQA = "Answer the question using a single word or phrase."
+CAPTION = "Provide a one-sentence caption for the provided image."
 INSTRUCTIONS = {
-    "vqa": "{question} Answer the question using a single word or phrase.",
-    "caption": "Provide a one-sentence caption for the provided image.",
+    "vqa": "{question}\n" + VQA_RULES,
+    "caption": CAPTION,
     "classify": "What is the main object in this image? Answer with one word.",
 }
-# per adapter family: how an instruction and the image placeholder form a prompt
+# (family, task) -> prompt template, verbatim from the authors' Table 1 scripts ("prompt" mode):
+# RitAreaSciencePark/Narrow-gate paper_experiments/Tab1_AblationVQA.py and Tab1_AblationCaptioning.py.
+# ``{image}`` is the processor's placeholder; Emu3 goes through its chat template (see build_prompt).
+AUTHOR_TEMPLATES = {
+    ("chameleon", "vqa"): "{image}{question}\n" + VQA_RULES,
+    ("llava", "vqa"): "{image}{question}\n" + VQA_RULES,  # the authors' llava-onevision prompt
+    ("pixtral", "vqa"): "[INST]<s>{image}{question}" + VQA_RULES + "[/INST]",
+    ("janus", "vqa"): '"{image}USER:{question}"\nAnswer the question using a single word or phrase' + VQA_RULES
+                      + '."\nASSISTANT:"',
+    ("chameleon", "caption"): "{image}" + CAPTION,
+    ("llava", "caption"): "{image}USER: " + CAPTION + " ASSISTANT:",
+    ("pixtral", "caption"): '[INST]"<s>{image} ' + CAPTION + '"[/INST]',
+    ("janus", "caption"): '"{image}USER:' + CAPTION + ' \nASSISTANT:"',
+}
+EMU3_TEXT = {"vqa": "\n{question}" + EMU3_VQA, "caption": "\nProvide a one-sentence caption for the provided image"}
+# Chameleon's processor appends <sep> unless return_for_text_completion: the authors use
+# completion=False for VQA in "prompt" mode and True for captions
+CHAMELEON_COMPLETION = {"vqa": False, "caption": True, "classify": True}
+# our earlier per-family chat wrappers, kept for the classify task and as ``template=`` examples
 TEMPLATES = {
     "llava": "USER: {image}\n{instruction} ASSISTANT:",
     "janus": "<|User|>: {image}\n{instruction}\n\n<|Assistant|>:",
@@ -59,19 +85,57 @@ def image_placeholder(hm) -> str:
 
 
 def build_prompt(hm, example: dict, task: str, template=None):
-    """The prompt of one example: its ``text`` if it has one, else template + instruction
-    (None for pre-tokenised examples, which carry ``input_ids``)."""
+    """The prompt of one example: its ``text`` if it has one, else the authors' Table 1 prompt of
+    the model family (:data:`AUTHOR_TEMPLATES`), or ``template`` (with ``{image}``,
+    ``{instruction}`` and ``{question}``) when given. None for pre-tokenised examples.
+
+    Emu3 prompts go through the processor's chat template, as in the authors' scripts (user turn:
+    the image, then ``"\n" + question + "Answer the question using a single word or phrase."``;
+    an empty assistant turn); a processor without a chat template gets ``USER:{image}<text> ASSISTANT:``
+    (the authors' Emu3-Stage1 caption form) and a warning.
+    """
+    from .layout import family
+
     if "input_ids" in example:
         return None
     if "text" in example and example.get("image") is None:
         return example["text"]
     if task == "vqa" and not example.get("question"):
         raise TaskError("A VQA example has no 'question'.")
-    instruction = INSTRUCTIONS[task].format(question=example.get("question", ""))
-    if template is None:
-        fam = hm.adapter.name.split("_")[0]
-        template = TEMPLATES.get(fam, "{image}{instruction}")
-    return template.format(image=image_placeholder(hm), instruction=instruction)
+    q = example.get("question", "")
+    instruction = INSTRUCTIONS[task].format(question=q)
+    image = image_placeholder(hm)
+    if template is not None:
+        return template.format(image=image, instruction=instruction, question=q)
+    fam = family(hm)
+    if fam == "emu3" and task in EMU3_TEXT:
+        return _emu3_chat(hm, EMU3_TEXT[task].format(question=q), image)
+    t = AUTHOR_TEMPLATES.get((fam, task))
+    if t is not None:
+        return t.format(image=image, question=q)
+    return TEMPLATES.get(fam, "{image}{instruction}").format(image=image, instruction=instruction)
+
+
+def _emu3_chat(hm, text: str, image: str) -> str:
+    proc = getattr(hm, "processor", None)
+    if proc is not None and getattr(proc, "chat_template", None):
+        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]},
+                {"role": "assistant", "content": [{"type": "text", "text": ""}]}]
+        return proc.apply_chat_template(msgs, add_generation_prompt=False, tokenize=False)
+    import warnings
+
+    warnings.warn("Emu3 processor without a chat template: using 'USER:{image}<text> ASSISTANT:' instead of the "
+                  "authors' chat-template prompt.", stacklevel=3)
+    return f"USER:{image}{text} ASSISTANT:"
+
+
+def check_ready(task: str, examples=None) -> None:
+    """Fail before any model work when ``task`` cannot be scored (CIDEr's package missing)."""
+    check_task(task)
+    if task == "caption":
+        from .metrics import require_cider
+
+        require_cider()
 
 
 @contextlib.contextmanager
@@ -90,19 +154,24 @@ def _left_padding(hm):
 def encode(hm, examples: list, task: str, template=None) -> dict:
     """Prepared, left-padded model inputs of a batch of examples (through the processor when
     they carry images)."""
-    from .data import materialize
-
     if any("input_ids" in e for e in examples):
         return collate(hm, examples)
     prompts = [build_prompt(hm, e, task, template) for e in examples]
-    images = [None if e.get("image") is None else materialize(e["image"]) for e in examples]
+    return encode_prompts(hm, prompts, [e.get("image") for e in examples], task)
+
+
+def encode_prompts(hm, prompts: list, images: list, task: str = "vqa") -> dict:
+    """Prepared, left-padded inputs of ready prompts (images: PIL/paths or None for inline-token prompts)."""
+    from .data import materialize
+
+    images = [None if im is None else materialize(im) for im in images]
     with _left_padding(hm):
         if any(im is not None for im in images):
             if any(im is None for im in images):
                 raise TaskError("Some examples of a batch have an image and some do not; every example needs one.")
             batch = {"text": prompts, "images": images}
             if hm.adapter.name.startswith("chameleon"):
-                batch["return_for_text_completion"] = True  # no trailing <sep>: the answer follows the prompt
+                batch["return_for_text_completion"] = CHAMELEON_COMPLETION[task]
             return hm.prepare(batch)
         return hm.prepare(prompts)
 
@@ -161,7 +230,7 @@ def predict(hm, examples: list, task: str, *, interventions=None, batch_size: in
     """Predictions (strings) for ``examples`` under the per-batch ``interventions``."""
     from .layout import image_layout
 
-    check_task(task)
+    check_ready(task)
     make = interventions or _no_ivs
     layout_fn = layout_fn or image_layout
     preds = []
@@ -175,7 +244,7 @@ def predict(hm, examples: list, task: str, *, interventions=None, batch_size: in
         else:
             n = max_new_tokens or MAX_NEW_TOKENS[task]
             out = hm.generate(inputs, ivs, max_new_tokens=n)
-            preds.extend(t.split("\n")[0].strip() for t in out.texts)
+            preds.extend(t.strip() for t in out.texts)  # scored whole, as the authors do
     return preds
 
 

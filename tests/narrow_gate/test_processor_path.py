@@ -35,7 +35,7 @@ def test_llava_processor_route(tmp_path):
     cls, ctask = load_data(tmp_path / "cls")
     assert (task, ctask) == ("vqa", "classify") and cls[0]["candidates"] == ["w20", "w21"]
     p = build_prompt(hm, vqa[0], "vqa")
-    assert p.startswith("USER: <image>\nw5 w6 Answer the question") and p.endswith("ASSISTANT:")
+    assert p.startswith("<image>w5 w6\n- Answer the question") and p.endswith("You must answer.")  # authors' prompt
     inputs = encode(hm, vqa, "vqa")
     assert inputs["pixel_values"].shape == (3, 3, 8, 8) and (inputs["input_ids"] == 3).sum().item() == 12
     flow = attention_flow(hm, vqa, batch_size=2)

@@ -16,7 +16,7 @@ from steering.narrow_gate.toy.demo import run_toy_world, side_by_side
 
 @pytest.fixture(scope="module")
 def world():
-    return run_toy_world(n=200, seed=1, n_pairs=50, flow_examples=100, batch_size=200)
+    return run_toy_world(n=200, seed=1, n_pairs=50, flow_examples=100, batch_size=200, n_draws=2)
 
 
 def test_gate_is_eoi_in_the_gated_model_only(world):
@@ -38,9 +38,10 @@ def test_ablation_tables(world):
     for t in (g, f):
         assert t.loc["none", "accuracy"] > 0.95 and t.loc["none", "generated"] > 0.95
     for col in ("accuracy", "generated"):
-        # gated: [EOI] drops to chance, random and img→text leave it within 2 points
+        # gated: [EOI] drops to chance, img→text leaves it within 2 points; random (the authors' control:
+        # ALL queries, image→image too, cut from 10 of 32 image tokens) within 5
         assert abs(g.loc["[EOI]", col] - ch) < 0.08
-        assert abs(g.loc["random", col] - g.loc["none", col]) <= 0.02
+        assert abs(g.loc["random", col] - g.loc["none", col]) <= 0.05
         assert abs(g.loc["img→text", col] - g.loc["none", col]) <= 0.02
         # free: [EOI] costs little, img→text a lot
         assert f.loc["none", col] - f.loc["[EOI]", col] <= 0.02
@@ -107,7 +108,10 @@ def test_modality_gap_is_larger_in_the_gated_model():
     from steering.narrow_gate.gap import modality_gap
 
     exs = make_examples(60, seed=4)
-    g = modality_gap(load_toy_model("gated"), exs, tokens_per_example=12, batch_size=60, task="classify")
-    f = modality_gap(load_toy_model("free"), exs, tokens_per_example=12, batch_size=60, task="classify")
-    assert (g["cos_median"] < f["cos_median"]).all()
+    gated, free = load_toy_model("gated"), load_toy_model("free")
+    # the authors' protocol (one text token of image→text prompts, one image token of text→image prompts)
+    g, f = modality_gap(gated, exs, batch_size=60), modality_gap(free, exs, batch_size=60)
     assert (g.loc[1:, "homogeneity"] > f.loc[1:, "homogeneity"] + 0.3).all()
+    # our same-prompt variant: signed cosine of same-example tokens
+    kw = dict(tokens_per_example=12, batch_size=60, task="classify", protocol="same_prompt", adp=False)
+    assert (modality_gap(gated, exs, **kw)["cos_median"] < modality_gap(free, exs, **kw)["cos_median"]).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import hooks
-from tests.hooks.test_vlm_adapters import (BOI, BOS, EMU3_HEADER, EMU3_TRAILER, EOI, FAMILIES, IMG, PAD)
+from tests.hooks.test_vlm_adapters import (BOI, BOS, EMU3_HEADER, EMU3_TRAILER, EOI, FAMILIES, IMG, PAD)  # noqa: F401
 
 CLASSES = ["w20", "w21", "w22"]
 
@@ -22,8 +22,13 @@ def tokenizer():
                                    unk_token="<unk>", padding_side="left")
 
 
+EMU3_EOF = 24  # EMU3_TRAILER: the id the tiny Emu3 prompts use for <|extra_201|>
+
+
 def build(family: str):
     model = FAMILIES[family][0]()
+    if family == "emu3":  # name <|extra_201|> so the layout finds Emu3's [EOI] pair (as a real Emu3 vocabulary does)
+        model.config.vocabulary_map = {**model.config.vocabulary_map, "<|extra_201|>": EMU3_EOF}
     return hooks.wrap(model, tokenizer())
 
 

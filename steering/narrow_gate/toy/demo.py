@@ -17,9 +17,11 @@ from . import world as W
 
 
 def run_toy_world(n: int = 400, seed: int = 1, n_pairs: int = 100, out=None, kinds=W.MODEL_KINDS,
-                  batch_size: int = 100, flow_examples: int = 200, models: dict = None, geometry: bool = False) -> dict:
+                  batch_size: int = 100, flow_examples: int = 200, models: dict = None, geometry: bool = False,
+                  n_draws: int = 5) -> dict:
     """Flow, ablation table and EOI patching for each toy model; ``models`` overrides the shipped ones.
 
+    ``n_draws``: random draws averaged in the ``random`` row (the authors' 5).
     ``geometry=True`` adds the modality gap and the label overlap at the gate (``interp.geometry``).
     ``out``: per-model CSV/PNG files and ``report.md``.
     """
@@ -35,7 +37,7 @@ def run_toy_world(n: int = 400, seed: int = 1, n_pairs: int = 100, out=None, kin
         hm = (models or {}).get(kind) or W.load_toy_model(kind)
         flow = attention_flow(hm, examples[:flow_examples], batch_size=batch_size, task="classify")
         table = ablation_table(hm, {"accuracy": (examples, "classify"), "answer": (examples, "vqa")},
-                               standard_ablations(hm.n_layers, seed=seed), batch_size=batch_size)
+                               standard_ablations(hm.n_layers, seed=seed, n_draws=n_draws), batch_size=batch_size)
         table = table.rename(columns={"accuracy accuracy": "accuracy", "answer vqa_accuracy": "generated"})
         patch = patch_gate(hm, pairs, layers=list(range(1, hm.n_layers)), batch_size=batch_size)
         res[kind] = {"flow": flow, "gate": flow.gate(), "table": table, "patch": patch}

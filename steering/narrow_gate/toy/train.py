@@ -13,6 +13,10 @@ through the hook registry, with the same spans and interventions the analyses us
 * ``free``: plain causal attention; in half of the rows of every batch the text→``[EOI]``
   edges are knocked out (``Knockout(mode="mask")``), so the text learns to read the image
   tokens directly instead of relying on one token.
+* ``register``: as ``gated``, but the prompts carry ``<reg>`` before ``<eoss>`` and the gate is
+  ``<reg>``: the blocked keys are every position from ``<racm3:break>`` to ``<eoss>`` except
+  ``<reg>``, read from the token ids (not from the layout the analyses use), so the analyses
+  have to discover the gate.
 
     models = train_gate_models("steering/narrow_gate/toy_models", seed=0)   # ~2-3 min per model on 2 CPU cores
 
@@ -35,29 +39,39 @@ DEFAULTS = dict(steps=600, batch_size=64, lr=3e-3, penalty=4.0, mask_fraction=0.
                 layers=4, heads=4)
 
 
-def _batch(rng: random.Random, n: int):
+def _batch(rng: random.Random, n: int, register: bool = False):
     """Token ids of ``n`` fresh examples followed by their answer and ``</s>`` (all the same length)."""
     v = W.VOCAB
     rows = []
     for _ in range(n):
         q = rng.choice(("class", "color"))
         e = W.example(rng, q, rng.randrange(len(W.CLASSES)), rng.randrange(len(W.COLORS)))
-        rows.append(W.prompt_ids(e["codes"], q) + [v[e["answer"]], v["</s>"]])
+        rows.append(W.prompt_ids(e["codes"], q, register) + [v[e["answer"]], v["</s>"]])
     ids = torch.tensor(rows)
     labels = torch.full_like(ids, -100)
     labels[:, -2:] = ids[:, -2:]
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, labels
 
 
+def register_keys(ids: torch.Tensor) -> torch.Tensor:
+    """``(B, P)`` keys the register variant blocks: ``<racm3:break>`` … ``<eoss>`` except ``<reg>`` (from ids only)."""
+    v = W.VOCAB
+    opened = (ids == v[W.BOI]).long().cumsum(1) - (ids == v[W.EOI]).long().cumsum(1)
+    block = (opened > 0) | (ids == v[W.EOI])
+    return block & (ids != v[W.REG])
+
+
 def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
-    """Train one toy model; returns ``(HookedModel, stats)``. ``kind`` is ``"gated"`` or ``"free"``."""
+    """Train one toy model; returns ``(HookedModel, stats)``. ``kind``: ``"gated"``, ``"free"``, ``"register"``,
+    or the LLaVA-layout ``"llava_gated"`` (:mod:`.llava_world`; the gated recipe on a LLaVA)."""
     import hooks
-    from transformers import ChameleonForConditionalGeneration
+    from transformers import ChameleonForConditionalGeneration, LlavaForConditionalGeneration
 
     from ..errors import NarrowGateError
     from ..layout import image_layout
+    from . import llava_world as LW
 
-    if kind not in W.MODEL_KINDS:
+    if kind not in W.MODEL_KINDS + W.VARIANT_KINDS:
         raise NarrowGateError(f"Unknown toy model kind {kind!r}; use one of {W.MODEL_KINDS}.")
     unknown = set(overrides) - set(DEFAULTS)
     if unknown:
@@ -68,8 +82,12 @@ def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
     torch.manual_seed(seed)
     try:
         tok = W.make_tokenizer()
-        model = ChameleonForConditionalGeneration(W.toy_config(hidden_size=cfg["hidden_size"], layers=cfg["layers"],
-                                                               heads=cfg["heads"]))
+        llava = kind.startswith("llava_")
+        size = dict(hidden_size=cfg["hidden_size"], layers=cfg["layers"], heads=cfg["heads"])
+        if llava:
+            model = LlavaForConditionalGeneration(LW.llava_config(**size))
+        else:
+            model = ChameleonForConditionalGeneration(W.toy_config(**size))
         hm = hooks.wrap(model, tok)
         model.train()
         params = [p for n, p in model.named_parameters() if "vqmodel" not in n]
@@ -79,15 +97,22 @@ def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
         mrng = torch.Generator().manual_seed(seed)
         t0, hist = time.time(), []
         for step in range(cfg["steps"]):
-            inputs, labels = _batch(rng, cfg["batch_size"])
-            lay = image_layout(hm, inputs)
+            if llava:
+                inputs, labels = LW.batch(rng, cfg["batch_size"])
+            else:
+                inputs, labels = _batch(rng, cfg["batch_size"], register=kind == "register")
             ivs, pen = [], None
-            if kind == "gated":
-                keys = lay.side & ~lay.gate
+            if kind in ("gated", "register", "llava_gated"):
+                if kind == "register":
+                    keys = register_keys(inputs["input_ids"])
+                else:
+                    lay = image_layout(hm, inputs)
+                    keys = lay.side & ~lay.gate
                 ivs.append(hooks.Cache("attn_pattern.*", positions="text", layout="flat", device=None))
                 if step < cfg["mask_fraction"] * cfg["steps"]:  # phase 1: the only way to the image is [EOI]
                     ivs.append(hooks.Knockout("all", queries="text", keys=keys, mode="mask"))
             else:
+                lay = image_layout(hm, inputs)
                 drop = torch.rand(labels.shape[0], generator=mrng) < cfg["eoi_dropout"]
                 ivs.append(hooks.Knockout("all", queries="text", keys=lay.gate & drop[:, None], mode="mask"))
             with hm.trace(inputs, grad=True) as tr:
@@ -95,7 +120,7 @@ def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
             logits = tr.logits[:, :-1].float()
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
             total = loss
-            if kind == "gated":
+            if kind in ("gated", "register", "llava_gated"):
                 c = caches[0]
                 m = c.masks["attn_pattern.0"]  # (B, P) text queries, same for every layer
                 rows = torch.arange(m.shape[0]).repeat_interleave(m.sum(1))

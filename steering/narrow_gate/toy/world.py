@@ -17,7 +17,12 @@ real Chameleon-7B. Two are trained by :mod:`.train` and shipped in ``toy_models/
   reaches the text only through ``[EOI]`` (the native-model case of Serra et al. 2025);
 * ``free``: plain causal attention, with text→``[EOI]`` knocked out in a random half of the
   rows of every batch, so the text reads the image tokens themselves (the non-native,
-  LLaVA-like case).
+  LLaVA-like case);
+* ``register`` (a discovery test): prompts carry a register token ``<reg>`` between the last
+  code and ``<eoss>``; training routes the image through ``<reg>``, not through the ``[EOI]``
+  the layout names, with the edges chosen from token ids, not from :func:`.layout.image_layout`.
+  The flow must find ``special[-2]`` (``<reg>``) from attention alone. (A register *after*
+  ``<eoss>`` would be text to the layout, outside the image side the flow measures.)
 
     hm = load_toy_model("gated")
     exs = make_examples(8, seed=0)
@@ -35,11 +40,13 @@ N_CODES, N_PATCHES = 64, 32
 P_CLASS, P_COLOR = 0.3, 0.2
 SPECIALS = ["<pad>", "<s>", "</s>", "<image>", "<racm3:break>", "<eoss>", "<unk>"]
 WORDS = ["what", "class", "color", "?"]
+REG = "<reg>"  # the register token of the "register" variant (after the colour words: shipped ids unchanged)
 CODE_OFFSET = 32
 VOCAB_SIZE = CODE_OFFSET + N_CODES
 BOI, EOI = "<racm3:break>", "<eoss>"
 TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "toy_models"
 MODEL_KINDS = ("gated", "free")
+VARIANT_KINDS = ("register", "llava_gated")  # trained on demand / shipped separately: a gate the layout does not name
 
 
 def code_name(i: int) -> str:
@@ -49,7 +56,7 @@ def code_name(i: int) -> str:
 
 def vocab() -> dict:
     v = {t: i for i, t in enumerate(SPECIALS)}
-    for w in WORDS + list(CLASSES) + list(COLORS):
+    for w in WORDS + list(CLASSES) + list(COLORS) + [REG]:
         v[w] = len(v)
     assert len(v) <= CODE_OFFSET
     for i in range(N_CODES):
@@ -100,32 +107,40 @@ def sample_image(rng: random.Random, cls: int, color: int) -> list:
     return codes
 
 
-def prompt(codes: list, question: str) -> str:
-    return " ".join(["<s>", BOI, *(CODE_NAMES[c] for c in codes), EOI, QUESTIONS[question]])
+def _block(codes: list, register: bool) -> list:
+    return [BOI, *(CODE_NAMES[c] for c in codes), *([REG] if register else []), EOI]
 
 
-def prompt_ids(codes: list, question: str) -> list:
+def prompt(codes: list, question: str, register: bool = False) -> str:
+    """``<s> <racm3:break> codes… [<reg>] <eoss> question`` (``<reg>``: the register variant)."""
+    return " ".join(["<s>", *_block(codes, register), QUESTIONS[question]])
+
+
+def prompt_ids(codes: list, question: str, register: bool = False) -> list:
     """Token ids of :func:`prompt` without the tokenizer (used by training)."""
     v = VOCAB
-    return [v["<s>"], v[BOI], *(CODE_OFFSET + c for c in codes), v[EOI], *(v[w] for w in QUESTIONS[question].split())]
+    return [v["<s>"], *(v[t] for t in _block(codes, register)), *(v[w] for w in QUESTIONS[question].split())]
 
 
-def example(rng: random.Random, question: str, cls: int, color: int) -> dict:
+def example(rng: random.Random, question: str, cls: int, color: int, register: bool = False) -> dict:
     codes = sample_image(rng, cls, color)
     answer = CLASSES[cls] if question == "class" else COLORS[color]
     cands = list(CLASSES if question == "class" else COLORS)
-    return {"text": prompt(codes, question), "question": question, "answer": answer, "answers": [answer] * 10,
+    return {"text": prompt(codes, question, register), "image_text": prompt(codes, question, register),
+            "text_image": " ".join(["<s>", QUESTIONS[question], *_block(codes, register)]),
+            "question": question, "answer": answer, "answers": [answer] * 10,
             "candidates": cands, "label": cls, "label_name": CLASSES[cls], "color": color, "codes": codes}
 
 
-def make_examples(n: int, seed: int = 0, questions=("class", "color")) -> list:
+def make_examples(n: int, seed: int = 0, questions=("class", "color"), register: bool = False) -> list:
     """``n`` toy examples (dicts with ``text``, ``answer``, ``answers``, ``candidates``, ``label``).
 
     ``answers`` repeats the answer 10 times, the VQAv2 format, so VQA accuracy is exact match.
+    ``register=True``: prompts of the register variant (``<reg>`` between the codes and ``<eoss>``).
     """
     rng = random.Random(seed)
     qs = list(questions)
-    return [example(rng, qs[i % len(qs)], rng.randrange(len(CLASSES)), rng.randrange(len(COLORS)))
+    return [example(rng, qs[i % len(qs)], rng.randrange(len(CLASSES)), rng.randrange(len(COLORS)), register)
             for i in range(n)]
 
 
@@ -151,8 +166,8 @@ def load_toy_model(kind: str = "gated", path=None):
 
     from ..errors import NarrowGateError
 
-    if kind not in MODEL_KINDS and path is None:
-        raise NarrowGateError(f"Unknown toy model {kind!r}; use one of {MODEL_KINDS}.")
+    if kind not in MODEL_KINDS + VARIANT_KINDS and path is None:
+        raise NarrowGateError(f"Unknown toy model {kind!r}; use one of {MODEL_KINDS + VARIANT_KINDS}.")
     d = Path(path) if path is not None else TOY_MODEL_DIR / kind
     if not (d / "config.json").exists():
         raise NarrowGateError(f"No toy model at {d}; train them with `interp toy train-gate-models --out {d.parent}`.")
