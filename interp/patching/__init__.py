@@ -9,8 +9,25 @@ and path patching, with one tidy output schema (``site, layer, head, position, e
     heatmaps(df, "out/")                                              # labelled PNGs
 
 Shell: ``interp sweep --model M --data pairs.jsonl --sites attn_out --by layer,head --out DIR``.
+Imports are lazy so that ``interp --help`` stays light.
 """
-from .common import prepare_pairs, str_tokens
-from .sweep import COLUMNS, activation_patching, sweep
+from __future__ import annotations
 
-__all__ = ["activation_patching", "sweep", "prepare_pairs", "str_tokens", "COLUMNS"]
+_EXPORTS = {
+    "activation_patching": ".sweep", "sweep": ".sweep", "COLUMNS": ".sweep",
+    "attribution_patching": ".attribution", "agreement": ".attribution",
+    "path_patching": ".path",
+    "prepare_pairs": ".common", "str_tokens": ".common",
+    "heatmaps": ".plots",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'interp.patching' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

@@ -102,10 +102,11 @@ def flat_cache(model, inputs, sites, *, grad: bool = False) -> dict:
     with ctx:
         res = model.run(inputs, [Cache(sites, "all", layout="padded")])
     am = inputs["attention_mask"].bool()
+    attn = {b.name for b in model.resolve_sites(sites) if b.layout == "attn"}
     out = {}
     for s in sites:
         t = res.cache[s]
-        if s.startswith("attn_"):
+        if s in attn:
             t = to_canon(t, "attn")
         out[s] = t[am.to(t.device)]
     return out
