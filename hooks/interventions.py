@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import operator
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -61,16 +62,15 @@ def _rename(kind: str, kw: dict, aliases: dict) -> dict:
 
 def _heads(heads):
     """``None`` (every head), an int or a list of ints -> ``None`` or a sorted list of distinct ints."""
-    if heads is None or heads == "all":
+    if heads is None or (isinstance(heads, str) and heads == "all"):
         return None
-    hs = [heads] if isinstance(heads, int) else list(heads) if isinstance(heads, (list, tuple, range)) else None
-    if hs is None or not hs or any(isinstance(h, bool) or not isinstance(h, int) or h < 0 for h in hs):
+    try:
+        hs = [operator.index(heads)] if not isinstance(heads, (list, tuple, range)) else [operator.index(h) for h in heads]
+    except TypeError:
+        hs = None
+    if not hs or any(isinstance(h, bool) or h < 0 for h in (heads if isinstance(heads, (list, tuple)) else hs)):
         raise SpecError(f"heads must be an int or a non-empty list of non-negative ints (or None for all), got {heads!r}.")
     return sorted(set(hs))
-
-
-def _dtype_name(dt):
-    return None if dt is None else str(dt).replace("torch.", "")
 
 
 @dataclass

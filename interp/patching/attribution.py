@@ -29,7 +29,7 @@ import torch
 from hooks import Edit
 
 from .common import Pairs, flat_cache, parse_by, prepare_pairs, site_family
-from .sweep import COLUMNS, variants
+from .sweep import COLUMNS, effect_of, variants
 
 
 def attribution_patching(model, clean, corrupt, *, sites="attn_out", by="layer,position", metric="logit_diff",
@@ -78,11 +78,7 @@ def attribute(pairs: Pairs, by="layer,position", *, normalize: bool = False):
         per_ex = torch.zeros(B).index_add_(0, row_of[sel], c[sel])
         present = torch.zeros(B, dtype=torch.bool)
         present[row_of[sel]] = True
-        est = float(per_ex[present].mean()) if present.any() else math.nan
-        if normalize:
-            gap = pairs.values["clean"] - pairs.values["corrupt"]
-            est = (pairs.values["base"] + est - pairs.values["corrupt"]) / gap if gap else math.nan
-        effects.append(est)
+        effects.append(effect_of(pairs.rows["base"] + per_ex, pairs.rows, present, normalize))
     df = pd.DataFrame({
         "site": [site_family(c[0]) for c in cells],
         "layer": [c[1] for c in cells],

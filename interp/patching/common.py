@@ -31,6 +31,7 @@ class Pairs:
     rank: torch.Tensor  # (B, P) real-token index, -1 on padding
     direction: str
     values: dict = field(default_factory=dict)  # metric means: clean, corrupt, base
+    rows: dict = field(default_factory=dict)  # per-example metric values (CPU (B,)): clean, corrupt, base
 
     @property
     def n(self) -> int:
@@ -87,8 +88,9 @@ def prepare_pairs(model, clean, corrupt, *, sites, metric="logit_diff", answers=
     mb = metric_batch(model, base, answers=answers, distractors=distractors, clean_logits=clean_logits)
     rank = torch.where(am_c, am_c.long().cumsum(1) - 1, torch.full_like(am_c, -1, dtype=torch.long)).cpu()
     pairs = Pairs(model, base, source, mb, m, names, layers, rank, direction)
-    pairs.values = {"clean": float(m(clean_logits, mb).nanmean()), "corrupt": float(m(corrupt_logits, mb).nanmean())}
-    pairs.values["base"] = pairs.values["corrupt" if direction == "denoising" else "clean"]
+    pairs.rows = {"clean": m(clean_logits, mb).cpu(), "corrupt": m(corrupt_logits, mb).cpu()}
+    pairs.rows["base"] = pairs.rows["corrupt" if direction == "denoising" else "clean"]
+    pairs.values = {k: float(v.nanmean()) for k, v in pairs.rows.items()}
     return pairs
 
 

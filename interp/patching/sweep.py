@@ -115,8 +115,8 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
         forwards += 1
         vals = pairs.metric(logits, repeat_batch(pairs.batch, kk)).view(kk, B).cpu()
         for i, (s, L, h, p) in enumerate(chunk):
-            rows = vals[i] if p is None else vals[i][has_pos[p]]
-            effects.append(_effect(float(rows.nanmean()) if rows.numel() else math.nan, pairs.values, normalize))
+            keep = torch.ones(B, dtype=torch.bool) if p is None else has_pos[p]
+            effects.append(effect_of(vals[i], pairs.rows, keep, normalize))
     df = pd.DataFrame({
         "site": [site_family(c[0]) for c in cells],
         "layer": [c[1] for c in cells],
@@ -139,8 +139,13 @@ def _writer(mask, src, k):
     return write
 
 
-def _effect(patched: float, values: dict, normalize: bool) -> float:
+def effect_of(patched: torch.Tensor, rows: dict, keep: torch.Tensor, normalize: bool) -> float:
+    """Mean over the examples in ``keep`` (those that have the patched position) of
+    ``patched - base``; normalised: ``(patched - corrupt) / (clean - corrupt)`` of those means."""
+    if not bool(keep.any()):
+        return math.nan
+    mean = lambda v: float(v[keep].nanmean())  # noqa: E731
     if normalize:
-        gap = values["clean"] - values["corrupt"]
-        return (patched - values["corrupt"]) / gap if gap else math.nan
-    return patched - values["base"]
+        gap = mean(rows["clean"]) - mean(rows["corrupt"])
+        return (mean(patched) - mean(rows["corrupt"])) / gap if gap else math.nan
+    return float((patched - rows["base"])[keep].nanmean())
