@@ -7,7 +7,7 @@
 
 The three-step algorithm of Wang et al. 2022 (IOI, arXiv:2211.00593, Appendix B; the
 authors' code: ``path_patching`` in redwoodresearch/Easy-Transformer
-``easy_transformer/experiments.py``), as Goldowsky-Dill et al. 2023 describe it:
+``easy_transformer/ioi_utils.py``), as Goldowsky-Dill et al. 2023 describe it:
 
 1. cache the base and the source runs;
 2. run the base input with the sender head's output taken from the source run and every
