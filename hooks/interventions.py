@@ -73,6 +73,10 @@ def _heads(heads):
     return sorted(set(hs))
 
 
+def _dtype_name(dt):
+    return None if dt is None else str(dt).replace("torch.", "")
+
+
 @dataclass
 class Intervention:
     """Base class: ``sites`` and ``positions`` plus the generation phase it applies to."""
