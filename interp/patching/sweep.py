@@ -100,6 +100,7 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     has_pos = torch.zeros(int(pairs.rank.max()) + 1, B, dtype=torch.bool)
     for p in range(has_pos.shape[0]):
         has_pos[p] = (pairs.rank == p).any(1)
+    last_only = _last_token_logits_ok(pairs)
     effects, forwards = [], 0
     for start in range(0, len(cells), k):
         chunk = cells[start : start + k]
@@ -111,9 +112,12 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
             mask = _variant_masks(pairs, chunk, site, flat_rank, shapes[site]).to(src[site].device)
             edits.append(Edit(site, "all", fn=_writer(mask, src[site], kk)))
         with torch.no_grad():
-            logits = model.run(stacked, edits).logits
+            if last_only:
+                logits, mb = _last_logits(model, stacked, edits), _at_last(repeat_batch(pairs.batch, kk))
+            else:
+                logits, mb = model.run(stacked, edits).logits, repeat_batch(pairs.batch, kk)
         forwards += 1
-        vals = pairs.metric(logits, repeat_batch(pairs.batch, kk)).view(kk, B).cpu()
+        vals = pairs.metric(logits, mb).view(kk, B).cpu()
         for i, (s, L, h, p) in enumerate(chunk):
             keep = torch.ones(B, dtype=torch.bool) if p is None else has_pos[p]
             effects.append(effect_of(vals[i], pairs.rows, keep, normalize))
@@ -126,8 +130,39 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     }, columns=COLUMNS)
     df.attrs.update({"metric": pairs.metric.name, "direction": pairs.direction, "normalize": normalize,
                      "by": ",".join(keys), "examples": B, "variants": len(cells), "forwards": forwards,
+                     "last_token_logits_only": last_only,
                      "variants_per_forward": k, **{f"metric_{n}": v for n, v in pairs.values.items()}})
     return df
+
+
+def _last_logits(model, inputs, edits) -> torch.Tensor:
+    """``(N, 1, vocab)`` logits at the last real token only: the forward stops after the final
+    norm and only those rows go through the unembedding (less compute, no ``N×P×vocab`` tensor)."""
+    res = model.run(inputs, [*edits, Cache("final", "last", device=None)], stop_after="final")
+    head = model.resolve_sites("logits")[0].module
+    return head(res.cache["final"])[:, None]
+
+
+def _at_last(batch: dict) -> dict:
+    return {**batch, "last": torch.zeros_like(batch["last"])}
+
+
+def _last_token_logits_ok(pairs: Pairs) -> bool:
+    """Metrics that read only the last token can skip the other positions' unembedding, if the
+    model's logits are exactly the ``logits`` module applied to ``final`` (not, e.g., soft-capped);
+    checked on the base run."""
+    model = pairs.model
+    if pairs.metric.reads != "answer" or not {"final", "logits"} <= set(model.site_names):
+        return False
+    with torch.no_grad():
+        full = model.run(pairs.base).logits
+        ar = torch.arange(full.shape[0], device=full.device)
+        want = full[ar, pairs.batch["last"].to(full.device)]
+        try:
+            got = _last_logits(model, pairs.base, [])[:, 0]
+        except Exception:  # noqa: BLE001 - any adapter that cannot do this falls back to full logits
+            return False
+    return got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-5, atol=1e-6))
 
 
 def _writer(mask, src, k):

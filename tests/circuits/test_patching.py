@@ -171,3 +171,23 @@ def test_sweep_command_writes_the_same_table_and_heatmaps(demo_lm, pairs_file, t
     r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--by", "head",
                                  "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "by must be" in r.output
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma2"])
+def test_last_token_shortcut_only_where_it_is_exact(family):
+    """Answer metrics unembed only the last token, unless the model's logits are not just the
+    unembedding of the final norm (Gemma 2 soft-caps them): then the full logits are used."""
+    from ..hooks.tiny_models import build
+
+    hm = hooks.wrap(build(family))
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randint(3, 64, (4, 6), generator=g)
+    corrupt = clean.clone()
+    corrupt[:, 2] = torch.randint(3, 64, (4,), generator=g)
+    kw = dict(answers=[5, 6, 7, 8], distractors=[9, 9, 9, 9])
+    df = activation_patching(hm, clean.tolist(), corrupt.tolist(), sites="head_out", by="layer,head", **kw)
+    assert df.attrs["last_token_logits_only"] == (family == "gpt2")
+    ref = _loop_effect(hm, clean.tolist(), corrupt.tolist(), kw["answers"], kw["distractors"],
+                       lambda src, L, h: [hooks.Patch(f"head_out.{L}", source=src, heads=h)])
+    for r in df.itertuples():
+        assert r.effect == pytest.approx(ref(r.layer, r.head), abs=1e-4)
