@@ -151,8 +151,9 @@ def main():
         for k in V:
             times[k].append(rep[k])
             ratios[k].append(rep[k] / rep[ours_key])
+    import importlib.metadata
+
     import nnsight
-    import transformer_lens
     import transformers
 
     lines = [
@@ -167,7 +168,7 @@ def main():
         "",
         f"Machine: {platform.processor() or platform.machine()}, {args.device}, torch threads {args.threads}; "
         f"torch {torch.__version__}, transformers {transformers.__version__}, transformer_lens "
-        f"{transformer_lens.__version__ if hasattr(transformer_lens, '__version__') else '?'}, nnsight {nnsight.__version__}, "
+        f"{importlib.metadata.version('transformer-lens')}, nnsight {nnsight.__version__}, "
         f"python {platform.python_version()}. Shared machine (other jobs running): absolute times are noisy, ratios less so.",
         "",
         "| variant | median time (s) | per patch (ms) | time / ours batched | max abs diff vs TransformerLens |",
