@@ -128,3 +128,16 @@ def test_heads_on_cache_ablate_patch_steer():
         hm.run(a, [Ablate("resid_post.0", heads=1)])
     with pytest.raises(hooks.ShapeMismatchError, match="has 4 heads"):
         hm.run(a, [Ablate("head_out.0", heads=7)])
+
+
+def test_csv_rows_carry_answers(tmp_path):
+    from interp.rows import read_rows, split_pairs, split_rows
+
+    p = tmp_path / "d.csv"
+    p.write_text("clean,corrupt,answer,distractor\n<bos> s1 |,<bos> s2 |,s1,s2\n<bos> s3 |,<bos> s4 |,s3,s4\n")
+    assert split_pairs(read_rows(p)) == (["<bos> s1 |", "<bos> s3 |"], ["<bos> s2 |", "<bos> s4 |"], ["s1", "s3"], ["s2", "s4"])
+    q = tmp_path / "t.csv"
+    q.write_text("text,answer\n<bos> s1 |,s1\n<bos> s3 |,s3\n")
+    assert split_rows(read_rows(q)) == (["<bos> s1 |", "<bos> s3 |"], ["s1", "s3"], None)
+    with pytest.raises(hooks.HookError, match="'clean' and 'corrupt'"):
+        split_pairs(read_rows(q))

@@ -44,6 +44,9 @@ def test_batched_head_sweep_equals_one_forward_per_patch(hm):
         assert r.effect == pytest.approx(ref(r.layer, r.head), abs=1e-4)
     one = activation_patching(hm, clean, corrupt, sites="head_out", by="layer,head", answers=ans, distractors=dis)
     assert one.attrs["forwards"] == 1
+    tight = activation_patching(hm, clean, corrupt, sites="head_out", by="layer,head", answers=ans, distractors=dis,
+                                memory_budget=1)  # below one variant's estimate: one variant per forward
+    assert tight.attrs["forwards"] == 8 and tight["effect"].tolist() == pytest.approx(one["effect"].tolist(), abs=1e-5)
     torch.testing.assert_close(torch.tensor(one["effect"].to_numpy()), torch.tensor(df["effect"].to_numpy()), atol=1e-5, rtol=0)
 
 
