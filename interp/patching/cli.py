@@ -24,7 +24,10 @@ def register(app):
         by: str = typer.Option("layer,position", help="layer[,head][,position]"),
         metric: str = typer.Option("logit_diff", help="logit_diff, answer_logprob, kl, loss, top1_agreement or module:function"),
         direction: str = typer.Option("denoising", help="denoising (clean into corrupt) or noising (corrupt into clean)"),
-        method: str = typer.Option("activation", help="activation (real patching) or attribution (gradient × difference)"),
+        method: str = typer.Option("activation", help="activation (real patching), attribution (gradient × difference) "
+                                                   "or path (needs --receivers; sweeps sender heads)"),
+        receivers: Optional[str] = typer.Option(None, help="path patching receivers, e.g. 'head_out.1:0,head_out.1:2' "
+                                                "or 'resid_pre.1'"),
         normalize: bool = typer.Option(False, help="rescale so that corrupt = 0 and clean = 1"),
         memory_budget_mb: float = typer.Option(1024, help="activation memory for the stacked variants of one forward"),
         limit: Optional[int] = typer.Option(None, help="use only the first N pairs"),
@@ -35,18 +38,23 @@ def register(app):
 
         from ..io import write_json_atomic, write_text_atomic
         from ..rows import read_rows, split_pairs
-        from . import attribution_patching, activation_patching, str_tokens
+        from . import activation_patching, attribution_patching, path_patching, str_tokens
         from .plots import heatmaps
 
         try:
-            if method not in ("activation", "attribution"):
-                raise ValueError(f"method must be 'activation' or 'attribution', got {method!r}.")
+            if method not in ("activation", "attribution", "path"):
+                raise ValueError(f"method must be 'activation', 'attribution' or 'path', got {method!r}.")
+            if (method == "path") != (receivers is not None):
+                raise ValueError("--receivers goes with --method path (and path patching needs --receivers).")
             clean, corrupt, ans, dis = split_pairs(read_rows(data)[:limit])
             hm = hooks.load(model)
-            fn = activation_patching if method == "activation" else attribution_patching
-            kw = {"memory_budget": memory_budget_mb * 2**20} if method == "activation" else {}
-            df = fn(hm, clean, corrupt, sites=sites.split(",") if "," in sites else sites, by=by, metric=metric,
-                    answers=ans, distractors=dis, direction=direction, normalize=normalize, **kw)
+            common = dict(metric=metric, answers=ans, distractors=dis, direction=direction, normalize=normalize)
+            if method == "path":
+                df = path_patching(hm, clean, corrupt, receivers=receivers.split(","), **common)
+            else:
+                fn = activation_patching if method == "activation" else attribution_patching
+                kw = {"memory_budget": memory_budget_mb * 2**20} if method == "activation" else {}
+                df = fn(hm, clean, corrupt, sites=sites.split(",") if "," in sites else sites, by=by, **common, **kw)
         except (hooks.HookError, ValueError, FileNotFoundError) as e:
             fail(str(e))
         write_text_atomic(out / "sweep.csv", df.to_csv(index=False))

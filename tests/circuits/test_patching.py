@@ -171,6 +171,11 @@ def test_sweep_command_writes_the_same_table_and_heatmaps(demo_lm, pairs_file, t
                                  "--method", "attribution", "--out", str(tmp_path / "atp")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "atp" / "sweep_attn_out_layer_position.png").exists()
+    r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--method", "path",
+                                 "--receivers", "resid_post.1", "--out", str(tmp_path / "path")])
+    assert r.exit_code == 0, r.output
+    path = pd.read_csv(tmp_path / "path" / "sweep.csv")
+    assert len(path) == 8 and path["position"].isna().all()
     r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--by", "head",
                                  "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "by must be" in r.output
