@@ -45,3 +45,36 @@ def test_str_tokens_and_top_tokens(demo_lm):
     assert list(t.columns) == ["site", "rank", "token", "logit"] and len(t) == 6
     best = hm.run([text]).logits[0, -1].argmax()
     assert t[t.site == "resid_post.1"].token.iloc[0] == hm.tokenizer.decode([int(best)])
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_dla_matches_transformer_lens_decompose_resid():
+    """Parity with the reference: TransformerLens ``cache.decompose_resid(apply_ln=True)`` projected
+    on ``W_U[:, answer] - W_U[:, distractor]`` (its Exploratory Analysis demo) gives the same
+    per-component numbers as our per-layer DLA on the same LayerNorm model."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_ctx=16, d_head=8, n_heads=4, d_mlp=64, d_vocab=50,
+                                  act_fn="gelu", normalization_type="LN", seed=0)
+    tl = HookedTransformer(cfg).eval()
+    hm = hooks.wrap(tl)
+    g = torch.Generator().manual_seed(0)
+    toks = torch.randint(0, 50, (3, 7), generator=g)
+    ans, dis = [5, 6, 7], [9, 9, 8]
+    ours = dla(hm, toks.tolist(), answers=ans, distractors=dis)
+    with torch.no_grad():
+        _, cache = tl.run_with_cache(toks)
+        stack, labels = cache.decompose_resid(layer=-1, mode="all", apply_ln=True, pos_slice=-1, return_labels=True)
+        direction = tl.W_U[:, ans].T - tl.W_U[:, dis].T  # (B, d)
+        ref = (stack[:, :, -1] if stack.dim() == 4 else stack) * direction[None]
+        ref = ref.sum(-1)  # (components, B)
+    ref = dict(zip(labels, ref))
+    ref["embed"] = ref.pop("embed") + ref.pop("pos_embed")
+    for name, vals in ref.items():
+        if name == "embed":
+            got = ours[ours.component == "embed"]
+        else:
+            L, kind = name.split("_", 1)
+            got = ours[(ours.component == kind.replace("_out", "")) & (ours.layer == int(L))]
+        torch.testing.assert_close(torch.tensor(got.sort_values("example").contribution.to_numpy(), dtype=torch.float32),
+                                   vals.float(), rtol=1e-4, atol=1e-5)
