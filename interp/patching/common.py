@@ -102,7 +102,7 @@ def flat_cache(model, inputs, sites, *, grad: bool = False) -> dict:
 
     ctx = torch.enable_grad() if grad else torch.no_grad()
     with ctx:
-        res = model.run(inputs, [Cache(sites, "all", layout="padded")])
+        res = model.run(inputs, [Cache(sites, "all", layout="padded", device=None)])
     am = inputs["attention_mask"].bool()
     attn = {b.name for b in model.resolve_sites(sites) if b.layout == "attn"}
     out = {}

@@ -94,7 +94,7 @@ def path_patching(model, clean, corrupt, *, senders="all", receivers, metric="lo
             edits.append(Edit(site, "all", fn=_freeze(base[site], None)))
         rsites = list(dict.fromkeys(s for s, _ in recv))
         with torch.no_grad():
-            res = model.run(pairs.base, edits + [Cache(rsites, "all", layout="padded")])
+            res = model.run(pairs.base, edits + [Cache(rsites, "all", layout="padded", device=None)])
         am = pairs.base["attention_mask"].bool()
         step2 = {s: res.cache[s][am.to(res.cache[s].device)] for s in rsites}
         # step 3: only the receivers take the step-2 values

@@ -61,7 +61,7 @@ def row_bytes(model, inputs) -> int:
     probe row) times 3 for the temporaries between sites."""
     one = {k: v[:1] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
     with torch.no_grad():
-        res = model.run(one, [Cache(model.site_names, "all", layout="padded")])
+        res = model.run(one, [Cache(model.site_names, "all", layout="padded", device=None)])
     return 3 * sum(v.numel() * v.element_size() for v in res.cache.values() if isinstance(v, torch.Tensor))
 
 

@@ -1,6 +1,5 @@
 """Path patching: identities that pin down the three-step algorithm."""
 import pytest
-import torch
 
 import hooks
 from interp.metrics import get_metric, metric_batch
