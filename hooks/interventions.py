@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import operator
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,11 +31,46 @@ from .errors import SpecError
 
 Sites = Union[str, list]
 _REGISTRY: dict = {}
+#: Old field names still accepted (constructor keywords, spec files) and readable as attributes.
+ALIASES = {"edit": {"site": "sites"}, "ablate": {"how": "method"}, "knockout": {"mode": "method"}}
 
 
 def _register(cls):
     _REGISTRY[cls.__name__.lower()] = cls
+    aliases = ALIASES.get(cls.__name__.lower(), {})
+    if aliases:
+        init = cls.__init__
+
+        def __init__(self, *args, __init=init, __aliases=aliases, **kw):
+            init(self, *args, **_rename(type(self).__name__, kw, __aliases))
+
+        __init__.__doc__ = init.__doc__
+        cls.__init__ = __init__
+        for old, new in aliases.items():
+            setattr(cls, old, property(lambda self, _n=new: getattr(self, _n), doc=f"Old name of ``{new}``."))
     return cls
+
+
+def _rename(kind: str, kw: dict, aliases: dict) -> dict:
+    for old, new in aliases.items():
+        if old in kw:
+            if new in kw:
+                raise SpecError(f"{kind}: give {new!r} or its old name {old!r}, not both.")
+            kw[new] = kw.pop(old)
+    return kw
+
+
+def _heads(heads):
+    """``None`` (every head), an int or a list of ints -> ``None`` or a sorted list of distinct ints."""
+    if heads is None or (isinstance(heads, str) and heads == "all"):
+        return None
+    try:
+        hs = [operator.index(heads)] if not isinstance(heads, (list, tuple, range)) else [operator.index(h) for h in heads]
+    except TypeError:
+        hs = None
+    if not hs or any(isinstance(h, bool) or h < 0 for h in (heads if isinstance(heads, (list, tuple)) else hs)):
+        raise SpecError(f"heads must be an int or a non-empty list of non-negative ints (or None for all), got {heads!r}.")
+    return sorted(set(hs))
 
 
 def _dtype_name(dt):
@@ -53,6 +89,8 @@ class Intervention:
     def __post_init__(self):
         if hasattr(self, "positions"):
             self.positions = P.normalize(self.positions)
+        if hasattr(self, "heads"):
+            self.heads = _heads(self.heads)
         self._check()
 
     # -- serialisation -------------------------------------------------
@@ -82,10 +120,10 @@ class Intervention:
             raise SpecError(f"Unknown intervention type {d['type']!r}; known: {sorted(_REGISTRY)}.")
         cls = _REGISTRY[kind]
         names = {f.name for f in fields(cls)}
-        extra = set(d) - names - {"type"}
+        kwargs = _rename(cls.__name__, {k: v for k, v in d.items() if k != "type"}, ALIASES.get(kind, {}))
+        extra = set(kwargs) - names
         if extra:
             raise SpecError(f"{cls.__name__} has no field(s) {sorted(extra)}; valid: {sorted(names)}.")
-        kwargs = {k: v for k, v in d.items() if k != "type"}
         return cls(**kwargs)
 
     def to_json(self) -> str:
@@ -123,6 +161,8 @@ class Cache(Intervention):
     ``layout``: ``"auto"`` gives ``(B, ...)`` for single-position selectors, the full padded
     ``(B, P, ...)`` tensor for ``"all"`` and a flat ``(N, ...)`` tensor of the selected
     positions (row-major) otherwise; ``"flat"``, ``"padded"`` and ``"row"`` force one.
+    ``heads`` (an int or a list) keeps only those heads of a site with a head axis
+    (``head_out.L`` → ``(..., len(heads), D)``; ``attn_pattern.L`` → ``(B, len(heads), Q, K)``).
     """
 
     sites: Sites = "resid_post.*"
@@ -131,6 +171,7 @@ class Cache(Intervention):
     dtype: Any = None
     layout: str = "auto"
     apply_to: str = "all"
+    heads: Any = None
 
     def _check(self):
         super()._check()
@@ -149,22 +190,25 @@ class Ablate(Intervention):
     text/jsonl file, or a ``datasets.Dataset``. Means are taken over all real tokens of the
     reference; resampling copies, for each row, the activation at the same real-token index
     of a random reference row (clamped to its length), seeded by ``seed``
-    (Chan et al. 2022, causal scrubbing).
+    (Chan et al. 2022, causal scrubbing). ``heads`` restricts the ablation to those heads
+    of a site with a head axis (``head_out.L``, ``attn_pattern.L``). ``method`` was called
+    ``how`` before; ``how`` is still accepted.
     """
 
     sites: Sites = ""
     positions: Any = "all"
-    how: str = "zero"
+    method: str = "zero"
     reference: Any = None
     seed: int = 0
     apply_to: str = "all"
+    heads: Any = None
 
     def _check(self):
         super()._check()
-        if self.how not in ("zero", "mean", "resample"):
-            raise SpecError(f"Ablate how must be zero|mean|resample, got {self.how!r}.")
-        if self.how != "zero" and self.reference is None:
-            raise SpecError(f"Ablate(how={self.how!r}) needs reference=<texts, file or dataset> to take statistics from.")
+        if self.method not in ("zero", "mean", "resample"):
+            raise SpecError(f"Ablate method (old name: how) must be zero|mean|resample, got {self.method!r}.")
+        if self.method != "zero" and self.reference is None:
+            raise SpecError(f"Ablate(method={self.method!r}) needs reference=<texts, file or dataset> to take statistics from.")
 
 
 @_register
@@ -176,6 +220,8 @@ class Patch(Intervention):
     sites, or cached activations (``{site: tensor}`` as returned by ``Cache``). The k-th
     selected position of each row receives the k-th selected position of the same source
     row, so ``positions="last"`` patches last token into last token whatever the lengths.
+    ``heads`` patches only those heads of a site with a head axis; a source cache taken
+    with the same ``heads`` (fewer heads than the site) is accepted too.
     """
 
     sites: Sites = ""
@@ -183,6 +229,7 @@ class Patch(Intervention):
     source: Any = None
     source_positions: Any = None
     apply_to: str = "all"
+    heads: Any = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -195,13 +242,18 @@ class Patch(Intervention):
 @_register
 @dataclass
 class Steer(Intervention):
-    """Add ``scale * vector`` to the activations at the selected positions."""
+    """Add ``scale * vector`` to the activations at the selected positions.
+
+    With ``heads`` (on ``head_out.L``) the vector is added to those heads only; it has the
+    shape of one head (``(D,)``), one row per listed head (``(len(heads), D)``) or the site.
+    """
 
     sites: Sites = ""
     positions: Any = "all"
     vector: Any = None
     scale: float = 1.0
     apply_to: str = "all"
+    heads: Any = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -222,9 +274,9 @@ class Steer(Intervention):
 class Knockout(Intervention):
     """Cut attention edges from ``queries`` to ``keys`` in ``layers`` (and ``heads``).
 
-    ``mode="zero"`` sets post-softmax weights to 0 without renormalising (the Narrow Gate
-    paper's ablation, Serra et al. 2025); ``mode="mask"`` blocks the edge before the softmax
-    so the remaining weights renormalise. ``keys="others"`` means every key except the
+    ``method="zero"`` sets post-softmax weights to 0 without renormalising (the Narrow Gate
+    paper's ablation, Serra et al. 2025); ``method="mask"`` blocks the edge before the softmax
+    so the remaining weights renormalise (``mode`` is the old name of ``method``). ``keys="others"`` means every key except the
     query's own position. Works through transformers' ``AttentionInterface``, TransformerLens
     ``hook_attn_scores``/``hook_pattern`` and fair-esm's attention.
     """
@@ -233,7 +285,7 @@ class Knockout(Intervention):
     heads: Any = None
     queries: Any = "all"
     keys: Any = "all"
-    mode: str = "zero"
+    method: str = "zero"
     apply_to: str = "all"
 
     def __post_init__(self):
@@ -243,8 +295,8 @@ class Knockout(Intervention):
         if isinstance(self.layers, tuple):
             self.layers = list(self.layers)
         self._check()
-        if self.mode not in ("zero", "mask"):
-            raise SpecError(f"Knockout mode must be 'zero' or 'mask', got {self.mode!r}.")
+        if self.method not in ("zero", "mask"):
+            raise SpecError(f"Knockout mode must be 'zero' or 'mask' (field 'method'; 'mode' is its old name), got {self.method!r}.")
 
 
 @_register
@@ -253,9 +305,10 @@ class Edit(Intervention):
     """Apply ``fn`` to the selected activations: ``fn(acts) -> acts`` with ``acts`` of shape
     ``(N, ...)`` (the selected positions, row-major). The extension point used by SAE
     splicing and latent clamping. ``fn`` may be ``'package.module:function'`` in specs.
+    ``sites`` was called ``site`` before; ``site`` is still accepted.
     """
 
-    site: str = ""
+    sites: Sites = ""
     positions: Any = "all"
     fn: Any = None
     apply_to: str = "all"
@@ -274,8 +327,8 @@ def load_spec(path_or_obj) -> list:
     The file holds a list, or a mapping with an ``interventions`` list::
 
         interventions:
-          - {type: ablate, sites: attn_out.1, positions: all, how: zero}
-          - {type: knockout, layers: [0, 1], queries: last, keys: 0, mode: zero}
+          - {type: ablate, sites: attn_out.1, positions: all, method: zero}
+          - {type: knockout, layers: [0, 1], queries: last, keys: 0, method: zero}
     """
     obj = path_or_obj
     if isinstance(obj, (str, os.PathLike)):

@@ -109,6 +109,32 @@ class Sel:
 class Op:
     def __init__(self, binding, positions, apply_to):
         self.binding, self.positions, self.apply_to = binding, positions, apply_to
+        self._hidx = None
+
+    def head_index(self, x: torch.Tensor):
+        """``None``, or the LongTensor of the heads this op acts on (axis 2 of the canonical
+        ``(B, q, H, ...)`` activation of ``head_out.L`` / ``attn_pattern.L`` / ``attn_scores.L``)."""
+        heads = getattr(self.iv, "heads", None)
+        if heads is None:
+            return None
+        if x.dim() != 4:
+            raise ShapeMismatchError(
+                f"heads={heads} needs a site with a head axis (head_out.L, attn_pattern.L, attn_scores.L); "
+                f"{self.binding.name} activations are {tuple(x.shape)}. Use head_out.L to act on single heads."
+            )
+        if max(heads) >= x.shape[2]:
+            raise ShapeMismatchError(f"heads={heads} at {self.binding.name}: the site has {x.shape[2]} heads (0..{x.shape[2] - 1}).")
+        if self._hidx is None or self._hidx.device != x.device:
+            self._hidx = torch.tensor(heads, device=x.device)
+        return self._hidx
+
+    def only_heads(self, x: torch.Tensor, y, hidx):
+        """``y`` on the chosen heads, ``x`` elsewhere."""
+        if y is None or hidx is None:
+            return y
+        out = x.clone()
+        out[:, :, hidx] = y[:, :, hidx]
+        return out
 
     def mask(self, x, ctx) -> Sel:
         m = window_mask(ctx, self.positions, self.apply_to)
@@ -137,6 +163,9 @@ class CacheOp(Op):
         if not sel.any():
             return None
         v = x if self.grad else x.detach()
+        hidx = self.head_index(x)
+        if hidx is not None:
+            v = v.index_select(2, hidx)
         if self.layout == "padded":
             if not sel.full and self.positions != "all":
                 v = v * sel.expand(v).to(v.dtype)
@@ -152,7 +181,7 @@ class CacheOp(Op):
             v = sel.take(v)
         dev = self.iv.device if self.iv.device is not None else v.device
         moved = v.to(device=dev, dtype=self.iv.dtype or v.dtype)
-        if moved.data_ptr() == x.data_ptr() and not self.grad:
+        if moved.data_ptr() == x.data_ptr() and not self.grad and hidx is None:
             moved = moved.clone()
         self.store.add(self.binding, moved, sel.cpu, self.layout)
         return None
@@ -177,6 +206,9 @@ class SteerOp(Op):
         vec = self._vec
         if vec is None or vec.device != x.device or vec.dtype != x.dtype:
             vec = torch.as_tensor(self.iv.vector)
+            hidx = self.head_index(x)
+            if hidx is not None:
+                vec = self._head_vector(vec, x, hidx)
             if tuple(vec.shape) != tuple(x.shape[2:]):
                 raise ShapeMismatchError(
                     f"Steer vector has shape {tuple(vec.shape)} but {self.binding.name} activations are "
@@ -188,6 +220,18 @@ class SteerOp(Op):
             return x + delta
         return x + sel.expand(x).to(x.dtype) * delta
 
+    def _head_vector(self, vec, x, hidx):
+        """A ``(H, D)`` vector that is zero outside the chosen heads."""
+        H, rest, n = x.shape[2], tuple(x.shape[3:]), len(hidx)
+        if tuple(vec.shape) not in (rest, (n, *rest), (H, *rest)):
+            raise ShapeMismatchError(
+                f"Steer with heads={self.iv.heads} at {self.binding.name}: vector has shape {tuple(vec.shape)}; "
+                f"give one head's shape {rest}, one row per head {(n, *rest)} or the site's {(H, *rest)}."
+            )
+        full = torch.zeros((H, *rest), dtype=vec.dtype, device=vec.device)
+        full[hidx.to(vec.device)] = vec if tuple(vec.shape) != (H, *rest) else vec[hidx.to(vec.device)]
+        return full
+
 
 class AblateOp(Op):
     def __init__(self, binding, iv, reference=None):
@@ -198,9 +242,12 @@ class AblateOp(Op):
         sel = self.mask(x, ctx)
         if not sel.any():
             return None
-        if self.iv.how == "zero":
+        return self.only_heads(x, self._ablate(x, ctx, sel), self.head_index(x))
+
+    def _ablate(self, x, ctx, sel):
+        if self.iv.method == "zero":
             return torch.zeros_like(x) if sel.full else x.masked_fill(sel.expand(x), 0)
-        if self.iv.how == "mean":
+        if self.iv.method == "mean":
             mean = self.reference.to(device=x.device, dtype=x.dtype)
             if tuple(mean.shape) != tuple(x.shape[2:]):
                 raise ShapeMismatchError(f"Reference mean {tuple(mean.shape)} does not fit {tuple(x.shape)}.")
@@ -232,16 +279,23 @@ class PatchOp(Op):
             raise ShapeMismatchError(
                 f"Patch source at {self.binding.name} has {len(self.rows)} rows but this batch has {x.shape[0]}."
             )
+        hidx = self.head_index(x)
+        want = tuple(x.shape[2:])
+        sub = None if hidx is None else (len(hidx), *x.shape[3:])  # a source cached with the same heads=
         for b, n in enumerate(counts):
             src = self.rows[b]
-            if src.shape[0] != n or tuple(src.shape[1:]) != tuple(x.shape[2:]):
+            if src.shape[0] != n or tuple(src.shape[1:]) not in (want, sub):
                 raise ShapeMismatchError(
                     f"Patch at {self.binding.name}, row {b}: source values have shape {tuple(src.shape)} but the "
-                    f"target selects {n} positions of shape {tuple(x.shape[2:])} (target activation {tuple(x.shape)})."
+                    f"target selects {n} positions of shape {want} (target activation {tuple(x.shape)})."
                 )
         if self._cat is None or self._cat.device != x.device:
             self._cat = torch.cat(self.rows).to(x.device)
-        return sel.put(x, self._cat)
+        if hidx is None:
+            return sel.put(x, self._cat)
+        vals = sel.take(x).clone()
+        vals[:, hidx] = self._cat.to(vals.dtype) if tuple(self._cat.shape[1:]) == sub else self._cat[:, hidx].to(vals.dtype)
+        return sel.put(x, vals)
 
 
 class EditOp(Op):
@@ -307,7 +361,7 @@ class KnockoutOp(Op):
         dev = ctx.memo.get(key)
         if dev is None:
             dev = ctx.memo[key] = edges.to(x.device, non_blocking=True)
-        fill = 0.0 if self.iv.mode == "zero" else torch.finfo(x.dtype).min
+        fill = 0.0 if self.iv.method == "zero" else torch.finfo(x.dtype).min
         return x.masked_fill(dev, fill)
 
 

@@ -2,6 +2,7 @@
 
     interp sites MODEL
     interp run --model MODEL --data DATA --spec SPEC.yaml --out DIR
+    interp sweep --model MODEL --data PAIRS.jsonl --sites attn_out --by layer,head --metric logit_diff --out DIR
     interp demo
     interp geometry --reps reps.safetensors --labels labels.txt --out DIR
     interp zigzag --reps reps.safetensors --out DIR        (interp prune --model M --blocks 3,4 --data D)
@@ -9,7 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -39,34 +40,38 @@ def sites(model: str = typer.Argument(..., help="HF id, local dir, fair-esm .pt 
 @app.command()
 def run(
     model: str = typer.Option(..., help="HF id, local dir, fair-esm .pt or tl:NAME"),
-    data: str = typer.Option(..., help="text/jsonl/csv/parquet/fasta file"),
+    data: str = typer.Option(..., help="text/jsonl/csv/parquet/fasta file; jsonl/csv rows may carry answer, distractor"),
     spec: str = typer.Option(..., help="YAML/JSON intervention spec"),
-    out: Optional[Path] = typer.Option(None, help="directory for results.json / batches.csv"),
+    out: Optional[Path] = typer.Option(None, help="directory for results.json, examples.csv, batches.csv"),
+    metric: Optional[List[str]] = typer.Option(None, help="logit_diff, answer_logprob, loss, kl, top1_agreement or "
+                                               "module:function (repeatable; default: all the data allows)"),
     batch_size: int = 8,
     limit: Optional[int] = typer.Option(None, help="use only the first N examples"),
     text_key: Optional[str] = None,
     seed: int = 0,
 ):
-    """Run the clean and the intervened model over DATA and compare them."""
+    """Run the clean and the intervened model over DATA and compare them, one row per example."""
     import hooks
-    from hooks.data import load_examples
 
     from .evaluate import compare
+    from .rows import read_rows
 
     try:
         ivs = hooks.load_spec(spec)
         hm = hooks.load(model)
-        examples = load_examples(data, text_key)[:limit]
-        res = compare(hm, examples, ivs, batch_size=batch_size, seed=seed)
+        rows = read_rows(data, text_key)[:limit]
+        res = compare(hm, rows, ivs, batch_size=batch_size, seed=seed, text_key=text_key, metrics=metric or None)
     except (hooks.HookError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     _print_summary(res["summary"], f"{model} · {Path(spec).name}")
     if out is not None:
         from .io import write_csv_atomic, write_json_atomic
 
-        write_json_atomic(out / "results.json", {"model": model, "data": data, "spec": [i.to_dict() for i in ivs], **res})
+        write_json_atomic(out / "results.json", {"model": model, "data": data, "spec": [i.to_dict() for i in ivs],
+                                                 "summary": res["summary"], "batches": res["batches"]})
+        write_csv_atomic(out / "examples.csv", res["examples"])
         write_csv_atomic(out / "batches.csv", res["batches"])
-        _console().print(f"wrote {out / 'results.json'} and {out / 'batches.csv'}")
+        _console().print(f"wrote {out / 'results.json'}, {out / 'examples.csv'} and {out / 'batches.csv'}")
 
 
 def _print_summary(s: dict, title: str):
@@ -78,6 +83,15 @@ def _print_summary(s: dict, title: str):
     t.add_row(s["objective"], str(s["tokens"]), f"{s['clean_loss']:.4f}", f"{s['intervened_loss']:.4f}",
               f"{s['delta_loss']:+.4f}", f"{100 * s['top1_changed']:.1f}%")
     _console().print(t)
+    if s.get("metrics"):
+        m = Table(title=f"per-example metrics (mean over {s.get('examples', '?')} examples)")
+        for col in ("metric", "clean", "intervened", "Δ", "n"):
+            m.add_column(col, justify="right")
+        for name, v in s["metrics"].items():
+            m.add_row(name, f"{v['clean']:.4f}", f"{v['intervened']:.4f}", f"{v['delta']:+.4f}", str(v["n"]))
+        _console().print(m)
+    for w in s.get("warnings", []):
+        _console().print(f"[yellow]warning:[/yellow] {w}")
 
 
 @app.command()
@@ -134,6 +148,7 @@ def demo_lm(out: Path = typer.Option(Path("runs/demo-lm"), help="output director
 # Sub-packages add their commands through a `register(app)` function in their own cli module,
 # imported here (each keeps its heavy imports inside the commands).
 COMMAND_MODULES = (  # one per line: each package adds its own
+    "interp.patching.cli",
     "interp.geometry.cli",
     "interp.id_profile",
     "saes.cli",

@@ -1,0 +1,59 @@
+#!/usr/bin/env python
+"""Known answers and attribution-vs-activation agreement on the demo-lm induction model, over
+three training seeds (each ~7 s to train), for ``bench/RESULTS_patching.md``.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/patching_agreement.py
+
+Per seed: 16 clean/corrupt pairs (the corrupt prompt changes the symbol the answer copies);
+head sweep by activation patching and by attribution patching; the two heads with the most
+attention from the last token to the answer's first occurrence (transformers' eager
+attention weights, independent of our hooks); agreement (Pearson, Spearman, top-3 overlap)
+for layer×head, layer×position (resid_pre) and layer×head×position sweeps.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main():
+    import hooks
+    from interp.patching import activation_patching, agreement, attribution_patching
+    from interp.toy_lm import build_toy_lm
+    from tests.circuits.conftest import induction_pairs
+    from tests.circuits.test_patching import _copy_scores
+
+    torch.set_num_threads(1)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (0, 1, 2):
+            path = Path(tmp) / f"seed{seed}"
+            build_toy_lm(path, seed=seed, log=lambda *a: None)
+            hm = hooks.load(path)
+            rows = induction_pairs(16, seed=91 + seed)
+            kw = dict(answers=[r["answer"] for r in rows], distractors=[r["distractor"] for r in rows])
+            c, x = [r["clean"] for r in rows], [r["corrupt"] for r in rows]
+            for by, sites in [("layer,head", "head_out"), ("layer,position", "resid_pre"), ("layer,head,position", "head_out")]:
+                a = activation_patching(hm, c, x, sites=sites, by=by, **kw)
+                b = attribution_patching(hm, c, x, sites=sites, by=by, **kw)
+                out.setdefault(by, []).append(agreement(a, b))
+                if by == "layer,head":
+                    s = _copy_scores(path, rows)
+                    top = lambda df: sorted((int(r.layer), int(r.head)) for r in df.sort_values("effect").tail(2).itertuples())  # noqa: E731
+                    print(f"seed {seed}: logit diff clean {a.attrs['metric_clean']:.2f} corrupt {a.attrs['metric_corrupt']:.2f}; "
+                          f"top-2 heads: patching {top(a)}, attribution {top(b)}, attention to the answer "
+                          f"{sorted(sorted(s, key=s.get)[-2:])}")
+    for by, ags in out.items():
+        cells = " · ".join(f"{k} {statistics.median(v):.3f} [{min(v):.3f}–{max(v):.3f}]"
+                           for k, v in ((k, [g[k] for g in ags]) for k in ("pearson", "spearman", "top_k_overlap")))
+        print(f"{by} ({ags[0]['cells']} cells): {cells}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Path patching: the effect of sender heads on the metric *through* chosen receivers only.
+
+    from interp.patching import path_patching
+    df = path_patching(model, clean, corrupt, senders="all", receivers=["head_out.1:0", "head_out.1:2"],
+                       answers=ans, distractors=dis)        # one row per sender head
+    df = path_patching(model, clean, corrupt, senders=[(0, 3)], receivers="resid_pre.1", ...)
+
+The three-step algorithm of Wang et al. 2022 (IOI, arXiv:2211.00593, Appendix B; the
+authors' code: ``path_patching`` in redwoodresearch/Easy-Transformer
+``easy_transformer/ioi_utils.py``), as Goldowsky-Dill et al. 2023 describe it:
+
+1. cache the base and the source runs;
+2. run the base input with the sender head's output taken from the source run and every
+   other attention head *frozen* at its base value (``freeze_mlps=True`` freezes the MLPs
+   too), except the receivers, which recompute; record the receivers' activations;
+3. run the base input with only the receivers set to the step-2 values; read the metric.
+
+Receivers are head outputs (``"head_out.L:h"``: the head recomputed from the patched
+residual, i.e. through its queries, keys and values together) or whole residual sites
+(``"resid_pre.L"``, ``"resid_mid.L"``, ``"resid_post.L"``). Each sender costs two forwards
+(no batching across senders yet). Output: the sweep schema, one row per sender head.
+"""
+from __future__ import annotations
+
+import torch
+
+from hooks import Cache, Edit
+from hooks.errors import SpecError
+
+from .common import flat_cache, prepare_pairs
+from .sweep import COLUMNS, effect_of
+
+
+def _parse_receivers(model, receivers):
+    out = []
+    for r in [receivers] if isinstance(receivers, str) else receivers:
+        site, _, head = r.partition(":")
+        if not model.resolve_sites(site) or model.resolve_sites(site)[0].name != site:
+            raise SpecError(f"Receiver {r!r}: give one site (e.g. 'head_out.1:2' or 'resid_pre.1').")
+        if head:
+            if not site.startswith("head_out."):
+                raise SpecError(f"Receiver {r!r}: ':head' only applies to head_out.L sites.")
+            out.append((site, int(head)))
+        else:
+            if not site.startswith(("resid_pre.", "resid_mid.", "resid_post.")):
+                raise SpecError(f"Receiver {r!r}: use head_out.L:h or a residual site (resid_pre/mid/post.L).")
+            out.append((site, None))
+    return out
+
+
+def path_patching(model, clean, corrupt, *, senders="all", receivers, metric="logit_diff", answers=None,
+                  distractors=None, direction: str = "denoising", normalize: bool = False, freeze_mlps: bool = False):
+    """A DataFrame (site, layer, head, position, effect) with one row per sender head."""
+    import pandas as pd
+
+    n = model.n_layers
+    heads_sites = [f"head_out.{L}" for L in range(n)]
+    pairs = prepare_pairs(model, clean, corrupt, sites=heads_sites, metric=metric, answers=answers,
+                          distractors=distractors, direction=direction)
+    recv = _parse_receivers(model, receivers)
+    mlp_sites = [f"mlp_out.{L}" for L in range(n)] if freeze_mlps else []
+    base = flat_cache(model, pairs.base, heads_sites + mlp_sites)
+    src = flat_cache(model, pairs.source, heads_sites)
+    H = base[heads_sites[0]].shape[1]
+    recv_layer = {s: model.resolve_sites(s)[0].layer for s, _ in recv}
+
+    def upstream(L):
+        return all(L < recv_layer[s] if (hh is not None or s.startswith("resid_pre")) else L <= recv_layer[s]
+                   for s, hh in recv)
+
+    if isinstance(senders, str) and senders == "all":  # every head upstream of all receivers
+        senders = [(L, h) for L in range(n) if upstream(L) for h in range(H)]
+    senders = [tuple(int(x) for x in s) for s in senders]
+    if not senders:
+        raise SpecError(f"No sender head is upstream of every receiver {receivers!r}.")
+    B = pairs.n
+    effects = []
+    for L, h in senders:
+        if not upstream(L):
+            raise SpecError(f"Sender head {L}.{h} is not upstream of every receiver {receivers!r}.")
+        # step 2: sender from the source run, other heads (and MLPs) frozen at base, receivers recompute
+        edits = []
+        for l in range(n):
+            site = heads_sites[l]
+            frozen = base[site].clone()
+            if l == L:
+                frozen[:, h] = src[site][:, h]
+            keep = torch.zeros(H, dtype=torch.bool)
+            for s, hh in recv:
+                if s == site and hh is not None:
+                    keep[hh] = True
+            edits.append(Edit(site, "all", fn=_freeze(frozen, keep)))
+        for site in mlp_sites:
+            edits.append(Edit(site, "all", fn=_freeze(base[site], None)))
+        rsites = list(dict.fromkeys(s for s, _ in recv))
+        with torch.no_grad():
+            res = model.run(pairs.base, edits + [Cache(rsites, "all", layout="padded", device=None)])
+        am = pairs.base["attention_mask"].bool()
+        step2 = {s: res.cache[s][am.to(res.cache[s].device)] for s in rsites}
+        # step 3: only the receivers take the step-2 values
+        patch = []
+        for s in rsites:
+            hs = [hh for ss, hh in recv if ss == s]
+            new = step2[s]
+            if hs[0] is not None:
+                keep = torch.zeros(H, dtype=torch.bool)
+                keep[hs] = True
+                patch.append(Edit(s, "all", fn=_select(new, keep)))
+            else:
+                patch.append(Edit(s, "all", fn=_freeze(new, None)))
+        with torch.no_grad():
+            logits = model.run(pairs.base, patch).logits
+        vals = pairs.metric(logits, pairs.batch).cpu()
+        effects.append(effect_of(vals, pairs.rows, torch.ones(B, dtype=torch.bool), normalize))
+    df = pd.DataFrame({"site": "head_out", "layer": [s[0] for s in senders],
+                       "head": pd.array([s[1] for s in senders], dtype="Int64"),
+                       "position": pd.array([None] * len(senders), dtype="Int64"), "effect": effects}, columns=COLUMNS)
+    df.attrs.update({"metric": pairs.metric.name, "direction": direction, "normalize": normalize,
+                     "receivers": [f"{s}:{h}" if h is not None else s for s, h in recv], "freeze_mlps": freeze_mlps,
+                     "examples": B, "forwards": 2 * len(senders), **{f"metric_{k}": v for k, v in pairs.values.items()}})
+    return df
+
+
+def _freeze(frozen, keep):
+    """Edit fn: the frozen values, except heads in ``keep`` which keep their computed values."""
+    def fn(acts):
+        if keep is None or not bool(keep.any()):
+            return frozen.to(acts.dtype)
+        return torch.where(keep.to(acts.device)[None, :, None], acts, frozen.to(acts.dtype))
+
+    return fn
+
+
+def _select(values, keep):
+    """Edit fn: ``values`` on the heads in ``keep``, the computed activations elsewhere."""
+    def fn(acts):
+        return torch.where(keep.to(acts.device)[None, :, None], values.to(acts.dtype), acts)
+
+    return fn
