@@ -43,7 +43,7 @@ def run_ranks(fn, world: int, out_dir, *args, timeout_s: float = TIMEOUT_S) -> l
         while not ctx.join(timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{world} ranks did not finish within {timeout_s} s")
-    except mp.ProcessRaisedException as e:
+    except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
         errs = sorted(out_dir.glob("error.*.txt"))
         raise RuntimeError("a rank failed:\n" + "\n".join(p.read_text() for p in errs)) from e
     finally:
