@@ -7,9 +7,11 @@ all-gathered. Rows are independent and the block boundaries are the single-proce
 table equals single-process ``knn`` exactly (tests/distributed/test_distributed_knn.py). Memory per rank:
 the data plus ``chunk_size * N`` scores; compute per rank: N / world rows.
 
-    torchrun --nproc_per_node 8 my_script.py          # my_script: with saes.distributed.process_group(): ...
-    nb = distributed_knn(X, k=30)                      # same Neighbors on every rank
-    ide = interp.geometry.gride(nb)                    # every estimator that takes a table works unchanged
+    # torchrun --nproc_per_node 8 my_script.py, with in my_script.py:
+    torch.distributed.init_process_group("nccl")       # or "gloo" on CPU
+    nb = distributed_knn(X, k=100)                     # the same Neighbors on every rank
+    ide = compute_id_gride(nb)                         # every estimator that takes a table works unchanged:
+    dens = compute_density_knn(nb, k=10)               # Gride, TwoNN, densities, ADP, overlaps
 
 Without an initialised process group it is plain :func:`~interp.geometry.knn`.
 """

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from interp.geometry import knn
+from interp.geometry import compute_density_knn, knn
 from interp.geometry.distributed import distributed_knn, rank_rows
 from tests.distributed.launch import run_ranks
 
@@ -18,8 +18,10 @@ def _data():
 
 
 def _worker(r, w, out, k, metric, chunk):
+    from interp.geometry import compute_density_knn
+
     nb = distributed_knn(_data(), k, metric, chunk_size=chunk)
-    return nb.distances, nb.indices, nb.stats
+    return nb.distances, nb.indices, nb.stats, compute_density_knn(nb, k=4, intrinsic_dim=3.0).log_den
 
 
 def test_rank_rows_cover_every_row_once_in_whole_blocks():
@@ -35,9 +37,10 @@ def test_two_ranks_equal_single_process_exactly(tmp_path):
     for i, (k, metric, chunk) in enumerate(cases):
         outs = run_ranks(_worker, 2, tmp_path / str(i), k, metric, chunk)
         ref = knn(_data(), k, metric, precision="float32", chunk_size=chunk)
-        for d, ix, stats in outs:
+        for d, ix, stats, log_den in outs:
             assert torch.equal(d, ref.distances) and torch.equal(ix, ref.indices)
-            assert sum(stats.values()) == 900
+            assert sum(stats.values()) == 900 and stats == ref.stats
+            assert torch.equal(log_den, compute_density_knn(ref, k=4, intrinsic_dim=3.0).log_den)
         # not a trivial equality: both ranks did work and brute force agrees
         full = torch.cdist(_data(), _data()) if metric == "euclidean" else None
         if full is not None:
