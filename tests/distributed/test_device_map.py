@@ -21,11 +21,16 @@ DISK_MAP = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layer
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("dm")
     build("llama").save_pretrained(root / "model")
-    sharded = hooks.load(root / "model", device_map=DISK_MAP, offload_folder=root / "offload")
-    plain = hooks.load(root / "model")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pair(saved):
+    sharded = hooks.load(saved / "model", device_map=DISK_MAP, offload_folder=saved / "offload")
+    plain = hooks.load(saved / "model")
     return sharded, plain
 
 
@@ -104,3 +109,21 @@ def test_no_leaked_hooks_and_accelerate_hooks_intact_after_exception(pair):
     # the dispatch still works: weights come back from disk and the function is unchanged
     assert all(p.device.type == "meta" for p in model.model.layers[1].parameters())
     assert torch.equal(model(**inp).logits, reference)
+
+
+@pytest.mark.parametrize("how", ["embedding_on_disk", "auto_all_offloaded"])
+def test_first_weights_offloaded_and_device_map_auto(saved, pair, how):
+    """Inputs must not follow offloaded ("meta") weights: HookedModel.device skips them."""
+    if how == "embedding_on_disk":
+        dm = {**DISK_MAP, "model.embed_tokens": "disk", "model.layers.0": "disk", "lm_head": "cpu"}
+        hm = hooks.load(saved / "model", device_map=dm, offload_folder=saved / f"off_{how}")
+        assert hm.model.model.embed_tokens.weight.device.type == "meta"
+    else:
+        hm = hooks.load(saved / "model", device_map="auto", max_memory={"cpu": "20KB"},
+                        offload_folder=saved / f"off_{how}")
+        assert set(hm.model.hf_device_map.values()) == {"disk"}
+    assert hm.device.type == "cpu"
+    ivs = [Cache(["resid_post.*", "attn_pattern.0"]), Knockout(layers=[0], queries="last", keys=0, mode="zero")]
+    a, b = hm.run(batch("llama"), ivs), pair[1].run(batch("llama"), ivs)
+    assert torch.equal(a.logits, b.logits)
+    assert all(torch.equal(a.cache[k], b.cache[k]) for k in b.cache)
