@@ -117,8 +117,13 @@ def test_ddp_weights_equal_single_process_training(ddp_run):
     # metrics are those of the global batch
     for a, b in zip(r0["log"], ref.log):
         assert a["step"] == b["step"]
-        for key in ("losses/mse_loss", "metrics/explained_variance", "metrics/l0", "sparsity/dead_features"):
+        for key in ("losses/mse_loss", "losses/auxiliary_reconstruction_loss", "metrics/explained_variance",
+                    "metrics/l0", "sparsity/dead_features", "sparsity/mean_passes_since_fired",
+                    "details/n_training_samples"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    # dead latents appear and the AuxK loss acts on them: per-rank (unreduced) counters would change the weights
+    assert max(row["sparsity/dead_features"] for row in ref.log) > 0
+    assert max(row["losses/auxiliary_reconstruction_loss"] for row in ref.log) > 0
     saved = json.loads((out / "sae" / "cfg.json").read_text())
     assert saved["metadata"]["interp"]["summary"]["world"] == 2
 
