@@ -144,3 +144,47 @@ def test_killed_rank_resumes_with_one_process_to_the_same_weights(ddp_run):
         torch.testing.assert_close(resumed.training_sae.state_dict()[name], p, rtol=1e-5, atol=1e-6, msg=name)
     steps = [json.loads(ln)["step"] for ln in (out / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8]  # nothing lost, nothing doubled
+
+
+def _harvest_dies(r, w, out, base):
+    import saes.activations as A
+    from saes import distributed as D
+
+    calls = {"n": 0}
+    real = A.collect
+
+    def collect(*a, **kw):
+        calls["n"] += 1
+        if r == 1 and calls["n"] == 4:  # rank 1 dies after writing some shards
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*a, **kw)
+
+    A.collect = collect
+    D.harvest(_model(), _rows(), SITE, base / "partial", model_batch_size=4, shard_rows=8, progress=False)
+
+
+def _harvest(r, w, out, base):
+    from saes import distributed as D
+
+    return D.harvest(_model(), _rows(), SITE, base / "partial", model_batch_size=4, shard_rows=8, progress=False)
+
+
+@pytest.mark.slow
+def test_interrupted_harvest_resumes_per_rank_and_refuses_another_world_size(ddp_run, tmp_path):
+    from saes.cache import cache_activations
+    from saes.errors import CacheError
+
+    out, _ = ddp_run
+    with pytest.raises(RuntimeError, match="rank failed"):
+        run_ranks(_harvest_dies, 2, tmp_path / "a", tmp_path)
+    partial = json.loads((tmp_path / "partial" / "manifest.rank001.json").read_text())
+    assert not partial["done"] and partial["next_batch"] > 0 and partial["shards"]
+    kept = {s["file"]: s["sha256"] for s in partial["shards"]}
+    with pytest.raises(CacheError, match="partial cache being written by 2 processes"):
+        cache_activations(_model(), _rows(), SITE, tmp_path / "partial", model_batch_size=4, shard_rows=8,
+                          progress=False)
+    man = run_ranks(_harvest, 2, tmp_path / "b", tmp_path)[0]
+    assert man["complete"] and all(kept[s["file"]] == s["sha256"] for s in man["shards"] if s["file"] in kept)
+    got, _ = _all_rows(tmp_path / "partial")
+    ref, _ = _all_rows(out / "cache")
+    assert _rowset(got) == _rowset(ref)  # nothing lost, nothing doubled
