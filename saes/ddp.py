@@ -12,6 +12,11 @@ single-process trainer's state (up to float summation order) and checkpoints wri
 world size. Every sae-lens loss used here is a mean over rows, so equal slices make this exact; ``batchtopk``
 (a top-k over the whole batch) is refused for world > 1.
 
+Reference: EleutherAI sparsify, ``sparsify/trainer.py`` (``Trainer.fit``): SAEs wrapped in
+``DistributedDataParallel``, the ``did_fire`` mask all-reduced with MAX ("max is any") before the dead-latent
+counters are updated, metrics all-reduced as means, rank-0 checkpoints followed by a barrier. Our MIN over the
+per-rank ``n_forward_passes_since_fired`` is the same rule (a latent that fired on any rank is reset).
+
     torchrun --nproc_per_node 8 -m interp sae train --model M --site resid_post.6 --data d.txt \\
         --out runs/sae --cache-dir runs/acts --batch-size 4096 ...
 """
