@@ -50,8 +50,14 @@ def _dtype(dtype):
 
 
 def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_implementation: str = "sdpa",
-         trust_remote_code: bool = False, local_files_only: bool | None = None) -> HookedModel:
-    """Load a model by HF id, local directory, HF cache, fair-esm checkpoint or ``tl:NAME``."""
+         trust_remote_code: bool = False, local_files_only: bool | None = None, max_memory=None,
+         offload_folder=None) -> HookedModel:
+    """Load a model by HF id, local directory, HF cache, fair-esm checkpoint or ``tl:NAME``.
+
+    ``device_map`` ("auto" or ``{module: device | "cpu" | "disk"}``), ``max_memory`` and ``offload_folder``
+    go to accelerate through ``from_pretrained``; every intervention works on the dispatched model
+    (tests/distributed/test_device_map.py).
+    """
     name = str(name_or_path)
     dt = _dtype(dtype)
     if name.startswith("tl:"):
@@ -91,6 +97,10 @@ def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_impleme
         mkw["dtype"] = dt
     if device_map is not None:
         mkw["device_map"] = device_map
+    if max_memory is not None:
+        mkw["max_memory"] = max_memory
+    if offload_folder is not None:
+        mkw["offload_folder"] = str(offload_folder)
     try:
         model = cls.from_pretrained(name, **mkw)
     except Exception as e:  # noqa: BLE001 - re-raised unless it is a damaged weights file

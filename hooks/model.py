@@ -78,10 +78,8 @@ class HookedModel:
 
     @property
     def device(self) -> torch.device:
-        try:
-            return next(self.model.parameters()).device
-        except StopIteration:
-            return torch.device("cpu")
+        # skip weights accelerate offloaded (device_map "disk"/"cpu" offload keeps them on "meta")
+        return next((p.device for p in self.model.parameters() if p.device.type != "meta"), torch.device("cpu"))
 
     @property
     def site_names(self) -> list:

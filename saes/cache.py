@@ -94,6 +94,9 @@ def cache_activations(model, data, site: str, cache_dir, positions=AUTO, *, mode
         if diff:
             raise CacheError(f"{root} caches a different {', '.join(diff)} ({man['identity'].get(diff[0])!r}); "
                              "pass another cache_dir or delete this one.")
+        if not man["complete"] and man.get("world", 1) != 1:
+            raise CacheError(f"{root} is a partial cache being written by {man['world']} processes (torchrun); finish "
+                             f"it with torchrun --nproc_per_node {man['world']} or delete it.")
     else:
         man = {"version": VERSION, "identity": ident, "d_in": None, "shards": [], "rows": 0, "next_example": 0,
                "complete": False}

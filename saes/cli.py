@@ -89,34 +89,43 @@ def register(app: typer.Typer) -> None:
         wandb: bool = typer.Option(False, help="also log to Weights & Biases"),
         text_key: Optional[str] = None,
     ):
-        """Train an SAE on one site of MODEL over DATA."""
+        """Train an SAE on one site of MODEL over DATA.
+
+        Under ``torchrun --nproc_per_node N`` (detected from its environment) the ranks harvest their share of
+        DATA into --cache-dir and train data-parallel at the same global batch (saes.ddp); backend nccl on
+        GPUs (rank r on cuda:LOCAL_RANK), gloo on CPU.
+        """
         import hooks
 
+        from . import distributed as D
         from .train import train_sae
 
-        dev = _device(device)
-        try:
-            hm = hooks.load(model, device=dev)
-            res = train_sae(hm, data, site, positions=_positions(positions), out=out, text_key=text_key,
-                            cache_dir=cache_dir, model_name=model, resume=resume, arch=arch, k=k, latents=latents,
-                            tokens=tokens, batch_size=batch_size, buffer_size=buffer_size,
-                            model_batch_size=model_batch_size, lr=lr, l1_coefficient=l1_coefficient,
-                            l0_coefficient=l0_coefficient, device=dev, seed=seed, checkpoint_every=checkpoint_every,
-                            log_every=log_every, wandb=wandb)
-        except (ValueError, FileNotFoundError) as e:
-            _fail(str(e))
-        s = res.summary
-        final = s.get("final") or {}
-        rows = [("steps", s.get("steps")), ("tokens", s.get("tokens")),
-                ("tokens/s (this session)", float(s.get("tokens_per_s", 0.0))),
-                ("time in SAE steps", f"{100 * s.get('sae_step_fraction', 0.0):.1f}%")]
-        for key, label in (("metrics/l0", "L0 (last batch)"), ("metrics/explained_variance", "explained variance (last batch)"),
-                           ("sparsity/dead_features", "dead latents")):
-            if key in final:
-                rows.append((label, final[key]))
-        if res.resumed_from:
-            rows.append(("resumed from step", res.resumed_from))
-        _table(f"SAE {arch} · {site} → {out}", rows)
+        with D.process_group():
+            dev = str(D.device()) if D.world() > 1 and device is None else _device(device)
+            try:
+                hm = hooks.load(model, device=dev)
+                res = train_sae(hm, data, site, positions=_positions(positions), out=out, text_key=text_key,
+                                cache_dir=cache_dir, model_name=model, resume=resume, arch=arch, k=k, latents=latents,
+                                tokens=tokens, batch_size=batch_size, buffer_size=buffer_size,
+                                model_batch_size=model_batch_size, lr=lr, l1_coefficient=l1_coefficient,
+                                l0_coefficient=l0_coefficient, device=dev, seed=seed, checkpoint_every=checkpoint_every,
+                                log_every=log_every, wandb=wandb)
+            except (ValueError, FileNotFoundError) as e:
+                _fail(str(e))
+            if not D.is_main():
+                return
+            s = res.summary
+            final = s.get("final") or {}
+            rows = [("steps", s.get("steps")), ("tokens", s.get("tokens")),
+                    ("tokens/s (this session)", float(s.get("tokens_per_s", 0.0))),
+                    ("time in SAE steps", f"{100 * s.get('sae_step_fraction', 0.0):.1f}%")]
+            for key, label in (("metrics/l0", "L0 (last batch)"), ("metrics/explained_variance", "explained variance (last batch)"),
+                               ("sparsity/dead_features", "dead latents")):
+                if key in final:
+                    rows.append((label, final[key]))
+            if res.resumed_from:
+                rows.append(("resumed from step", res.resumed_from))
+            _table(f"SAE {arch} · {site} → {out}", rows)
 
     @sae_app.command("eval")
     def eval_(

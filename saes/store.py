@@ -156,11 +156,13 @@ class ActivationStore:
         """Stream ``site`` activations of ``model`` over ``data``; with ``cache_dir``, first write
         (or finish writing) safetensors shards there (see :mod:`saes.cache`), then read them."""
         if cache_dir is not None:
+            from . import distributed as D
             from .cache import cache_activations
 
-            cache_activations(model, data, site, cache_dir, positions, model_batch_size=model_batch_size,
-                              text_key=text_key, dtype=dtype, max_rows=max_rows, model_name=model_name,
-                              progress=progress)
+            # under torchrun each rank harvests its share of the model batches (saes.distributed.harvest)
+            harvest = D.harvest if D.world() > 1 else cache_activations
+            harvest(model, data, site, cache_dir, positions, model_batch_size=model_batch_size,
+                    text_key=text_key, dtype=dtype, max_rows=max_rows, model_name=model_name, progress=progress)
             return cls.from_cache(cache_dir, batch_size=batch_size, buffer_size=buffer_size, seed=seed, device=device,
                                   prefetch=prefetch)
         src = ModelSource(model, data, site, positions, model_batch_size=model_batch_size, text_key=text_key,

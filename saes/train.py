@@ -138,10 +138,12 @@ def make_training_sae(cfg: TrainConfig, d_in: int):
     return sae.to(cfg.device)
 
 
-def _trainer(cfg: TrainConfig, sae, store, after_step: Callable, save_fn: Callable):
+def _trainer(cfg: TrainConfig, sae, store, after_step: Callable, save_fn: Callable, ddp: bool = False):
     from sae_lens import LoggingConfig
     from sae_lens.config import SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
+
+    from . import ddp as DDP
 
     class _Trainer(SAETrainer):
         """``SAETrainer`` with each step timed and reported (the loop itself is sae-lens's)."""
@@ -150,7 +152,10 @@ def _trainer(cfg: TrainConfig, sae, store, after_step: Callable, save_fn: Callab
 
         def step(self, batch):
             t0 = time.perf_counter()
+            freq = self.act_freq_scores.clone() if ddp else None
             out = super().step(batch)
+            if ddp:  # dead-latent statistics and sample count of the global batch (saes.ddp)
+                DDP.reduce_step(self, freq, batch.shape[0])
             if self.sae.device.type == "cuda":
                 torch.cuda.synchronize(self.sae.device)
             self.sae_seconds += time.perf_counter() - t0
@@ -201,9 +206,14 @@ def _trim_log(path: Path, step: int) -> None:
 def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bool = True, metadata: Optional[dict] = None,
             on_step: Optional[Callable] = None, **overrides) -> TrainResult:
     """Train on any :class:`~saes.store.ActivationStore`; see :func:`train_sae`."""
+    from . import ddp as DDP
+    from . import distributed as D
     from .files import CFG, load_sae, save_sae
 
     cfg = replace(config or TrainConfig(), **overrides).validate()
+    rank, world = D.rank(), D.world()
+    ddp = world > 1  # data-parallel over torch.distributed ranks (saes.ddp): same global batch, same result
+    DDP.check_config(cfg, world)
     ident, run_hash = _identity(store, cfg)
     out = Path(out) if out is not None else None
     ckpt_root = out / "checkpoints" if out is not None else None
@@ -221,8 +231,9 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     last = run = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if not resume:
+        if not resume and rank == 0:
             shutil.rmtree(ckpt_root, ignore_errors=True)
+        D.barrier()
         last = C.latest(ckpt_root)
         if last is not None:
             run = C.verify(last)
@@ -233,29 +244,42 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     # resuming: the width is in the checkpoint, so the store does not read a buffer it would discard
     d_in = json.loads((last / CFG).read_text())["d_in"] if last is not None else store.d_in
     sae = make_training_sae(cfg, d_in)
+    grad_hooks = []
+    if ddp:
+        DDP.sync_parameters(sae)
+        grad_hooks = DDP.average_gradients(sae)
     log: list = []
 
     def after_step(tr, output):
         step = tr.n_training_steps + 1
         row = None
         if step % cfg.log_every == 0 or step == cfg.steps:
+            if ddp:  # metrics of the global batch (every rank takes part in the gather)
+                output = DDP.gather_output(output)
             row = {"step": step, "tokens": tr.n_training_samples, "elapsed_s": round(time.perf_counter() - t_start, 3),
                    "sae_step_s": round(tr.sae_seconds, 3), **tr.build_train_step_log_dict(output, tr.n_training_samples)}
             log.append(row)
-            if log_path is not None:
+            if log_path is not None and rank == 0:
                 with open(log_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
         if on_step is not None:
             on_step(step, row)
 
     def save_fn(checkpoint_path=None):
-        C.save_checkpoint(ckpt_root, trainer.n_training_steps + 1, trainer, store,
-                          {"hash": run_hash, "identity": ident, "config": cfg.to_dict()}, keep=cfg.keep_checkpoints)
+        if rank == 0:  # every rank holds the same state; one writes it (atomically, checksummed)
+            C.save_checkpoint(ckpt_root, trainer.n_training_steps + 1, trainer, store,
+                              {"hash": run_hash, "identity": ident, "config": cfg.to_dict()}, keep=cfg.keep_checkpoints)
+        D.barrier()
 
-    trainer = _trainer(cfg, sae, store, after_step, save_fn)
+    provider = DDP.RankSlice(store, rank, world) if ddp else store
+    trainer = _trainer(cfg, sae, provider, after_step, save_fn, ddp)
     start = C.restore(last, trainer, store, run) if last is not None else None
-    if out is not None:
+    if out is not None and rank == 0:
         _trim_log(log_path, start or 0)
+    if ddp and cfg.normalize_activations != "none" and trainer.activation_scaler.scaling_factor is None:
+        # estimated on the global stream (as one process does), not on this rank's slices
+        trainer.activation_scaler.estimate_scaling_factor(d_in=d_in, data_provider=store,
+                                                          n_batches_for_norm_estimate=cfg.n_batches_for_norm_estimate)
     if cfg.checkpoint_every and ckpt_root is not None:
         every = cfg.checkpoint_every
         trainer.checkpoint_thresholds = [s * cfg.batch_size - 1 for s in range(every, cfg.steps, every) if s > (start or 0)]
@@ -268,6 +292,8 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
     try:
         trained = trainer.fit()
     finally:
+        for h in grad_hooks:
+            h.remove()
         store.close()
         if cfg.wandb:
             import wandb
@@ -275,7 +301,7 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
             wandb.finish()
     wall = time.perf_counter() - t_start
     steps_now = cfg.steps - (start or 0)
-    summary = {"steps": cfg.steps, "tokens": cfg.steps * cfg.batch_size, "session_steps": steps_now,
+    summary = {"steps": cfg.steps, "tokens": cfg.steps * cfg.batch_size, "session_steps": steps_now, "world": world,
                "wall_s": wall, "sae_step_s": trainer.sae_seconds, "store_fill_s": store.fill_seconds,
                "store_wait_s": store.wait_seconds,
                "sae_step_fraction": trainer.sae_seconds / wall if wall > 0 else 0.0,
@@ -286,8 +312,10 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
             "summary": {k: v for k, v in summary.items() if k != "final"}}
     md = {**(metadata or {}), "interp": info}
     if out is not None:
-        save_sae(trained, out, metadata=md, sparsity=trainer.log_feature_sparsity)
-        shutil.rmtree(ckpt_root, ignore_errors=True)  # the finished SAE (and its run hash) replace them
+        if rank == 0:
+            save_sae(trained, out, metadata=md, sparsity=trainer.log_feature_sparsity)
+            shutil.rmtree(ckpt_root, ignore_errors=True)  # the finished SAE (and its run hash) replace them
+        D.barrier()
         result = load_sae(out, device=cfg.device)
     else:
         import tempfile
@@ -313,6 +341,11 @@ def train_sae(model, data, site: str, *, positions="auto", out=None, config: Opt
     from .store import ActivationStore
 
     cfg = replace(config or TrainConfig(), **overrides).validate()
+    from . import distributed as D
+
+    if D.world() > 1 and cache_dir is None:
+        raise ConfigError(f"Under torchrun ({D.world()} processes) pass cache_dir (--cache-dir): the ranks harvest "
+                          "their share of the data into it, then train data-parallel from it.")
     store = ActivationStore.from_model(
         model, data, site, positions, batch_size=cfg.batch_size, buffer_size=cfg.buffer_size,
         model_batch_size=cfg.model_batch_size, seed=cfg.seed, device=cfg.device, text_key=text_key,
