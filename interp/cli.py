@@ -15,20 +15,44 @@ from typing import List, Optional
 import typer
 
 from steering.cli_common import console as _console, fail as _fail
+from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype, opt_limit, opt_model, opt_out,
+                                 opt_seed, opt_text_key, resolve_device as _resolve_device)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mechanistic interpretability toolkit.")
 
 
+def _version(value: bool):
+    if value:
+        from ._meta import package_version
+
+        typer.echo(f"interp {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the package version and exit")):
+    """Mechanistic interpretability toolkit."""
+
+
 @app.command()
-def sites(model: str = typer.Argument(..., help="HF id, local dir, fair-esm .pt or tl:NAME")):
+def sites(model: str = typer.Argument(..., help="HF id, local dir, fair-esm .pt or tl:NAME"),
+          json_: bool = typer.Option(False, "--json", help="print {site: shape} as JSON instead of a table"),
+          device: Optional[str] = opt_device(), dtype: Optional[str] = opt_dtype()):
     """List a model's hook sites and their shapes."""
     import hooks
     from rich.table import Table
 
     try:
-        hm = hooks.load(model)
+        hm = hooks.load(model, device=_resolve_device(device), dtype=dtype)
     except hooks.HookError as e:
         _fail(str(e))
+    if json_:
+        import json
+
+        typer.echo(json.dumps({"model": model, "adapter": hm.adapter.name, "n_layers": hm.n_layers,
+                               "sites": {k: str(v) for k, v in hm.sites.items()}}, indent=1, ensure_ascii=False))
+        return
     t = Table(title=f"{model} — adapter {hm.adapter.name}, {hm.n_layers} layers")
     t.add_column("site")
     t.add_column("shape")
@@ -39,16 +63,18 @@ def sites(model: str = typer.Argument(..., help="HF id, local dir, fair-esm .pt 
 
 @app.command()
 def run(
-    model: str = typer.Option(..., help="HF id, local dir, fair-esm .pt or tl:NAME"),
-    data: str = typer.Option(..., help="text/jsonl/csv/parquet/fasta file; jsonl/csv rows may carry answer, distractor"),
+    model: str = opt_model(),
+    data: str = opt_data(help="text/jsonl/csv/parquet/fasta file; jsonl/csv rows may carry answer, distractor"),
     spec: str = typer.Option(..., help="YAML/JSON intervention spec"),
-    out: Optional[Path] = typer.Option(None, help="directory for results.json, examples.csv, batches.csv"),
+    out: Path = opt_out("run", help="directory for results.json, examples.csv, batches.csv"),
     metric: Optional[List[str]] = typer.Option(None, help="logit_diff, answer_logprob, loss, kl, top1_agreement or "
                                                "module:function (repeatable; default: all the data allows)"),
-    batch_size: int = 8,
-    limit: Optional[int] = typer.Option(None, help="use only the first N examples"),
-    text_key: Optional[str] = None,
-    seed: int = 0,
+    batch_size: int = opt_batch_size(),
+    limit: Optional[int] = opt_limit(),
+    text_key: Optional[str] = opt_text_key(),
+    seed: int = opt_seed(),
+    device: Optional[str] = opt_device(),
+    dtype: Optional[str] = opt_dtype(),
 ):
     """Run the clean and the intervened model over DATA and compare them, one row per example."""
     import hooks
@@ -58,20 +84,21 @@ def run(
 
     try:
         ivs = hooks.load_spec(spec)
-        hm = hooks.load(model)
+        hm = hooks.load(model, device=_resolve_device(device), dtype=dtype)
         rows = read_rows(data, text_key)[:limit]
         res = compare(hm, rows, ivs, batch_size=batch_size, seed=seed, text_key=text_key, metrics=metric or None)
     except (hooks.HookError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     _print_summary(res["summary"], f"{model} · {Path(spec).name}")
-    if out is not None:
-        from .io import write_csv_atomic, write_json_atomic
+    from ._meta import run_meta
+    from .io import write_csv_atomic, write_json_atomic
 
-        write_json_atomic(out / "results.json", {"model": model, "data": data, "spec": [i.to_dict() for i in ivs],
-                                                 "summary": res["summary"], "batches": res["batches"]})
-        write_csv_atomic(out / "examples.csv", res["examples"])
-        write_csv_atomic(out / "batches.csv", res["batches"])
-        _console().print(f"wrote {out / 'results.json'}, {out / 'examples.csv'} and {out / 'batches.csv'}")
+    write_json_atomic(out / "results.json", {"model": model, "data": data, "spec": [i.to_dict() for i in ivs],
+                                             "summary": res["summary"], "batches": res["batches"],
+                                             "meta": run_meta(seeds=[seed])})
+    write_csv_atomic(out / "examples.csv", res["examples"])
+    write_csv_atomic(out / "batches.csv", res["batches"])
+    _console().print(f"wrote {out / 'results.json'}, {out / 'examples.csv'} and {out / 'batches.csv'}")
 
 
 def _print_summary(s: dict, title: str):
@@ -96,21 +123,26 @@ def _print_summary(s: dict, title: str):
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="output directory (report.md, summary.json, figures/)"),
-    model: Optional[str] = typer.Option(None, help="ESM model: HF id, local dir or fair-esm .pt (default: shipped toy)"),
+    out: Path = opt_out("demo", help="output directory (report.md, summary.json, figures/)"),
+    model: Optional[str] = opt_model(None, help="ESM model: HF id, local dir or fair-esm .pt (default: shipped toy)"),
     proteins: Optional[str] = typer.Option(None, help="annotated proteins: parquet/FASTA/TMbed/UniProt (default: toy world)"),
     layer: Optional[int] = typer.Option(None, help="SAE layer (default: middle)"),
     n_steer: int = typer.Option(100, help="generated proteins per arm and seed (steered / unsteered)"),
     n_seeds: int = typer.Option(5, help="steering seeds (the headline is the median over them)"),
-    seed: int = 0,
+    seed: int = opt_seed(help="first seed (steering seeds are seed, seed+1, ...; also the split and SAE seed)"),
+    device: Optional[str] = opt_device(help="device for a --model you name (the shipped toy runs on cpu)"),
+    dtype: Optional[str] = opt_dtype(),
 ):
     """The main job, offline: SAE on ESM-2 residuals → latents vs annotations → steered generation."""
+    import hooks
     from steering.protein.pipeline import run_protein_pipeline
 
     try:
+        if model and model != "toy" and not (Path(model) / "vocab.txt").exists():  # the toy loads itself
+            model = hooks.load(model, device=_resolve_device(device), dtype=dtype)
         summary = run_protein_pipeline(model or "toy", proteins, out, layer=layer, n_steer=n_steer, seed=seed,
                                        n_seeds=n_seeds, log=_console().print)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError, hooks.HookError) as e:
         _fail(str(e))
     _print_demo(summary, out)
 
@@ -138,7 +170,7 @@ def _print_demo(summary: dict, out: Path):
 
 
 @app.command("demo-lm")
-def demo_lm(out: Path = typer.Option(Path("runs/demo-lm"), help="output directory"), seed: int = 0):
+def demo_lm(out: Path = opt_out("demo-lm"), seed: int = opt_seed()):
     """Offline shell-ablation job: train a tiny induction LM, then ablate its attention from specs."""
     from .demo import run_demo
 
@@ -175,6 +207,45 @@ def _register_optional():
 
 
 _register_optional()
+
+
+def _stamped(fn):
+    """``fn`` that, once it returns, writes ``OUT/run.json`` (:func:`interp._meta.stamp_out_dir`:
+    version, git commit, UTC time, the command line, the seeds and the files) for its ``--out``."""
+    import functools
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if "out" not in params:
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
+        out = bound.get("out", params["out"].default)
+        if out is not None and out is not inspect.Parameter.empty and not isinstance(out, tuple):
+            from ._meta import stamp_out_dir
+
+            seeds = [bound[k] for k in ("seed",) if bound.get(k) is not None]
+            try:
+                stamp_out_dir(out, seeds=seeds or None)
+            except OSError:
+                pass
+        return result
+
+    return wrapper
+
+
+def _stamp_all(typer_app):
+    for c in typer_app.registered_commands:
+        c.callback = _stamped(c.callback)
+    for g in typer_app.registered_groups:
+        if g.typer_instance is not None:
+            _stamp_all(g.typer_instance)
+
+
+_stamp_all(app)
 
 
 def main():
