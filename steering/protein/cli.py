@@ -99,11 +99,12 @@ def train_protein_model(
     """Train the toy ESM-2-architecture masked LM on the synthetic protein world (seeded)."""
     from .toy_model import DEFAULT_DIR, TrainConfig, train_toy_model
 
+    device = resolve_device(device)
     if steps is None and minutes is None:
         steps = 4000
     tc = TrainConfig(seed=seed, layers=layers, d_model=d_model, heads=heads, ffn=ffn, steps=steps, minutes=minutes,
                      batch_size=batch_size, lr=lr, warmup=warmup, mask_rate=mask_rate, n_train=n_train,
-                     n_eval=n_eval, eval_every=eval_every, device=resolve_device(device), threads=threads)
+                     n_eval=n_eval, eval_every=eval_every, device=device, threads=threads)
     out = out or DEFAULT_DIR
     try:
         result = train_toy_model(out, tc, log=_console().print, probe=probe)
