@@ -64,7 +64,7 @@ def sites(model: str = typer.Argument(..., help="HF id, local dir, fair-esm .pt 
 @app.command()
 def run(
     model: str = opt_model(),
-    data: str = opt_data(help="text/jsonl/csv/parquet/fasta file; jsonl/csv rows may carry answer, distractor"),
+    data: str = opt_data(check=True, help="text/jsonl/csv/parquet/fasta file; jsonl/csv rows may carry answer, distractor"),
     spec: str = typer.Option(..., help="YAML/JSON intervention spec"),
     out: Path = opt_out("run", help="directory for results.json, examples.csv, batches.csv"),
     metric: Optional[List[str]] = typer.Option(None, help="logit_diff, answer_logprob, loss, kl, top1_agreement or "

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
     def sae_cmd(
         sae: Path = typer.Option(..., help="SAE directory (ours or SAELens)"),
         model: str = opt_model(),
-        data: str = opt_data(help="txt/jsonl/fasta/csv/parquet; a protein parquet adds annotation tracks"),
+        data: str = opt_data(check=True, help="txt/jsonl/fasta/csv/parquet; a protein parquet adds annotation tracks"),
         out: Path = opt_out("dashboard sae", help="output directory (index.html, latents/, data/, assets/)"),
         site: Optional[str] = typer.Option(None, help="default: the SAE's own site"),
         positions: Optional[str] = typer.Option(None, help="default: the SAE's training positions"),

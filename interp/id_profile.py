@@ -108,7 +108,7 @@ def register(app) -> None:
     @app.command("id-profile")
     def id_profile_cmd(
         model: str = opt_model(),
-        data: str = opt_data(),
+        data: str = opt_data(check=True),
         site: str = typer.Option(PAPER["site"], help="input_norm (the paper's: block input norms + final norm) or "
                                  "a site pattern, e.g. 'resid_post.*'"),
         pool: str = typer.Option(PAPER["pool"], help="mean (the paper's: mean over tokens) or last (last token)"),

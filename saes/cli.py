@@ -59,6 +59,14 @@ def _table(title: str, rows: list):
     _console().print(t)
 
 
+def _existing_data(value):
+    """``--data`` callback: a missing file is refused when the command line is parsed, before the
+    model loads (same rule as ``steering.cli_common.existing_data_file``; saes cannot import it)."""
+    if value is None or Path(value).exists() or not (Path(value).suffix or "/" in value or "\\" in value):
+        return value
+    raise typer.BadParameter(f"data file {value!r} does not exist (nothing was loaded); check the path.")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``sae`` sub-command group (``train``, ``eval``) to ``app``."""
     sae_app = typer.Typer(no_args_is_help=True, help="Train and evaluate sparse autoencoders on any hooked model.")
@@ -67,7 +75,7 @@ def register(app: typer.Typer) -> None:
     def train(
         model: str = typer.Option(..., help="HF id, local dir, fair-esm .pt or tl:NAME"),
         site: str = typer.Option(..., help="site to read, e.g. resid_post.3 (see `interp sites MODEL`)"),
-        data: str = typer.Option(..., help="txt/jsonl/fasta/csv/parquet file"),
+        data: str = typer.Option(..., help="txt/jsonl/fasta/csv/parquet file", callback=_existing_data),
         out: Path = typer.Option(Path("runs/sae-train"), help="output directory (SAELens format, checkpoints, "
                                  "metrics.jsonl)"),
         arch: str = typer.Option("topk", help="topk | batchtopk | jumprelu | standard"),

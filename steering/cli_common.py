@@ -68,10 +68,24 @@ def opt_model(default=..., help: str = MODEL_HELP):
     return typer.Option(default, "--model", help=help)
 
 
-def opt_data(default=..., help: str = "input file: text/jsonl/csv/parquet/fasta"):
+def existing_data_file(value):
+    """``--data`` callback: refuse, before any model is loaded, a path that does not exist (a value
+    with a directory separator or a file suffix); a bare word passes (it may be a data set name or
+    a one-example prompt)."""
+    from pathlib import Path
+
     import typer
 
-    return typer.Option(default, "--data", help=help)
+    if value is None or Path(value).exists() or not (Path(value).suffix or "/" in value or "\\" in value):
+        return value
+    raise typer.BadParameter(f"data file {value!r} does not exist (nothing was loaded); check the path.")
+
+
+def opt_data(default=..., help: str = "input file: text/jsonl/csv/parquet/fasta", check: bool = False):
+    """``--data``; ``check=True``: a local file, checked when the command line is parsed."""
+    import typer
+
+    return typer.Option(default, "--data", help=help, callback=existing_data_file if check else None)
 
 
 def opt_out(command: str, help: str = "output directory"):

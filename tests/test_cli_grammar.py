@@ -162,3 +162,13 @@ def test_every_command_stamps_run_json(tmp_path):
     _stamped(cmd)(out=out, seed=5)
     meta = json.loads((out / "run.json").read_text())
     assert meta["seeds"] == [5] and meta["files"] == ["results.json"]
+
+
+@pytest.mark.parametrize("cmd", [["sae", "train", "--site", "resid_post.0"], ["run", "--spec", "s.yaml"],
+                                 ["prune", "--blocks", "1"], ["id-profile"]])
+def test_a_missing_data_file_is_named_before_the_model_loads(cmd, tmp_path):
+    """The model does not exist either: the error must be about the data file (checked first)."""
+    r = CliRunner().invoke(app, cmd + ["--model", str(tmp_path / "no-model"), "--data", str(tmp_path / "x.txt")],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 2
+    assert "x.txt" in r.output and "does not exist" in r.output and "no-model" not in r.output

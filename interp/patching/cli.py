@@ -20,7 +20,7 @@ def register(app):
     @app.command()
     def sweep(
         model: str = opt_model(),
-        data: str = opt_data(help="jsonl/csv/parquet rows with clean, corrupt[, answer, distractor]"),
+        data: str = opt_data(check=True, help="jsonl/csv/parquet rows with clean, corrupt[, answer, distractor]"),
         out: Path = opt_out("sweep", help="directory for sweep.csv, sweep.json and heatmaps"),
         sites: str = typer.Option("attn_out", help="site family (attn_out, head_out, resid_pre, mlp_out, ...) or names"),
         by: str = typer.Option("layer,position", help="layer[,head][,position]"),

@@ -36,7 +36,7 @@ def parse_blocks(text: str) -> list:
 def register(app) -> None:
     import typer
 
-    from steering.cli_common import (opt_batch_size, opt_device, opt_dtype, opt_limit, opt_out, opt_seed,
+    from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype, opt_limit, opt_out, opt_seed,
                                      opt_text_key, resolve_device)
 
     @app.command("zigzag")
@@ -44,7 +44,7 @@ def register(app) -> None:
         out: Path = opt_out("zigzag", help="output directory (bars, Betti curves, similarity, pruning.json, PNGs)"),
         reps: Optional[Path] = typer.Option(None, "--reps", help="safetensors: one (N, D) tensor per layer"),
         model: Optional[str] = typer.Option(None, "--model", help="HF id, local dir or tl:NAME (with --data)"),
-        data: Optional[str] = typer.Option(None, "--data", help="prompts: text/jsonl/csv/parquet file"),
+        data: Optional[str] = opt_data(None, check=True, help="prompts: text/jsonl/csv/parquet file"),
         k: int = typer.Option(5, "--k", help="neighbours of the kNN graph (paper: 5; 4 in its figures)"),
         max_dim: int = typer.Option(4, "--max-dim", help="clique complex dimension m (H0..H(m-1) valid)"),
         subsets: int = typer.Option(1, "--subsets", help="disjoint random subsets (paper: 16)"),
@@ -143,7 +143,7 @@ def register(app) -> None:
     @app.command("prune")
     def prune(
         model: str = typer.Option(..., "--model", help="HF id, local dir or tl:NAME"),
-        data: str = typer.Option(..., "--data", help="held-out text/jsonl/csv/parquet file"),
+        data: str = opt_data(check=True, help="held-out text/jsonl/csv/parquet file"),
         blocks: Optional[str] = typer.Option(None, "--blocks", help="blocks to remove, e.g. '3,4' or '20-23'"),
         plan: Optional[Path] = typer.Option(None, "--plan", help="pruning.json of `interp zigzag`: every cut in it"),
         random: int = typer.Option(0, "--random", help="random control draws with as many blocks as --blocks"),
