@@ -137,6 +137,10 @@ def demo(
     import hooks
     from steering.protein.pipeline import run_protein_pipeline
 
+    if (out / "sae" / "cfg.json").exists() or (out / "sae" / "checkpoints").exists():
+        _console().print(f"[dim]reusing earlier outputs: {out / 'sae'} holds an SAE from an earlier run; it is reused "
+                         f"when its settings match (else training resumes or stops with a message). Delete "
+                         f"{out / 'sae'} to retrain.[/dim]")
     try:
         if model and model != "toy" and not (Path(model) / "vocab.txt").exists():  # the toy loads itself
             model = hooks.load(model, device=_resolve_device(device), dtype=dtype)
@@ -209,22 +213,43 @@ def _register_optional():
 _register_optional()
 
 
+# What a re-run of an interrupted command does (printed on Ctrl-C).
+RESUME_HINTS = {
+    "train": "training resumes from the newest checkpoint in {out} (written every --checkpoint-every steps); "
+             "--no-resume starts over",
+    "demo": "the SAE in {out}/sae resumes from its newest checkpoint (or is reused when finished); the later "
+            "stages run again",
+    "landscape_cmd": "representations and tables already cached in {out} are reused (--reuse)",
+}
+
+
 def _stamped(fn):
     """``fn`` that, once it returns, writes ``OUT/run.json`` (:func:`interp._meta.stamp_out_dir`:
-    version, git commit, UTC time, the command line, the seeds and the files) for its ``--out``."""
+    version, git commit, UTC time, the command line, the seeds and the files) for its ``--out``,
+    and that on Ctrl-C says what a re-run of the same command resumes (exit status 130)."""
     import functools
     import inspect
 
     params = inspect.signature(fn).parameters
-    if "out" not in params:
-        return fn
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        result = fn(*args, **kwargs)
         bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
-        out = bound.get("out", params["out"].default)
-        if out is not None and out is not inspect.Parameter.empty and not isinstance(out, tuple):
+        out = bound.get("out", params["out"].default if "out" in params else None)
+        if out is inspect.Parameter.empty:
+            out = None
+        try:
+            result = fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            import shlex
+            import sys
+
+            hint = RESUME_HINTS.get(fn.__name__, "nothing is resumed: the command starts again"
+                                    + (f" (files already in {out} may be partial)" if out else ""))
+            _console().print(f"\n[yellow]interrupted.[/yellow] To continue, run the same command again:\n  "
+                             f"{shlex.join(['interp'] + sys.argv[1:])}\n{hint.format(out=out)}.")
+            raise typer.Exit(130)
+        if out is not None and not isinstance(out, tuple):
             from ._meta import stamp_out_dir
 
             seeds = [bound[k] for k in ("seed",) if bound.get(k) is not None]

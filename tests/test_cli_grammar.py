@@ -172,3 +172,19 @@ def test_a_missing_data_file_is_named_before_the_model_loads(cmd, tmp_path):
                            env={"COLUMNS": "200"})
     assert r.exit_code == 2
     assert "x.txt" in r.output and "does not exist" in r.output and "no-model" not in r.output
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    from interp.cli import _stamped
+
+    def train(out: Path = typer.Option(tmp_path / "o", help="out"), seed: int = typer.Option(0, help="seed")):
+        raise KeyboardInterrupt
+
+    one = typer.Typer()
+    one.command()(_stamped(train))
+    r = CliRunner().invoke(one, ["--seed", "2"], env={"COLUMNS": "200"})
+    assert r.exit_code == 130
+    text = " ".join(r.output.split())
+    assert "interrupted" in text and "run the same command again" in text
+    assert "resumes from the newest checkpoint in" in text and str(tmp_path / "o") in text
+    assert not (tmp_path / "o" / "run.json").exists()  # nothing finished: no run.json
