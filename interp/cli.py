@@ -21,6 +21,25 @@ from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Mechanistic interpretability toolkit.")
 
 
+def _hide_flag_types():
+    """``--help`` lists flags without a ``<bool>`` type (typer shows one for every option; a flag
+    takes no value, so the type only misleads). Affects help rendering only."""
+    from typer.core import TyperOption
+
+    show = TyperOption.display_type_rich
+    if getattr(show, "_interp_flags_hidden", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else show(self, ctx)
+
+    display_type_rich._interp_flags_hidden = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
+
 def _version(value: bool):
     if value:
         from ._meta import package_version

@@ -102,6 +102,7 @@ def test_help_shows_the_shared_options(name):
     for flag in ("--out", "--seed", "--device"):
         assert flag in r.output
     assert "[default: 0]" in r.output  # the seed's
+    assert "<bool>" not in r.output  # flags take no value: no type shown
 
 
 def test_old_spellings_still_work():
