@@ -74,15 +74,34 @@ def write_meta_sidecar(path, seeds=None, **extra) -> Path:
     return side
 
 
-def stamp_out_dir(out, seeds=None, **extra) -> Path | None:
+RESULT_FILES = ("results.json", "summary.json")  # top-level results files that get a "meta" block
+
+
+def stamp_out_dir(out, seeds=None, since: float | None = None, **extra) -> Path | None:
     """Write ``OUT/run.json``: the metadata of the command that filled ``OUT`` plus the files it
-    holds (so every CSV/PNG there has its provenance). No-op when ``out`` is not a directory."""
+    holds (so every CSV/PNG there has its provenance), and add the same block as ``"meta"`` to
+    ``OUT/results.json`` / ``OUT/summary.json`` when they are JSON objects without one (only files
+    modified at or after ``since``, a ``time.time()``, when given). No-op when ``out`` is not a
+    directory."""
+    import json
+
     from .io import write_json_atomic
 
     out = Path(out)
     if not out.is_dir():
         return None
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "run.json")
+    meta = run_meta(seeds=seeds, **extra)
+    for name in RESULT_FILES:
+        f = out / name
+        if not f.is_file() or (since is not None and f.stat().st_mtime < since - 1):
+            continue
+        try:
+            obj = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(obj, dict) and "meta" not in obj:
+            write_json_atomic(f, {**obj, "meta": meta})
     path = out / "run.json"
-    write_json_atomic(path, run_meta(seeds=seeds, files=files, **extra))
+    write_json_atomic(path, {**meta, "files": files})
     return path

@@ -259,6 +259,9 @@ def _stamped(fn):
         out = bound.get("out", params["out"].default if "out" in params else None)
         if out is inspect.Parameter.empty:
             out = None
+        import time
+
+        started = time.time()
         try:
             result = fn(*args, **kwargs)
         except KeyboardInterrupt:
@@ -275,7 +278,7 @@ def _stamped(fn):
 
             seeds = [bound[k] for k in ("seed",) if bound.get(k) is not None]
             try:
-                stamp_out_dir(out, seeds=seeds or None)
+                stamp_out_dir(out, seeds=seeds or None, since=started)
             except OSError:
                 pass
         return result

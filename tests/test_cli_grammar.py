@@ -157,12 +157,14 @@ def test_every_command_stamps_run_json(tmp_path):
     from interp.cli import _stamped
 
     def cmd(out: Path = out, seed: int = 5):
-        out.mkdir(parents=True)
-        (out / "results.json").write_text("{}")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text('{"x": 1}')
 
     _stamped(cmd)(out=out, seed=5)
     meta = json.loads((out / "run.json").read_text())
-    assert meta["seeds"] == [5] and meta["files"] == ["results.json"]
+    assert meta["seeds"] == [5] and meta["files"] == ["summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["x"] == 1 and summary["meta"]["seeds"] == [5] and summary["meta"]["version"]
 
 
 @pytest.mark.parametrize("cmd", [["sae", "train", "--site", "resid_post.0"], ["run", "--spec", "s.yaml"],
