@@ -163,6 +163,9 @@ def demo(
     try:
         if model and model != "toy" and not (Path(model) / "vocab.txt").exists():  # the toy loads itself
             model = hooks.load(model, device=_resolve_device(device), dtype=dtype)
+        elif device not in (None, "cpu") or dtype is not None:
+            raise ValueError("--device/--dtype apply to a --model you name (an HF id, local dir or fair-esm .pt); "
+                             "the shipped toy model runs on cpu in float32. Drop them or pass --model.")
         summary = run_protein_pipeline(model or "toy", proteins, out, layer=layer, n_steer=n_steer, seed=seed,
                                        n_seeds=n_seeds, log=_console().print)
     except (ValueError, FileNotFoundError, hooks.HookError) as e:

@@ -191,3 +191,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     assert "interrupted" in text and "run the same command again" in text
     assert "resumes from the newest checkpoint in" in text and str(tmp_path / "o") in text
     assert not (tmp_path / "o" / "run.json").exists()  # nothing finished: no run.json
+
+
+def test_demo_refuses_a_device_it_would_ignore(tmp_path):
+    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--device", "cuda"], env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and "--device/--dtype apply to a --model you name" in " ".join(r.output.split())
