@@ -196,3 +196,11 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
 def test_demo_refuses_a_device_it_would_ignore(tmp_path):
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--device", "cuda"], env={"COLUMNS": "200"})
     assert r.exit_code == 2 and "--device/--dtype apply to a --model you name" in " ".join(r.output.split())
+
+
+def test_demo_table_prints_an_underflowed_q_as_below_1e300(capsys):
+    from interp.cli_tables import print_demo
+
+    print_demo({"annotations": {"ZN_FING": {"latent": 3, "f1": 0.9, "chance_f1": 0.1, "fdr_q": 0.0}}}, Path("x"))
+    out = capsys.readouterr().out
+    assert "< 1e-300" in out and "0.00e+00" not in out
