@@ -104,3 +104,14 @@ def test_docs_build_strict(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (tmp_path / "site" / "errors" / "hooks.errors.UnknownSiteError" / "index.html").exists()
     assert "UnknownSiteError" in (tmp_path / "site" / "api" / "hooks" / "index.html").read_text()
+
+
+def test_the_cli_page_documents_the_shared_defaults():
+    from steering.cli_common import SHARED_DEFAULTS
+
+    rows = {ln.split("|")[1].strip(): ln for ln in (DOCS / "cli.md").read_text().splitlines() if ln.startswith("| `--")}
+    for key, default in SHARED_DEFAULTS.items():
+        row = rows[f"`--{key.replace('_', '-')}`"]
+        if default is not None:
+            assert f"`{default}`" in row, (key, row)
+    assert "`runs/<command>`" in rows["`--out`"]
