@@ -118,6 +118,22 @@ def opt_limit(*old_names: str, help: str = "use only the first N examples (defau
     return typer.Option(SHARED_DEFAULTS["limit"], "--limit", *old_names, help=help, min=1)
 
 
+def opt_old_name(name: str, new: str):
+    """A hidden option that keeps an old spelling (``--n``) working; merge it with :func:`take_old`."""
+    import typer
+
+    return typer.Option(None, name, hidden=True, help=f"old name of {new}")
+
+
+def take_old(new, old, new_name: str = "--limit", old_name: str = "--n"):
+    """The value given under the old spelling when there is one (refusing two different values)."""
+    if old is None:
+        return new
+    if new is not None and new != old:
+        fail(f"{old_name} is the old name of {new_name}; give one of them, not both ({old} vs {new}).")
+    return old
+
+
 def opt_batch_size(help: str = "examples per forward pass"):
     import typer
 

@@ -105,10 +105,18 @@ def test_help_shows_the_shared_options(name):
     assert "<bool>" not in r.output  # flags take no value: no type shown
 
 
-def test_old_spellings_still_work():
+def test_old_spellings_still_work_hidden():
+    from steering.cli_common import take_old
+
     cmds = dict(COMMANDS)
-    assert "--n" in _opts(cmds["gate flow"])["n"].opts and "--limit" in _opts(cmds["gate flow"])["n"].opts
-    assert "--max" in _opts(cmds["proteins fetch"])["max_results"].opts
+    for name, old in (("gate flow", "--n"), ("gate ablate", "--n"), ("gate steer", "--n"), ("proteins fetch", "--max")):
+        opts = {f: p for p in _opts(cmds[name]).values() for f in p.opts}
+        assert old in opts and opts[old].hidden and "--limit" in opts
+        r = CliRunner().invoke(app, name.split() + ["--help"], env={"COLUMNS": "200"})
+        assert f"{old} " not in r.output and "--limit" in r.output
+    assert take_old(None, 5) == 5 and take_old(7, None) == 7 and take_old(5, 5) == 5
+    with pytest.raises(typer.Exit):
+        take_old(4, 5)
     ip = _opts(cmds["id-profile"])
     assert "--geometry-device" in ip["geometry_device"].opts and "--device" in ip["device"].opts
 

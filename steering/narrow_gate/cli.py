@@ -22,7 +22,7 @@ import typer
 from steering.cli_common import console as _console, fail as _fail
 from steering.cli_common import subcommand_group as get_or_add_typer
 from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype, opt_limit, opt_model, opt_out,
-                                 opt_seed, resolve_device)
+                                 opt_old_name, opt_seed, resolve_device, take_old)
 
 GATE_HELP = "Narrow-gate analyses of VLMs (Serra et al. 2025): attention flow, knockouts, gate patching."
 TOY_HELP = "Toy worlds with known answers: train their small models."
@@ -72,20 +72,22 @@ def _table(df, title: str):
 
 MODEL_OPT = opt_model(help="HF id, local dir, HF cache, or toy:gated / toy:free")
 DATA_OPT = opt_data(help="vqav2 | coco-karpathy | flickr30k | hf:ID[:SPLIT] | image folder | file | toy")
-LIMIT_OPT = opt_limit("--n", help="use only N examples, drawn with --seed (default: all; the paper used 2000)")
+LIMIT_OPT = opt_limit(help="use only N examples, drawn with --seed (default: all; the paper used 2000)")
+N_OLD = opt_old_name("--n", "--limit")
 TASK_OPT = typer.Option(None, help="task of the data: classify, vqa or caption (default: the data set's own)")
 BATCH_OPT = opt_batch_size()
 SEED_OPT = opt_seed(help="seed of the example draw and the random controls")
 
 
 def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate flow"),
-         n: Optional[int] = LIMIT_OPT, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
+         n: Optional[int] = LIMIT_OPT, n_old: Optional[int] = N_OLD, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
          task: Optional[str] = TASK_OPT,
          layers: Optional[str] = typer.Option(None, help="comma-separated layers (default all)"),
          gap: bool = typer.Option(True, help="also the modality gap (cosine, ADP homogeneity)"),
          semantic: bool = typer.Option(True, help="also label overlap at the gate (labelled data)"),
          dtype: Optional[str] = opt_dtype(), device: Optional[str] = opt_device()):
     """Cross-modal attention flow per layer, the gate, and the modality gap."""
+    n = take_old(n, n_old)
     from . import report
     from .data import load_data
     from .flow import attention_flow
@@ -129,13 +131,14 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate
 
 
 def ablate(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate ablate"),
-           n: Optional[int] = LIMIT_OPT, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
+           n: Optional[int] = LIMIT_OPT, n_old: Optional[int] = N_OLD, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
            task: Optional[str] = TASK_OPT,
            windows: Optional[str] = typer.Option(None, help="extra windows of last-k layers, e.g. 8,16"),
            mode: str = typer.Option("zero", help="zero (post-softmax, no renormalisation) | mask"),
            n_random: int = typer.Option(10, help="random knockouts of as many edges (the control)"), n_draws: int = typer.Option(5, help="random draws averaged (authors: 5)"),
            dtype: Optional[str] = opt_dtype(), device: Optional[str] = opt_device()):
     """Table 1: task metrics under none / [EOI] (last image for LLaVA) / img→text / random knockouts."""
+    n = take_old(n, n_old)
     from . import report
     from .ablations import ablation_table, standard_ablations
     from .data import load_data
@@ -166,11 +169,12 @@ def ablate(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("ga
 
 
 def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate steer"),
-          n: Optional[int] = LIMIT_OPT, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
+          n: Optional[int] = LIMIT_OPT, n_old: Optional[int] = N_OLD, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
           layers: Optional[str] = typer.Option(None, help="comma-separated layers (default all)"),
           mode: str = typer.Option("resid", help="resid (resid_pre.L at the gate) | attn_input (attention input from L on)"),
           dtype: Optional[str] = opt_dtype(), device: Optional[str] = opt_device()):
     """Patch the base image's gate activations into the target run; flip rates per layer."""
+    n = take_old(n, n_old)
     from .data import load_data
     from .patching import make_pairs, patch_gate
 

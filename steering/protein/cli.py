@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from steering.cli_common import console as _console, fail as _fail, subcommand_group as _group
-from steering.cli_common import opt_device, opt_limit, opt_seed, resolve_device
+from steering.cli_common import opt_device, opt_limit, opt_old_name, opt_seed, resolve_device, take_old
 
 # The shipped weights: ~5 min of training on one GPU (the step count is calibrated and logged);
 # with world generation, evaluation and probes the command takes about 7-8 minutes.
@@ -61,7 +61,8 @@ def read(path: Path = typer.Argument(..., help="FASTA, TMbed, UniProt .txt/.xml/
 
 def fetch(query: str = typer.Option(..., help="UniProtKB query, e.g. 'reviewed:true AND ft_transmem:*'"),
           out: Path = typer.Option(..., help="output parquet file"),
-          max_results: Optional[int] = opt_limit("--max", help="stop after N entries (default: all)"),
+          max_results: Optional[int] = opt_limit(help="stop after N entries (default: all)"),
+          max_old: Optional[int] = opt_old_name("--max", "--limit"),
           size: int = typer.Option(500, help="entries per page"),
           fields: Optional[str] = typer.Option(None, help="REST 'fields' (default: full entries)")):
     """Download entries from the UniProt REST API (paginated) into the parquet dataset."""
@@ -69,7 +70,8 @@ def fetch(query: str = typer.Option(..., help="UniProtKB query, e.g. 'reviewed:t
     from .fetch import fetch_uniprot
 
     try:
-        ds = fetch_uniprot(query, out, size=size, max_results=max_results, fields=fields, log=_console().print)
+        limit = take_old(max_results, max_old, "--limit", "--max")
+        ds = fetch_uniprot(query, out, size=size, max_results=limit, fields=fields, log=_console().print)
     except ProteinDataError as e:
         _fail(str(e))
     _summary(ds, f"UniProt {query!r} -> {out}")
