@@ -53,14 +53,17 @@ def protein_data(path: str, tracks: Optional[str]):
 
 
 def register(app: typer.Typer) -> None:
+    from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype, opt_model, opt_out, opt_seed,
+                                     opt_text_key)
+
     dash = subcommand_group(app, "dashboard", "Static HTML dashboards: SAE latents, attention patterns.")
 
     @dash.command("sae")
     def sae_cmd(
         sae: Path = typer.Option(..., help="SAE directory (ours or SAELens)"),
-        model: str = typer.Option(..., help="HF id, local dir, fair-esm .pt or tl:NAME"),
-        data: str = typer.Option(..., help="txt/jsonl/fasta/csv/parquet; a protein parquet adds annotation tracks"),
-        out: Path = typer.Option(..., help="output directory (index.html, latents/, data/, assets/)"),
+        model: str = opt_model(),
+        data: str = opt_data(check=True, help="txt/jsonl/fasta/csv/parquet; a protein parquet adds annotation tracks"),
+        out: Path = opt_out("dashboard sae", help="output directory (index.html, latents/, data/, assets/)"),
         site: Optional[str] = typer.Option(None, help="default: the SAE's own site"),
         positions: Optional[str] = typer.Option(None, help="default: the SAE's training positions"),
         tracks: Optional[str] = typer.Option(None, help="comma-separated annotation tracks (protein parquet)"),
@@ -69,10 +72,12 @@ def register(app: typer.Typer) -> None:
         n_bands: int = typer.Option(5, help="equal activation intervals (quantile bands)"),
         band_size: int = typer.Option(4, help="random contexts shown per interval"),
         max_tokens: Optional[int] = typer.Option(None, help="stop after this many tokens (recorded on the index)"),
-        batch_size: int = typer.Option(8, help="examples per model forward"),
-        device: Optional[str] = None,
-        text_key: Optional[str] = None,
-        seed: int = 0,
+        batch_size: int = opt_batch_size(),
+        device: Optional[str] = opt_device(help="device of the model and the SAE (default: cuda when available, "
+                                           "else cpu)"),
+        dtype: Optional[str] = opt_dtype(),
+        text_key: Optional[str] = opt_text_key(),
+        seed: int = opt_seed(help="seed of the random contexts shown per activation interval"),
     ):
         """Latent dashboard of an SAE: sortable index + one page per latent."""
         import hooks
@@ -83,7 +88,7 @@ def register(app: typer.Typer) -> None:
         try:
             data_in, ann = protein_data(data, tracks)
             s = saes.load_sae(sae, device=dev)
-            hm = hooks.load(model, device=dev)
+            hm = hooks.load(model, device=dev, dtype=dtype)
             d = saes.dashboard(s, hm, data_in, out, site=site, positions=_positions(positions), annotations=ann,
                                latents=_ints(latents), top_k=top_k, n_bands=n_bands, band_size=band_size,
                                model_batch_size=batch_size, text_key=text_key, max_tokens=max_tokens, seed=seed,
@@ -97,7 +102,7 @@ def register(app: typer.Typer) -> None:
     def folder_cmd(
         folder: Path = typer.Argument(..., help="a results folder (interp run / gate flow / demo / sweep outputs)"),
         out: Optional[Path] = typer.Option(None, help="page to write (default FOLDER/index.html)"),
-        title: Optional[str] = None,
+        title: Optional[str] = typer.Option(None, help="page title (default: the folder name)"),
         latent_pages: Optional[Path] = typer.Option(None, help="an `interp dashboard sae` site: link `latent` columns"),
     ):
         """One page for a folder of results: sortable CSV tables, JSON, figures, each linking its file."""
@@ -111,14 +116,15 @@ def register(app: typer.Typer) -> None:
 
     @dash.command("attention")
     def attention_cmd(
-        model: str = typer.Option(..., help="HF id, local dir or tl:NAME"),
-        out: Path = typer.Option(..., help="output directory (index.html, data/attention.json)"),
+        model: str = opt_model(),
+        out: Path = opt_out("dashboard attention", help="output directory (index.html, data/attention.json)"),
         prompt: Optional[List[str]] = typer.Option(None, help="a prompt (repeat for several)"),
         prompts: Optional[Path] = typer.Option(None, help="file with one prompt per line"),
         layers: str = typer.Option("0", help="layers, e.g. 0,2-3"),
         heads: str = typer.Option("all", help="heads, e.g. 0,3 (default all)"),
         max_tokens: int = typer.Option(128, help="refuse longer prompts"),
-        device: Optional[str] = None,
+        device: Optional[str] = opt_device(),
+        dtype: Optional[str] = opt_dtype(),
     ):
         """Attention patterns (heat maps and token views) of chosen layers/heads for a few prompts."""
         import hooks
@@ -131,7 +137,7 @@ def register(app: typer.Typer) -> None:
                 texts += [ln.rstrip("\n") for ln in prompts.read_text().splitlines() if ln.strip()]
             if not texts:
                 raise ValueError("No prompts: pass --prompt TEXT (repeatable) or --prompts FILE.")
-            hm = hooks.load(model, device=_device(device))
+            hm = hooks.load(model, device=_device(device), dtype=dtype)
             v = attention_view(hm, texts, _ints(layers) or list(range(hm.n_layers)), _ints(heads), out=out,
                                max_tokens=max_tokens, info={"model": model})
         except (ValueError, FileNotFoundError) as e:

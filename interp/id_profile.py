@@ -102,10 +102,13 @@ def id_profile(reps: dict, *, fraction: float = PAPER["fraction"], decimation: f
 def register(app) -> None:
     import typer
 
+    from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype, opt_limit, opt_model, opt_out,
+                                     opt_seed, opt_text_key, resolve_device)
+
     @app.command("id-profile")
     def id_profile_cmd(
-        model: str = typer.Option(..., help="HF id, local dir, fair-esm .pt or tl:NAME"),
-        data: str = typer.Option(..., help="text/jsonl/csv/parquet/fasta file"),
+        model: str = opt_model(),
+        data: str = opt_data(check=True),
         site: str = typer.Option(PAPER["site"], help="input_norm (the paper's: block input norms + final norm) or "
                                  "a site pattern, e.g. 'resid_post.*'"),
         pool: str = typer.Option(PAPER["pool"], help="mean (the paper's: mean over tokens) or last (last token)"),
@@ -115,11 +118,16 @@ def register(app) -> None:
         decimation: float = typer.Option(PAPER["decimation"], help="TwoNN on random subsets of this fraction of the "
                                          "points, averaged (1: all points)"),
         labels: Optional[Path] = typer.Option(None, help="labels per example (.npy/.txt/.csv/.safetensors)"),
-        out: Optional[Path] = typer.Option(None, help="directory for profile.csv, PNGs and reps.safetensors"),
-        batch_size: int = 8,
-        limit: Optional[int] = typer.Option(None, help="use only the first N examples"),
-        text_key: Optional[str] = None,
-        device: str = typer.Option("auto", help="geometry device: auto, cpu, cuda"),
+        out: Path = opt_out("id-profile", help="directory for profile.csv, PNGs and reps.safetensors"),
+        batch_size: int = opt_batch_size(),
+        limit: Optional[int] = opt_limit(),
+        text_key: Optional[str] = opt_text_key(),
+        device: Optional[str] = opt_device(),
+        dtype: Optional[str] = opt_dtype(),
+        geometry_device: Optional[str] = typer.Option(None, "--geometry-device",
+                                                      help="device for the kNN/ID computations: cpu, cuda "
+                                                      "(default: the model's --device)"),
+        seed: int = opt_seed(help="seed of the TwoNN random subsets"),
     ):
         """Intrinsic-dimension profile over layers and the suggested layers (Valeriani et al. 2023)."""
         import hooks
@@ -131,7 +139,8 @@ def register(app) -> None:
         from .geometry.profile import layer_profile, save_profile, select_layers_by_id
 
         try:
-            hm = hooks.load(model)
+            device = resolve_device(device)
+            hm = hooks.load(model, device=device, dtype=dtype)
             examples = load_examples(data, text_key)[:limit]
             sel = None if positions is None else normalize(int(positions) if positions.lstrip("-").isdigit()
                                                            else positions)
@@ -144,8 +153,8 @@ def register(app) -> None:
                 tmp = out / ".reps.safetensors.tmp"
                 save_file({k: v.contiguous() for k, v in reps.items()}, str(tmp))
                 tmp.replace(out / "reps.safetensors")
-            dev = None if device == "auto" else device
-            ids = id_profile(reps, fraction=fraction, decimation=decimation, device=dev)
+            dev = None if (geometry_device or device) == "auto" else (geometry_device or device)
+            ids = id_profile(reps, fraction=fraction, decimation=decimation, device=dev, seed=seed)
             df = layer_profile(reps, lab, device=dev)
             df["id"], df["id_err"] = ids["id"].to_numpy(), ids["id_err"].to_numpy()
             df.attrs["protocol"] = {"site": site, "pool": pool, "fraction": fraction, "decimation": decimation}

@@ -59,6 +59,14 @@ def _table(title: str, rows: list):
     _console().print(t)
 
 
+def _existing_data(value):
+    """``--data`` callback: a missing file is refused when the command line is parsed, before the
+    model loads (same rule as ``steering.cli_common.existing_data_file``; saes cannot import it)."""
+    if value is None or Path(value).exists() or not (Path(value).suffix or "/" in value or "\\" in value):
+        return value
+    raise typer.BadParameter(f"data file {value!r} does not exist (nothing was loaded); check the path.")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``sae`` sub-command group (``train``, ``eval``) to ``app``."""
     sae_app = typer.Typer(no_args_is_help=True, help="Train and evaluate sparse autoencoders on any hooked model.")
@@ -67,8 +75,9 @@ def register(app: typer.Typer) -> None:
     def train(
         model: str = typer.Option(..., help="HF id, local dir, fair-esm .pt or tl:NAME"),
         site: str = typer.Option(..., help="site to read, e.g. resid_post.3 (see `interp sites MODEL`)"),
-        data: str = typer.Option(..., help="txt/jsonl/fasta/csv/parquet file"),
-        out: Path = typer.Option(..., help="output directory (SAELens format, checkpoints, metrics.jsonl)"),
+        data: str = typer.Option(..., help="txt/jsonl/fasta/csv/parquet file", callback=_existing_data),
+        out: Path = typer.Option(Path("runs/sae-train"), help="output directory (SAELens format, checkpoints, "
+                                 "metrics.jsonl)"),
         arch: str = typer.Option("topk", help="topk | batchtopk | jumprelu | standard"),
         k: float = typer.Option(32, help="active latents (topk, batchtopk)"),
         latents: int = typer.Option(4096, help="dictionary size d_sae"),
@@ -77,17 +86,19 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(4096, help="activations per SAE step"),
         buffer_size: Optional[int] = typer.Option(None, help="shuffle-buffer rows (default 16 batches)"),
         model_batch_size: int = typer.Option(8, help="examples per model forward"),
-        lr: float = 3e-4,
-        l1_coefficient: float = typer.Option(5.0, help="standard"),
-        l0_coefficient: float = typer.Option(1.0, help="jumprelu"),
-        device: Optional[str] = typer.Option(None, help="cuda if available, else cpu"),
-        seed: int = 0,
+        lr: float = typer.Option(3e-4, help="Adam learning rate"),
+        l1_coefficient: float = typer.Option(5.0, help="L1 sparsity coefficient (--arch standard)"),
+        l0_coefficient: float = typer.Option(1.0, help="L0 sparsity coefficient (--arch jumprelu)"),
+        device: Optional[str] = typer.Option(None, help="device the model runs on: cpu, cuda, cuda:1, mps (default: "
+                                             "cuda when available, else cpu)"),
+        seed: int = typer.Option(0, help="random seed (sampling, shuffles, initialisation)"),
         checkpoint_every: int = typer.Option(1000, help="steps between checkpoints (0: none)"),
         log_every: int = typer.Option(10, help="steps between metrics.jsonl lines"),
         cache_dir: Optional[Path] = typer.Option(None, help="cache activations here first (safetensors shards)"),
         resume: bool = typer.Option(True, help="resume from the newest checkpoint in OUT"),
         wandb: bool = typer.Option(False, help="also log to Weights & Biases"),
-        text_key: Optional[str] = None,
+        text_key: Optional[str] = typer.Option(None, help="jsonl/csv/parquet column holding the text (default: "
+                                               "picked from text, prompt, sequence, ...)"),
     ):
         """Train an SAE on one site of MODEL over DATA.
 
@@ -134,12 +145,14 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(..., help="txt/jsonl/fasta/csv/parquet file"),
         site: Optional[str] = typer.Option(None, help="default: the SAE's own site"),
         positions: Optional[str] = typer.Option(None, help="default: the SAE's training positions"),
-        batch_size: int = 8,
-        limit: Optional[int] = typer.Option(None, help="use only the first N examples"),
+        batch_size: int = typer.Option(8, min=1, help="examples per forward pass"),
+        limit: Optional[int] = typer.Option(None, min=1, help="use only the first N examples (default: all)"),
         downstream: bool = typer.Option(True, help="also splice the SAE in and measure the LM loss"),
-        device: Optional[str] = None,
-        seed: int = 0,
-        text_key: Optional[str] = None,
+        device: Optional[str] = typer.Option(None, help="device the model runs on: cpu, cuda, cuda:1, mps (default: "
+                                             "cuda when available, else cpu)"),
+        seed: int = typer.Option(0, help="random seed (sampling, shuffles, initialisation)"),
+        text_key: Optional[str] = typer.Option(None, help="jsonl/csv/parquet column holding the text (default: "
+                                               "picked from text, prompt, sequence, ...)"),
         json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here"),
     ):
         """Print L0, FVU, MSE, dead latents and loss recovered of an SAE on MODEL over DATA."""

@@ -161,17 +161,20 @@ def register(app: "Any") -> None:
     """Add the ``geometry`` command to the ``interp`` typer app."""
     import typer
 
+    from steering.cli_common import opt_device, opt_out
+
     @app.command("geometry")
     def geometry(
         reps: Path = typer.Option(..., "--reps", help="safetensors file: one (N, D) tensor per layer"),
-        out: Path = typer.Option(..., "--out", help="output directory (profile.csv, *.png)"),
+        out: Path = opt_out("geometry", help="output directory (profile.csv, *.png)"),
         labels: Optional[Path] = typer.Option(None, "--labels", help="labels: .npy/.txt/.csv/.safetensors"),
         k: int = typer.Option(30, "--k", help="neighbours for the label/data overlaps"),
         maxk: int = typer.Option(100, "--maxk", help="neighbours stored per layer (ADP depends on it)"),
         z: float = typer.Option(1.65, "--z", help="ADP merging threshold Z"),
         density: str = typer.Option("pak", "--density", help="ADP density: pak or knn"),
         id_estimator: str = typer.Option("twonn", "--id-estimator", help="ID column: twonn or gride"),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+        device: Optional[str] = opt_device(help="device for the kNN search: cpu, cuda, cuda:1 (default: cuda when "
+                                                "available, else cpu)"),
         precision: str = typer.Option("auto", "--precision", help="kNN candidate precision: auto/bf16/float32/float64"),
     ):
         """Layer profile of saved representations: ID, ADP clusters, ARI, overlaps (+ CSV and PNG)."""
@@ -181,7 +184,7 @@ def register(app: "Any") -> None:
             layers = load_reps(reps)
             lab = load_labels(labels) if labels is not None else None
             run_profile(layers, lab, out, overlap_k=k, maxk=maxk, Z=z, density=density,
-                        id_estimator=id_estimator, device=device, precision=precision)
+                        id_estimator=id_estimator, device=device or "auto", precision=precision)
         except GeometryInputError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)

@@ -21,19 +21,22 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     """Add the ``landscape`` command to the ``interp`` app."""
+    from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype, opt_model, opt_out, opt_seed,
+                                     resolve_device)
+
 
     @app.command("landscape")
     def landscape_cmd(
-        model: str = typer.Option(..., help="HF id or local model directory (causal LM with its tokenizer)"),
-        data: str = typer.Option(..., help="cais/mmlu, a directory of test/dev/validation files, or one file"),
-        out: Path = typer.Option(..., help="output directory"),
+        model: str = opt_model(help="HF id or local model directory (causal LM with its tokenizer)"),
+        data: str = opt_data(help="cais/mmlu, a directory of test/dev/validation files, or one file"),
+        out: Path = opt_out("landscape", help="output directory (tables, figures, cached representations)"),
         shots: str = typer.Option("0,1,2,5", help="comma-separated k of the k-shot (ICL) conditions; '' for none"),
         sft: Optional[Path] = typer.Option(None, help="LoRA SFT config (YAML); adds the 'sft' condition"),
         per_subject: int = typer.Option(200, help="max test questions per subject (0 = all)"),
-        seed: int = typer.Option(0, help="seed of the per-subject sampling and of the shot shuffle"),
-        batch_size: int = typer.Option(8, help="prompts per forward pass"),
-        device: Optional[str] = typer.Option(None, help="model device, e.g. cuda"),
-        dtype: Optional[str] = typer.Option(None, help="model dtype, e.g. bfloat16"),
+        seed: int = opt_seed(help="seed of the per-subject sampling and of the shot shuffle"),
+        batch_size: int = opt_batch_size(help="prompts per forward pass"),
+        device: Optional[str] = opt_device(),
+        dtype: Optional[str] = opt_dtype(),
         geometry_device: Optional[str] = typer.Option(None, help="device of the landscape (default: CUDA if available)"),
         k: int = typer.Option(16, help="kNN density order; Gride ID at n1=k, n2=2k"),
         z: float = typer.Option(1.6, help="ADP merging threshold Z"),
@@ -55,6 +58,7 @@ def register(app: typer.Typer) -> None:
         from .pipeline import run_landscape
 
         console = Console()
+        device = resolve_device(device)
         try:
             cfg = LandscapeConfig(k=k, Z=z, maxk=maxk, class_fraction=class_fraction,
                                   device=geometry_device or device)

@@ -13,13 +13,15 @@ from typing import Optional
 
 import typer
 
+from steering.cli_common import opt_data, opt_device, opt_dtype, opt_limit, opt_model, opt_out, opt_seed
+
 
 def register(app):
     @app.command()
     def sweep(
-        model: str = typer.Option(..., help="HF id, local dir or tl:NAME"),
-        data: str = typer.Option(..., help="jsonl/csv/parquet rows with clean, corrupt[, answer, distractor]"),
-        out: Path = typer.Option(..., help="directory for sweep.csv, sweep.json and heatmaps"),
+        model: str = opt_model(),
+        data: str = opt_data(check=True, help="jsonl/csv/parquet rows with clean, corrupt[, answer, distractor]"),
+        out: Path = opt_out("sweep", help="directory for sweep.csv, sweep.json and heatmaps"),
         sites: str = typer.Option("attn_out", help="site family (attn_out, head_out, resid_pre, mlp_out, ...) or names"),
         by: str = typer.Option("layer,position", help="layer[,head][,position]"),
         metric: str = typer.Option("logit_diff", help="logit_diff, answer_logprob, kl, loss, top1_agreement or module:function"),
@@ -30,11 +32,14 @@ def register(app):
                                                 "or 'resid_pre.1'"),
         normalize: bool = typer.Option(False, help="rescale so that corrupt = 0 and clean = 1"),
         memory_budget_mb: float = typer.Option(1024, help="activation memory for the stacked variants of one forward"),
-        limit: Optional[int] = typer.Option(None, help="use only the first N pairs"),
+        limit: Optional[int] = opt_limit(help="use only the first N pairs (default: all)"),
+        device: Optional[str] = opt_device(),
+        dtype: Optional[str] = opt_dtype(),
+        seed: int = opt_seed(help="random seed (recorded; the sweep itself is deterministic)"),
     ):
         """Patching sweep over layers × heads/positions; writes sweep.csv and labelled heatmaps."""
         import hooks
-        from steering.cli_common import console, fail
+        from steering.cli_common import console, fail, resolve_device
 
         from ..io import write_json_atomic, write_text_atomic
         from ..rows import read_rows, split_pairs
@@ -47,7 +52,7 @@ def register(app):
             if (method == "path") != (receivers is not None):
                 raise ValueError("--receivers goes with --method path (and path patching needs --receivers).")
             clean, corrupt, ans, dis = split_pairs(read_rows(data)[:limit])
-            hm = hooks.load(model)
+            hm = hooks.load(model, device=resolve_device(device), dtype=dtype)
             common = dict(metric=metric, answers=ans, distractors=dis, direction=direction, normalize=normalize)
             if method == "path":
                 df = path_patching(hm, clean, corrupt, receivers=receivers.split(","), **common)
@@ -58,7 +63,11 @@ def register(app):
         except (hooks.HookError, ValueError, FileNotFoundError) as e:
             fail(str(e))
         write_text_atomic(out / "sweep.csv", df.to_csv(index=False))
-        write_json_atomic(out / "sweep.json", {"model": model, "data": data, "sites": sites, "method": method, **df.attrs})
+        from ..io import write_json_atomic as _wj
+        from .._meta import run_meta
+
+        _wj(out / "sweep.json", {"model": model, "data": data, "sites": sites, "method": method, **df.attrs,
+                                 "meta": run_meta(seeds=[seed])})
         ids = hm.prepare([clean[0]])["input_ids"][0]
         pngs = heatmaps(df, out, tokens=str_tokens(hm, ids))
         top = df.reindex(df["effect"].abs().sort_values(ascending=False).index).head(5)

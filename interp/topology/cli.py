@@ -36,19 +36,22 @@ def parse_blocks(text: str) -> list:
 def register(app) -> None:
     import typer
 
+    from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype, opt_limit, opt_out, opt_seed,
+                                     opt_text_key, resolve_device)
+
     @app.command("zigzag")
     def zigzag(
-        out: Path = typer.Option(..., "--out", help="output directory"),
+        out: Path = opt_out("zigzag", help="output directory (bars, Betti curves, similarity, pruning.json, PNGs)"),
         reps: Optional[Path] = typer.Option(None, "--reps", help="safetensors: one (N, D) tensor per layer"),
         model: Optional[str] = typer.Option(None, "--model", help="HF id, local dir or tl:NAME (with --data)"),
-        data: Optional[str] = typer.Option(None, "--data", help="prompts: text/jsonl/csv/parquet file"),
+        data: Optional[str] = opt_data(None, check=True, help="prompts: text/jsonl/csv/parquet file"),
         k: int = typer.Option(5, "--k", help="neighbours of the kNN graph (paper: 5; 4 in its figures)"),
         max_dim: int = typer.Option(4, "--max-dim", help="clique complex dimension m (H0..H(m-1) valid)"),
         subsets: int = typer.Option(1, "--subsets", help="disjoint random subsets (paper: 16)"),
         subset_size: Optional[int] = typer.Option(None, "--subset-size", help="points per subset (paper: 500)"),
         site: str = typer.Option("authors", "--site", help="'authors' (post-attention norm + final) or a pattern"),
         positions: str = typer.Option("last", "--positions", help="token selector (one row per prompt)"),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = opt_seed(help="seed of the random subsets"),
         workers: Optional[int] = typer.Option(None, "--workers", help="processes for the subsets (default: cores)"),
         final_norm: Optional[bool] = typer.Option(None, "--final-norm/--no-final-norm",
                                                   help="the last layer is the final norm, not a block "
@@ -56,9 +59,11 @@ def register(app) -> None:
         max_tokens: int = typer.Option(2048, "--max-tokens", help="keep the first N tokens of a prompt (authors: 2048)"),
         special_tokens: bool = typer.Option(False, "--special-tokens/--no-special-tokens",
                                             help="let the tokenizer add BOS etc. (authors: no)"),
-        batch_size: int = typer.Option(8, "--batch-size"),
-        limit: Optional[int] = typer.Option(None, "--limit", help="use only the first N prompts"),
-        text_key: Optional[str] = typer.Option(None, "--text-key"),
+        batch_size: int = opt_batch_size(),
+        limit: Optional[int] = opt_limit(help="use only the first N prompts (default: all)"),
+        text_key: Optional[str] = opt_text_key(),
+        device: Optional[str] = opt_device(),
+        dtype: Optional[str] = opt_dtype(),
     ):
         """Zigzag persistence across layers: bars, Betti, persistence similarity, pruning (Gardinazzi et al. 2025)."""
         from steering.cli_common import console, fail
@@ -90,7 +95,7 @@ def register(app) -> None:
 
                 from .extraction import AUTHORS_SITE, authors_sites, extract_clouds, residual_sites
 
-                hm = hooks.load(model)
+                hm = hooks.load(model, device=resolve_device(device), dtype=dtype)
                 examples = load_examples(data, text_key)[:limit]
                 sel = normalize(int(positions) if positions.lstrip("-").isdigit() else positions)
                 cloud_sites = authors_sites(hm) if site == AUTHORS_SITE else [b.name for b in hm.resolve_sites(site)]
@@ -138,17 +143,19 @@ def register(app) -> None:
     @app.command("prune")
     def prune(
         model: str = typer.Option(..., "--model", help="HF id, local dir or tl:NAME"),
-        data: str = typer.Option(..., "--data", help="held-out text/jsonl/csv/parquet file"),
+        data: str = opt_data(check=True, help="held-out text/jsonl/csv/parquet file"),
         blocks: Optional[str] = typer.Option(None, "--blocks", help="blocks to remove, e.g. '3,4' or '20-23'"),
         plan: Optional[Path] = typer.Option(None, "--plan", help="pruning.json of `interp zigzag`: every cut in it"),
         random: int = typer.Option(0, "--random", help="random control draws with as many blocks as --blocks"),
         metric: Optional[str] = typer.Option(None, "--metric", help="also score 'pkg.module:fn', fn(model, examples) -> "
                                                                      "float, on every variant (e.g. an lm-eval task)"),
-        seed: int = typer.Option(0, "--seed"),
-        out: Optional[Path] = typer.Option(None, "--out", help="directory for prune.json"),
-        batch_size: int = typer.Option(8, "--batch-size"),
-        limit: Optional[int] = typer.Option(None, "--limit"),
-        text_key: Optional[str] = typer.Option(None, "--text-key"),
+        seed: int = opt_seed(help="seed of the --random control draws"),
+        out: Path = opt_out("prune", help="directory for prune.json"),
+        batch_size: int = opt_batch_size(),
+        limit: Optional[int] = opt_limit(help="use only the first N held-out examples (default: all)"),
+        text_key: Optional[str] = opt_text_key(),
+        device: Optional[str] = opt_device(),
+        dtype: Optional[str] = opt_dtype(),
     ):
         """Held-out loss of the model with blocks removed (each block returns its input)."""
         import json
@@ -165,7 +172,7 @@ def register(app) -> None:
             import hooks
             from hooks.data import load_examples
 
-            hm = hooks.load(model)
+            hm = hooks.load(model, device=resolve_device(device), dtype=dtype)
             sets = {}
             if blocks is not None:
                 chosen = parse_blocks(blocks)

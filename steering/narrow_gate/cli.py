@@ -21,6 +21,8 @@ import typer
 
 from steering.cli_common import console as _console, fail as _fail
 from steering.cli_common import subcommand_group as get_or_add_typer
+from steering.cli_common import (opt_batch_size, opt_data, opt_device, opt_dtype, opt_limit, opt_model, opt_out,
+                                 opt_old_name, opt_seed, resolve_device, take_old)
 
 GATE_HELP = "Narrow-gate analyses of VLMs (Serra et al. 2025): attention flow, knockouts, gate patching."
 TOY_HELP = "Toy worlds with known answers: train their small models."
@@ -42,7 +44,7 @@ def load_model(model: str, dtype: Optional[str] = None, device: Optional[str] = 
         return load_toy_model(model[4:])
     import hooks
 
-    return hooks.load(model, dtype=dtype, device=device)
+    return hooks.load(model, dtype=dtype, device=resolve_device(device))
 
 
 def _ints(s: Optional[str]):
@@ -68,17 +70,24 @@ def _table(df, title: str):
     return t
 
 
-MODEL_OPT = typer.Option(..., help="HF id, local dir, HF cache, or toy:gated / toy:free")
-DATA_OPT = typer.Option(..., help="vqav2 | coco-karpathy | flickr30k | hf:ID[:SPLIT] | image folder | file | toy")
+MODEL_OPT = opt_model(help="HF id, local dir, HF cache, or toy:gated / toy:free")
+DATA_OPT = opt_data(help="vqav2 | coco-karpathy | flickr30k | hf:ID[:SPLIT] | image folder | file | toy")
+LIMIT_OPT = opt_limit(help="use only N examples, drawn with --seed (default: all; the paper used 2000)")
+N_OLD = opt_old_name("--n", "--limit")
+TASK_OPT = typer.Option(None, help="task of the data: classify, vqa or caption (default: the data set's own)")
+BATCH_OPT = opt_batch_size()
+SEED_OPT = opt_seed(help="seed of the example draw and the random controls")
 
 
-def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option(..., help="output directory"),
-         n: int = 2000, seed: int = 42, batch_size: int = 8, task: Optional[str] = None,
+def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate flow"),
+         n: Optional[int] = LIMIT_OPT, n_old: Optional[int] = N_OLD, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
+         task: Optional[str] = TASK_OPT,
          layers: Optional[str] = typer.Option(None, help="comma-separated layers (default all)"),
          gap: bool = typer.Option(True, help="also the modality gap (cosine, ADP homogeneity)"),
          semantic: bool = typer.Option(True, help="also label overlap at the gate (labelled data)"),
-         dtype: Optional[str] = None, device: Optional[str] = None):
+         dtype: Optional[str] = opt_dtype(), device: Optional[str] = opt_device()):
     """Cross-modal attention flow per layer, the gate, and the modality gap."""
+    n = take_old(n, n_old)
     from . import report
     from .data import load_data
     from .flow import attention_flow
@@ -121,13 +130,15 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option(
     _console().print(f"wrote {out}")
 
 
-def ablate(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option(..., help="output directory"),
-           n: int = 2000, seed: int = 42, batch_size: int = 8, task: Optional[str] = None,
+def ablate(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate ablate"),
+           n: Optional[int] = LIMIT_OPT, n_old: Optional[int] = N_OLD, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
+           task: Optional[str] = TASK_OPT,
            windows: Optional[str] = typer.Option(None, help="extra windows of last-k layers, e.g. 8,16"),
            mode: str = typer.Option("zero", help="zero (post-softmax, no renormalisation) | mask"),
-           n_random: int = 10, n_draws: int = typer.Option(5, help="random draws averaged (authors: 5)"),
-           dtype: Optional[str] = None, device: Optional[str] = None):
+           n_random: int = typer.Option(10, help="random knockouts of as many edges (the control)"), n_draws: int = typer.Option(5, help="random draws averaged (authors: 5)"),
+           dtype: Optional[str] = opt_dtype(), device: Optional[str] = opt_device()):
     """Table 1: task metrics under none / [EOI] (last image for LLaVA) / img→text / random knockouts."""
+    n = take_old(n, n_old)
     from . import report
     from .ablations import ablation_table, standard_ablations
     from .data import load_data
@@ -157,12 +168,13 @@ def ablate(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Optio
     _console().print(f"wrote {out}")
 
 
-def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option(..., help="output directory"),
-          n: int = 2000, seed: int = 42, batch_size: int = 8,
+def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate steer"),
+          n: Optional[int] = LIMIT_OPT, n_old: Optional[int] = N_OLD, seed: int = SEED_OPT, batch_size: int = BATCH_OPT,
           layers: Optional[str] = typer.Option(None, help="comma-separated layers (default all)"),
           mode: str = typer.Option("resid", help="resid (resid_pre.L at the gate) | attn_input (attention input from L on)"),
-          dtype: Optional[str] = None, device: Optional[str] = None):
+          dtype: Optional[str] = opt_dtype(), device: Optional[str] = opt_device()):
     """Patch the base image's gate activations into the target run; flip rates per layer."""
+    n = take_old(n, n_old)
     from .data import load_data
     from .patching import make_pairs, patch_gate
 
@@ -171,10 +183,10 @@ def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option
         if data == "toy" or data.startswith("toy:"):
             from .toy import make_pairs as toy_pairs
 
-            pairs = toy_pairs(min(n, 400), seed=seed)
+            pairs = toy_pairs(min(n or 400, 400), seed=seed)
         else:
             examples, _ = load_data(data, n=None, seed=seed, task="classify")
-            pairs = make_pairs(examples, n, seed=seed)
+            pairs = make_pairs(examples, n if n is not None else len(examples), seed=seed)
         res = patch_gate(hm, pairs, layers=_ints(layers), mode=mode, batch_size=batch_size)
     except _errors() as e:
         _fail(str(e))
@@ -183,10 +195,10 @@ def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = typer.Option
     _console().print(f"wrote {out}")
 
 
-def toy(n: int = typer.Option(400, help="test examples per table"), seed: int = 1,
+def toy(n: int = typer.Option(400, help="test examples generated per table"), seed: int = opt_seed(),
         pairs: int = typer.Option(100, help="patching pairs"),
         geometry: bool = typer.Option(False, help="also the modality gap and label overlap (slower)"),
-        out: Optional[Path] = typer.Option(None, help="write CSVs, PNGs and report.md here")):
+        out: Path = opt_out("gate toy", help="directory for the CSVs, PNGs and report.md")):
     """The planted-gate toy world: flow, both ablation tables side by side, EOI patching."""
     from .toy.demo import print_report, run_toy_world
 
@@ -195,10 +207,11 @@ def toy(n: int = typer.Option(400, help="test examples per table"), seed: int = 
     except _errors() as e:
         _fail(str(e))
     print_report(res, _console())
+    _console().print(f"wrote {out}")
 
 
 def train_gate_models_cmd(out: Path = typer.Option(None, help="directory (default: the shipped toy_models/)"),
-                          seed: int = 0, steps: Optional[int] = typer.Option(None, help="training steps per model")):
+                          seed: int = opt_seed(), steps: Optional[int] = typer.Option(None, help="training steps per model")):
     """Train the gated and the free toy models (seeded, reproducible) and save them."""
     from .toy.train import train_gate_models
     from .toy.world import TOY_MODEL_DIR

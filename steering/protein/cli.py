@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from steering.cli_common import console as _console, fail as _fail, subcommand_group as _group
+from steering.cli_common import opt_device, opt_limit, opt_old_name, opt_seed, resolve_device, take_old
 
 # The shipped weights: ~5 min of training on one GPU (the step count is calibrated and logged);
 # with world generation, evaluation and probes the command takes about 7-8 minutes.
@@ -60,7 +61,8 @@ def read(path: Path = typer.Argument(..., help="FASTA, TMbed, UniProt .txt/.xml/
 
 def fetch(query: str = typer.Option(..., help="UniProtKB query, e.g. 'reviewed:true AND ft_transmem:*'"),
           out: Path = typer.Option(..., help="output parquet file"),
-          max_results: Optional[int] = typer.Option(None, "--max", help="stop after N entries"),
+          max_results: Optional[int] = opt_limit(help="stop after N entries (default: all)"),
+          max_old: Optional[int] = opt_old_name("--max", "--limit"),
           size: int = typer.Option(500, help="entries per page"),
           fields: Optional[str] = typer.Option(None, help="REST 'fields' (default: full entries)")):
     """Download entries from the UniProt REST API (paginated) into the parquet dataset."""
@@ -68,7 +70,8 @@ def fetch(query: str = typer.Option(..., help="UniProtKB query, e.g. 'reviewed:t
     from .fetch import fetch_uniprot
 
     try:
-        ds = fetch_uniprot(query, out, size=size, max_results=max_results, fields=fields, log=_console().print)
+        limit = take_old(max_results, max_old, "--limit", "--max")
+        ds = fetch_uniprot(query, out, size=size, max_results=limit, fields=fields, log=_console().print)
     except ProteinDataError as e:
         _fail(str(e))
     _summary(ds, f"UniProt {query!r} -> {out}")
@@ -76,12 +79,21 @@ def fetch(query: str = typer.Option(..., help="UniProtKB query, e.g. 'reviewed:t
 
 def train_protein_model(
     out: Path = typer.Option(None, help="output dir (default: the shipped steering/protein/toy_model)"),
-    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    device: Optional[str] = opt_device(help="cpu, cuda, cuda:N (default: cuda when available, else cpu)"),
     steps: Optional[int] = typer.Option(None, help="optimisation steps (reproducible); default 4000 unless --minutes"),
     minutes: Optional[float] = typer.Option(None, help="wall-clock budget (alone: derives --steps from a timing)"),
-    batch_size: int = 128, lr: float = 2e-3, seed: int = 0, layers: int = 4, d_model: int = 128, heads: int = 4,
-    ffn: int = 512, mask_rate: float = 0.2, n_train: int = 30000, n_eval: int = 1000, eval_every: int = 500,
-    warmup: int = 200,
+    batch_size: int = typer.Option(128, help="training sequences per step"),
+    lr: float = typer.Option(2e-3, help="peak AdamW learning rate"),
+    seed: int = opt_seed(),
+    layers: int = typer.Option(4, help="transformer blocks"),
+    d_model: int = typer.Option(128, help="residual width"),
+    heads: int = typer.Option(4, help="attention heads"),
+    ffn: int = typer.Option(512, help="MLP hidden width"),
+    mask_rate: float = typer.Option(0.2, help="fraction of residues masked (MLM objective)"),
+    n_train: int = typer.Option(30000, help="synthetic training proteins"),
+    n_eval: int = typer.Option(1000, help="held-out proteins for the eval loss"),
+    eval_every: int = typer.Option(500, help="steps between evaluations"),
+    warmup: int = typer.Option(200, help="learning-rate warm-up steps"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (1 is fastest on a busy machine)"),
     results_md: Optional[Path] = typer.Option(None, help="also write a markdown summary here"),
     probe: bool = typer.Option(True, help="fit linear probes per layer after training"),
@@ -89,6 +101,7 @@ def train_protein_model(
     """Train the toy ESM-2-architecture masked LM on the synthetic protein world (seeded)."""
     from .toy_model import DEFAULT_DIR, TrainConfig, train_toy_model
 
+    device = resolve_device(device)
     if steps is None and minutes is None:
         steps = 4000
     tc = TrainConfig(seed=seed, layers=layers, d_model=d_model, heads=heads, ffn=ffn, steps=steps, minutes=minutes,

@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 
 from steering.cli_common import console as _console, fail as _fail, subcommand_group as _group
+from steering.cli_common import opt_device, opt_dtype, opt_model, opt_out, opt_seed, resolve_device
 
 
 def parse_window(text: Optional[str]):
@@ -33,28 +34,30 @@ def parse_window(text: Optional[str]):
 
 
 def protein(
-    model: str = typer.Option(..., help="'toy' (shipped toy ESM-2), an HF id or a local model dir"),
+    model: str = opt_model(help="'toy' (shipped toy ESM-2), an HF id or a local model dir"),
     sae: Path = typer.Option(..., help="SAE directory (saes / SAELens format)"),
     latent: list[int] = typer.Option(..., help="latent to steer (repeat for several)"),
     value: list[float] = typer.Option(..., help="clamp value (or scale factor with --mode scale); one per --latent"),
     n: int = typer.Option(100, help="proteins per arm (steered and unsteered)"),
     length: int = typer.Option(60, help="residues per protein (from scratch)"),
     template: Optional[str] = typer.Option(None, help="template with '_' for residues to generate, e.g. MKT____AAA"),
-    seed: int = 0,
-    out: Path = typer.Option(..., help="output directory"),
+    seed: int = opt_seed(help="seed of the generation (both arms start from it)"),
+    out: Path = opt_out("steer protein", help="output directory (proteins, scores, summary.json)"),
     mode: str = typer.Option("clamp", help="clamp | scale"),
     window: Optional[str] = typer.Option(None, help="steer residues START:END only (default: every residue)"),
     order: str = typer.Option("random", help="unmasking order: random | confidence | left-to-right"),
-    temperature: float = 1.0,
+    temperature: float = typer.Option(1.0, help="sampling temperature"),
     top_k: Optional[int] = typer.Option(None, help="sample among the k most probable residues"),
     per_step: int = typer.Option(1, help="positions unmasked per step"),
-    batch_size: int = 100,
+    batch_size: int = typer.Option(100, help="proteins generated per forward pass (100: a whole arm at once)"),
     pattern: Optional[str] = typer.Option(None, help="PROSITE pattern to score (default PS00028, C2H2 zinc finger)"),
     pppl_n: Optional[int] = typer.Option(None, help="proteins per arm scored by pseudo-perplexity (all; 0: none)"),
-    device: Optional[str] = typer.Option(None, help="cpu | cuda"),
+    device: Optional[str] = opt_device(),
+    dtype: Optional[str] = opt_dtype(help="model dtype for an HF model (default: the checkpoint's own)"),
     allow_other_model: bool = typer.Option(False, help="skip the check that the SAE was trained on this model"),
 ):
     """Generate N steered and N unsteered proteins from the same seed; score and compare them."""
+    device = resolve_device(device)
     import saes
 
     from .generate import GenerationConfig
@@ -76,7 +79,7 @@ def protein(
         else:
             import hooks
 
-            hm = hooks.load(model, device=device)
+            hm = hooks.load(model, device=resolve_device(device), dtype=dtype)
         s = saes.load_sae(sae, device=str(hm.device))
         cfg = GenerationConfig(temperature=temperature, top_k=top_k, per_step=per_step, order=order,
                                batch_size=batch_size, seed=seed)
