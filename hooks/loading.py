@@ -23,8 +23,11 @@ from .model import HookedModel
 VLM_TYPES = ("llava", "chameleon", "janus", "emu3", "llava_next", "pixtral")
 
 
-def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None) -> HookedModel:
-    """Wrap a built model (HF, TransformerLens, fair-esm, or a peft ``PeftModel``) in a :class:`HookedModel`."""
+def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, verify: bool = True) -> HookedModel:
+    """Wrap a built model (HF, TransformerLens, fair-esm, or a peft ``PeftModel``) in a :class:`HookedModel`.
+
+    ``verify=True`` runs the load-time self-check (:mod:`hooks.verify`, one forward on a few
+    tokens): residual sites that disagree with the model's own hidden states are removed with a warning."""
     from .adapters import rebase
 
     if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
@@ -35,6 +38,10 @@ def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None) -
     tok = tokenizer_or_processor
     hm = HookedModel(model, getattr(tok, "tokenizer", tok), adapter)
     hm.processor = tok if tok is not None and hasattr(tok, "tokenizer") else None
+    if verify:
+        from .verify import self_check
+
+        self_check(hm)
     return hm
 
 
@@ -50,7 +57,7 @@ def _dtype(dtype):
 
 
 def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_implementation: str = "sdpa",
-         trust_remote_code: bool = False, local_files_only: bool | None = None) -> HookedModel:
+         trust_remote_code: bool = False, local_files_only: bool | None = None, verify: bool = True) -> HookedModel:
     """Load a model by HF id, local directory, HF cache, fair-esm checkpoint or ``tl:NAME``."""
     name = str(name_or_path)
     dt = _dtype(dtype)
@@ -95,7 +102,7 @@ def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_impleme
     if device is not None and device_map is None:
         model.to(device)
     tok = _tokenizer(name, cfg, kw)
-    return wrap(model, tok)
+    return wrap(model, tok, verify=verify)
 
 
 def _model_class(cfg):

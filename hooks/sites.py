@@ -32,14 +32,32 @@ class Binding:
         return hash((self.name, id(self.module), self.kind))
 
 
+LAYER_ORDER = ("resid_pre", "attn_scores", "attn_pattern", "head_out", "attn_out", "mixer_out", "resid_mid",
+               "mlp_out", "resid_post")
+
+
+class SiteTable(dict):
+    """``{name: Binding}`` in forward order, plus ``absent``: ``{name: reason}`` for the canonical
+    sites this model does not have (``resid_mid.L`` of a parallel block, attention sites of a Mamba
+    layer) or that failed the load-time self-check (see :mod:`hooks.verify`)."""
+
+    def __init__(self, *args, absent=None, **kw):
+        super().__init__(*args, **kw)
+        self.absent = dict(absent or {})
+
+
 def n_layers(root: torch.nn.Module, adapter: Adapter) -> int:
     return len(get_module(root, adapter.layers))
 
 
 def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
-    """All canonical bindings of a model, in forward order (layer by layer)."""
-    table: dict = {}
+    """All canonical bindings of a model, in forward order (layer by layer).
+
+    Per-layer tables (``adapter.extra["layer_sites"]``: one ``{kind: Site}`` per layer with
+    absolute paths, as structural inference produces) override the ``{L}`` templates."""
+    table = SiteTable(absent=adapter.extra.get("absent"))
     nh = adapter.n_heads(root)
+    per_layer = adapter.extra.get("layer_sites")
 
     def add(name: str, spec: Site, layer=None):
         path = spec.path.format(L=layer) if layer is not None else spec.path
@@ -57,7 +75,12 @@ def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
     if "embed" in adapter.sites:
         add("embed", adapter.sites["embed"])
     for L in range(n_layers(root, adapter)):
-        for kind in ("resid_pre", "attn_scores", "attn_pattern", "head_out", "attn_out", "resid_mid", "mlp_out", "resid_post"):
+        if per_layer is not None:
+            for kind in LAYER_ORDER:
+                if kind in per_layer[L]:
+                    add(f"{kind}.{L}", per_layer[L][kind])
+            continue
+        for kind in LAYER_ORDER:
             if kind in adapter.sites:
                 add(f"{kind}.{L}", adapter.sites[kind], L)
     for g in ("final", "logits"):
@@ -77,6 +100,8 @@ def resolve(table: dict, root: torch.nn.Module, names) -> list:
             raise UnknownSiteError(str(name), list(table))
         if name in table:
             found = [table[name]]
+        elif name in getattr(table, "absent", {}):
+            raise UnknownSiteError(f"{name} (absent on this model: {table.absent[name]})", list(table))
         elif any(c in name for c in "*?["):
             found = [table[k] for k in table if fnmatch.fnmatchcase(k, name)]
             if not found:
