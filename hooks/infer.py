@@ -468,6 +468,17 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     comp = [pl.composition for pl in plans]
     kinds = sorted({c for c in comp})
     pos = accepts(model, "position_ids")
+    extra_vlm: dict = {}
+    spans = None
+    image_id = getattr(model.config, "image_token_id", None)
+    if image_id is None:
+        image_id = getattr(model.config, "image_token_index", None)
+    if vlm:  # processor batches and pixel values through the VLM backend; image/text spans from the image id
+        from .adapters import _vlm
+
+        extra_vlm = {"backend": _vlm}
+        if isinstance(image_id, int):
+            spans = lambda hm, ids, am, i=image_id: _vlm.image_spans(ids, am, [i])  # noqa: E731
     can_gen = bool(getattr(model, "can_generate", lambda: False)())
     return Adapter(
         name=name or f"inferred:{model.config.model_type}",
@@ -479,6 +490,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         padding_side=None if can_gen else "right",
         position_ids=pos,
         notes=f"inferred from the module tree ({', '.join(kinds)} blocks)",
-        extra={"layer_sites": [pl.sites for pl in plans], "absent": absent, "composition": comp,
+        spans=spans,
+        extra={**extra_vlm, "layer_sites": [pl.sites for pl in plans], "absent": absent, "composition": comp,
                "norms": [pl.norms for pl in plans], "inferred": True},
     )
