@@ -30,6 +30,7 @@ the config's layer/head counts.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -112,6 +113,29 @@ def _float(t):
     return t is not None and isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() >= 2
 
 
+@contextlib.contextmanager
+def restoring_capture_hooks(model):
+    """Leave the model as we found it: transformers installs its (inert) output-capturing hooks
+    the first time ``output_hidden_states=True`` is asked for; if our check was that first time,
+    the hooks it added during the check are removed again and its "installed" mark reset, so it
+    reinstalls them when a user asks. Hooks that existed before are never touched."""
+    flag = "_output_capturing_hooks_installed"
+    mods = list(model.modules())
+    before = {id(m): set(m._forward_hooks) | set(m._forward_pre_hooks) for m in mods}
+    fresh = not any(getattr(m, flag, False) for m in mods)
+    try:
+        yield
+    finally:
+        if fresh:
+            for m in mods:
+                for d in (m._forward_hooks, m._forward_pre_hooks):
+                    for k in [k for k in d if k not in before[id(m)]]:
+                        if getattr(d[k], "__module__", "").startswith("transformers.utils.output_capturing"):
+                            del d[k]
+                if getattr(m, flag, False):
+                    setattr(m, flag, False)
+
+
 def record(model, paths: list, inputs: dict, probe: bool = True) -> Recording:
     """One forward recording first input/output, call count and order of each module in ``paths``."""
     from . import attention
@@ -154,7 +178,7 @@ def record(model, paths: list, inputs: dict, probe: bool = True) -> Recording:
             attention.add_handler(mod, probe_fn)
             probes.append((mod, probe_fn))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), restoring_capture_hooks(model):
             rec.output = call(model, inputs, output_hidden_states=True)
     finally:
         for h in handles:

@@ -21,10 +21,11 @@ that repeats it): never silently wrong. Comparisons allow a few ulps of the mode
 """
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import torch
+
+from .infer import restoring_capture_hooks
 
 
 class SiteCheckWarning(UserWarning):
@@ -63,29 +64,6 @@ def _hf_like(hm) -> bool:
         and hm.adapter.attention_backend == "hf")
 
 
-@contextlib.contextmanager
-def _restoring_capture_hooks(model):
-    """Leave the model as we found it: transformers installs its (inert) output-capturing hooks
-    the first time ``output_hidden_states=True`` is asked for; if our check was that first time,
-    the hooks it added during the check are removed again and its "installed" mark reset, so it
-    reinstalls them when a user asks. Hooks that existed before are never touched."""
-    flag = "_output_capturing_hooks_installed"
-    mods = list(model.modules())
-    before = {id(m): set(m._forward_hooks) | set(m._forward_pre_hooks) for m in mods}
-    fresh = not any(getattr(m, flag, False) for m in mods)
-    try:
-        yield
-    finally:
-        if fresh:
-            for m in mods:
-                for d in (m._forward_hooks, m._forward_pre_hooks):
-                    for k in [k for k in d if k not in before[id(m)]]:
-                        if getattr(d[k], "__module__", "").startswith("transformers.utils.output_capturing"):
-                            del d[k]
-                if getattr(m, flag, False):
-                    setattr(m, flag, False)
-
-
 def self_check(hm, *, warn: bool = True, batch=None) -> dict:
     """Check the residual sites of ``hm`` on one forward; remove the failing ones (with a warning).
 
@@ -103,7 +81,7 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
         return report
     kw = {"output_hidden_states": True} if _hf_like(hm) else {}
     try:
-        with _restoring_capture_hooks(hm.model):
+        with restoring_capture_hooks(hm.model):
             res = hm.run(_batch(hm) if batch is None else batch, [Cache(names, "all", layout="padded")], **kw)
     except Exception as e:  # noqa: BLE001 - report, never hide
         report["skipped"] = f"the self-check forward failed: {type(e).__name__}: {e}"
