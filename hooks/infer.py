@@ -348,6 +348,11 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
                     break
         if c2 is None and close(y, X.inp):
             comp = "single"
+        elif c2 is None:  # e.g. an MoE block returning flattened (B·P, D) tokens: no (B, P, D) contribution
+            comp = "sequential"
+            sites["resid_mid"] = Site(X.path, kind="input", inplace=True)
+            absent["mlp_out"] = ("no (B, P, D) module output c with resid_post = resid_mid + c (the MLP/MoE output "
+                                 "is reshaped or combined inside the block)")
     if comp == "unknown":  # parallel: resid_post = resid_pre + c1 + c2
         d = y - x
         for i, a in enumerate(cands):
@@ -368,9 +373,15 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
         single = [c for c in cands if close(y - x, c.out)]
         if single:
             comp, c1 = "single", pref(single)
-    if comp == "unknown":
-        raise InferenceError(f"block {bpath}: no module outputs add up to resid_post - resid_pre "
-                             "(not a sequential, parallel, post-norm or single-mixer residual block)")
+    if comp == "unknown":  # gated / scaled / multi-stream residuals: only the block boundary is a site
+        why = ("the block does not add its sub-layer outputs to the residual stream (a gated, scaled or "
+               "multi-stream residual): no module output is an additive contribution")
+        for k in ("resid_mid", "attn_out", "mlp_out", "head_out"):
+            absent[k] = why
+        if attn is not None and reachable:
+            sites["attn_scores"] = Site(attn.path, kind="attn", layout="attn")
+            sites["attn_pattern"] = Site(attn.path, kind="attn", layout="attn")
+        return LayerPlan("opaque", sites, absent, attn.path if attn is not None else None)
     if comp == "single":
         absent["resid_mid"] = absent["mlp_out"] = "block has a single residual sub-layer"
 

@@ -46,6 +46,18 @@ def same(a, b) -> bool:
     return bool(((a32 - b32).abs() <= _tol(a) * scale).all())
 
 
+def normalised(x, h) -> bool:
+    """``h`` is ``x`` normalised per position (RMS or layer norm without parameters, any eps)."""
+    if x is None or h is None or x.shape != h.shape:
+        return False
+    x32, h32 = x.detach().float(), h.detach().float()
+    for a in (x32, x32 - x32.mean(-1, keepdim=True)):
+        cos = torch.nn.functional.cosine_similarity(a, h32, dim=-1)
+        if bool((cos > 1 - 1e-5).all()):
+            return True
+    return False
+
+
 def _batch(hm):
     dummy = hm.adapter.extra.get("dummy_batch")
     if dummy is not None:
@@ -104,18 +116,26 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
 
     # 1. the residual stream against output_hidden_states
     if isinstance(hs, (tuple, list)) and len(hs) == n + 1:
-        if get("resid_pre.0") is not None and not same(get("resid_pre.0"), hs[0]):
+        # most models return (embeddings, block outputs...); some (Mamba) return (block outputs..., final norm)
+        shift = 0
+        if get("resid_pre.0") is not None and not same(get("resid_pre.0"), hs[0]) and all(
+                get(f"resid_post.{L}") is not None and same(get(f"resid_post.{L}"), hs[L]) for L in range(n)):
+            shift = 1
+            report["hidden_states"] = "the model's hidden_states start at the first block's output"
+        if not shift and get("resid_pre.0") is not None and not same(get("resid_pre.0"), hs[0]):
             fail("resid_pre.0", "differs from output_hidden_states[0] (the input of the first block)")
         for L in range(n):
             r = get(f"resid_post.{L}")
             if r is None:
                 continue
-            if L < n - 1 and not same(r, hs[L + 1]):
-                fail(f"resid_post.{L}", f"differs from output_hidden_states[{L + 1}]")
+            if L < n - 1 and not same(r, hs[L + 1 - shift]):
+                fail(f"resid_post.{L}", f"differs from output_hidden_states[{L + 1 - shift}]")
             report["checked"] += 1
         last, fin = get(f"resid_post.{n - 1}"), get("final")
         if not (same(last, hs[n]) or same(fin, hs[n])):
-            if last is not None and fin is None:
+            if last is not None and fin is None and normalised(last, hs[n]):
+                report["hidden_states"] = f"output_hidden_states[{n}] is a parameter-free norm of resid_post.{n - 1}"
+            elif last is not None and fin is None:
                 fail(f"resid_post.{n - 1}", f"differs from output_hidden_states[{n}]")
             elif fin is not None:
                 fail("final", f"differs from output_hidden_states[{n}] (and so does resid_post.{n - 1})")

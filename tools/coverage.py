@@ -139,18 +139,26 @@ def check_model(model_type: str, registry: str) -> dict:
             return f"skip: the model returns {None if hs is None else len(hs)} hidden states for {n} layers"
         c = res.cache
         bad = []
-        if "resid_pre.0" in c and not _close(c["resid_pre.0"][real], hs[0][real], 1e-5):
+        # hidden_states conventions: (embeddings, block outputs..., [final]) or, e.g. Mamba, (block outputs..., final)
+        shift = int("resid_pre.0" in c and not _close(c["resid_pre.0"][real], hs[0][real], 1e-5) and all(
+            f"resid_post.{L}" in c and _close(c[f"resid_post.{L}"][real], hs[L][real], 1e-5) for L in range(n)))
+        if not shift and "resid_pre.0" in c and not _close(c["resid_pre.0"][real], hs[0][real], 1e-5):
             bad.append("resid_pre.0")
         for L in range(n - 1):
             k = f"resid_post.{L}"
-            if k in c and not _close(c[k][real], hs[L + 1][real], 1e-5):
+            if k in c and not _close(c[k][real], hs[L + 1 - shift][real], 1e-5):
                 bad.append(k)
         last = [c[k][real] for k in (f"resid_post.{n - 1}", "final") if k in c]
         if last and not any(_close(t, hs[n][real], 1e-5) for t in last):
-            bad.append("final")
-        return True if not bad else f"fail: differs from output_hidden_states at {bad}"
+            if "final" in c or not V.normalised(last[0], hs[n][real]):
+                bad.append("final")
+        note = ", hidden_states start at the first block's output" if shift else ""
+        return True if not bad else f"fail: differs from output_hidden_states at {bad}{note}"
 
     def decomposition():
+        comps = set(hm.adapter.extra.get("composition") or ["sequential"])
+        if comps == {"opaque"}:
+            return "skip: no block adds its sub-layer outputs to the residual stream (gated/scaled residual)"
         rep2 = V.self_check(hm, warn=False, batch=inp)
         if rep2.get("skipped"):
             return f"fail: {rep2['skipped']}"
@@ -198,6 +206,8 @@ def check_model(model_type: str, registry: str) -> dict:
     def padding():
         if not can_gen:
             return "skip: not a decoder (encoders are padded on the right only)"
+        if not hm.adapter.position_ids:
+            return "skip: the model takes no position_ids, so left padding shifts its absolute positions"
         left = _ragged(model, side="left")
         a = hm.run(inp).logits
         b = hm.run(left).logits

@@ -56,6 +56,8 @@ SET = {
     "time_step_rank": 8, "mamba_n_heads": 8, "mamba_head_dim": 8, "mamba_expand": 2, "expand": 2,
     "n_groups": 1, "mamba_n_groups": 1,
     "linear_num_key_heads": 2, "linear_num_value_heads": 4, "linear_key_head_dim": 8, "linear_value_head_dim": 8,
+    "rotary_dim": 4, "mamba_d_ssm": 64, "mamba_d_head": 8,
+    "first_k_dense_replace": 1, "num_dense_layers": 1, "decoder_sparse_step": 1,
     # vision towers (keep images small)
     "image_size": 32, "patch_size": 8,
 }
@@ -64,43 +66,60 @@ PER_LAYER_LISTS = ("layer_types", "layers_block_type", "block_types", "hybrid_ov
 
 
 def _shrink_pattern(v):
-    if isinstance(v, str):  # e.g. "M-M*-" patterns: keep one of each symbol
-        seen, out = set(), []
-        for ch in v:
-            if ch not in seen:
-                seen.add(ch)
-                out.append(ch)
-        return "".join(out[:N_LAYERS]) if len(out) >= N_LAYERS else ("".join(out) * N_LAYERS)[:N_LAYERS]
-    if isinstance(v, (list, tuple)) and v:
-        seen, out = [], []
-        for x in v:
-            if x not in seen:
-                seen.append(x)
-        out = seen[:N_LAYERS]
-        while len(out) < N_LAYERS:
-            out.append(v[0])
-        return type(v)(out)
-    return v
+    """One layer of each kind, in order of first appearance (at least N_LAYERS layers)."""
+    items = list(v) if isinstance(v, (str, list, tuple)) else None
+    if not items:
+        return v
+    out = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    while len(out) < N_LAYERS:
+        out.append(items[0])
+    return "".join(out) if isinstance(v, str) else type(v)(out)
 
 
 def shrink(cfg):
     """Shrink a config (and its sub-configs) in place; returns it."""
     from transformers import PretrainedConfig
 
-    for k, v in list(vars(cfg).items()):
-        if isinstance(v, PretrainedConfig):
-            shrink(v)
-        elif k in SET and isinstance(v, int) and not isinstance(v, bool) and v > 0:
-            setattr(cfg, k, min(v, SET[k]) if k not in ("image_size",) else SET[k])
-        elif k in PER_LAYER_LISTS and v:
-            setattr(cfg, k, _shrink_pattern(v))
-    lt = getattr(cfg, "layer_types", None)
-    n = next((getattr(cfg, k) for k in ("num_hidden_layers", "n_layer", "num_layers") if isinstance(getattr(cfg, k, None), int)), None)
-    if isinstance(lt, (list, tuple)) and n is not None and len(lt) != n:
+    orig = dict(vars(cfg))
+    for k, v in list(orig.items()):
         try:
-            setattr(cfg, "num_hidden_layers", len(lt))
-        except Exception:  # noqa: BLE001
-            pass
+            if isinstance(v, PretrainedConfig):
+                shrink(v)
+            elif k in SET and isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                setattr(cfg, k, min(v, SET[k]) if k not in ("image_size",) else SET[k])
+            elif k in PER_LAYER_LISTS and v:
+                setattr(cfg, k, _shrink_pattern(v))
+            elif k.endswith("_period") and isinstance(v, int) and not isinstance(v, bool) and v > 2:
+                setattr(cfg, k, 2)  # hybrid / MoE interleaving: one layer of each kind in 2 layers
+            elif k.endswith("_offset") and isinstance(v, int) and not isinstance(v, bool) and v > 1:
+                setattr(cfg, k, 1)
+        except Exception:  # noqa: BLE001 - per-layer attributes some configs refuse to set globally
+            continue
+    for hk, kk in (("num_attention_heads", "num_key_value_heads"), ("n_head", "n_head_kv")):
+        if orig.get(hk) is not None and orig.get(hk) == orig.get(kk):  # multi-head (MLA needs kv == heads)
+            try:
+                setattr(cfg, kk, getattr(cfg, hk))
+            except Exception:  # noqa: BLE001
+                pass
+    if all(isinstance(getattr(cfg, k, None), int) for k in ("num_heads", "head_dim", "expand", "hidden_size")) and \
+            hasattr(cfg, "state_size"):  # Mamba-2: heads × head_dim = expand × hidden
+        cfg.num_heads = cfg.expand * cfg.hidden_size // cfg.head_dim
+    for key in PER_LAYER_LISTS:  # the layer count follows the shrunk per-layer pattern
+        lt = getattr(cfg, key, None)
+        if isinstance(lt, (list, tuple, str)) and lt and key in orig:
+            for nk in ("num_hidden_layers", "n_layer", "num_layers"):
+                if isinstance(getattr(cfg, nk, None), int):
+                    try:
+                        setattr(cfg, nk, len(lt))
+                    except Exception:  # noqa: BLE001
+                        pass
+            break
+    for key in ("attn_layer_indices", "attention_layer_indices", "full_attn_idxs"):
+        if key in vars(cfg):  # hybrids: one attention layer (None means "none" for Bamba)
+            setattr(cfg, key, [1])
     for attr in ("rope_parameters", "rope_scaling"):  # multimodal RoPE sections must sum to head_dim / 2
         rp = getattr(cfg, attr, None)
         if isinstance(rp, dict) and isinstance(rp.get("mrope_section"), (list, tuple)):
