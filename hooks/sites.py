@@ -7,6 +7,7 @@ are accepted too.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -89,8 +90,31 @@ def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
     return table
 
 
+# TransformerLens hook names accepted on every model (TransformerLens's HookedTransformer names,
+# transformer_lens/components/transformer_block.py and abstract_attention.py)
+TL_ALIASES = [
+    (re.compile(r"^blocks\.(\d+|\*)\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)$"), r"\2.\1"),
+    (re.compile(r"^blocks\.(\d+|\*)\.attn\.hook_pattern$"), r"attn_pattern.\1"),
+    (re.compile(r"^blocks\.(\d+|\*)\.attn\.hook_attn_scores$"), r"attn_scores.\1"),
+    (re.compile(r"^blocks\.(\d+|\*)\.attn\.hook_z$"), r"head_out.\1"),
+    (re.compile(r"^hook_embed$"), "embed"),
+    (re.compile(r"^ln_final\.hook_normalized$"), "final"),
+]
+
+
+def tl_alias(name: str):
+    """The canonical name of a TransformerLens hook name (``blocks.3.hook_resid_post`` ->
+    ``resid_post.3``, ``blocks.*.attn.hook_pattern`` -> ``attn_pattern.*``), else None."""
+    for pat, repl in TL_ALIASES:
+        if pat.match(name):
+            return pat.sub(repl, name)
+    return None
+
+
 def resolve(table: dict, root: torch.nn.Module, names) -> list:
-    """Expand site names/wildcards/module paths into bindings (order preserved, no duplicates)."""
+    """Expand site names/wildcards/module paths into bindings (order preserved, no duplicates).
+
+    TransformerLens hook names are aliases of the canonical ones (see :func:`tl_alias`)."""
     if isinstance(names, str):
         names = [names]
     out: list = []
@@ -98,6 +122,9 @@ def resolve(table: dict, root: torch.nn.Module, names) -> list:
     for name in names:
         if not isinstance(name, str) or not name:
             raise UnknownSiteError(str(name), list(table))
+        alias = tl_alias(name) if name not in table else None
+        if alias is not None and (alias in table or "*" in alias or alias in getattr(table, "absent", {})):
+            name = alias
         if name in table:
             found = [table[name]]
         elif name in getattr(table, "absent", {}):

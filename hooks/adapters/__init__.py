@@ -46,7 +46,8 @@ def find_adapter(model, infer: bool = True) -> Adapter:
             why = f"structural inference failed: {e}"
     raise UnsupportedModelError(
         f"No adapter for {type(model).__name__} (model_type={getattr(cfg, 'model_type', None)!r}): {why}. "
-        f"Supported families (hand-written; other transformers models are inferred): {', '.join(a.name for a in adapters)}. To add one, write "
+        f"Supported families: {', '.join(a.name for a in adapters)} (hand-written), and any other transformers "
+        "model whose blocks structural inference can read (hooks.infer). To add one, write "
         "hooks/adapters/<family>.py with a declarative Adapter (see hooks/adapters/base.py) and list it in "
         "hooks.adapters.FAMILIES; raw module paths work meanwhile via hooks.wrap(model, adapter=...)."
     )

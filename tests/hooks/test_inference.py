@@ -137,3 +137,17 @@ def test_planted_wrong_path_is_removed_with_a_warning():
 def test_unsupported_non_transformers_model_still_refused():
     with pytest.raises(hooks.UnsupportedModelError, match="not a transformers model"):
         hooks.wrap(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_transformer_lens_hook_names_are_aliases():
+    from .tiny_models import build
+
+    hm = hooks.wrap(build("gpt2"))
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    tl = hm.run(ids, [Cache(["blocks.1.hook_resid_post", "blocks.0.attn.hook_pattern", "hook_embed",
+                             "ln_final.hook_normalized", "blocks.1.attn.hook_z"])]).cache
+    ours = hm.run(ids, [Cache(["resid_post.1", "attn_pattern.0", "embed", "final", "head_out.1"])]).cache
+    assert set(tl) == set(ours)
+    for k in ours:
+        assert torch.equal(tl[k], ours[k]), k
+    assert [b.name for b in hm.resolve_sites("blocks.*.hook_mlp_out")] == ["mlp_out.0", "mlp_out.1"]
