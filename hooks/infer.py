@@ -309,6 +309,7 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
     attn_mods = probed or named
     attn = min(attn_mods, key=lambda r: (_depth(r.path), r.start)) if attn_mods else None
     reachable = bool(probed)
+    twice = attn is not None and attn.attn_calls > 1  # e.g. differential attention: two softmaxes per layer
     sites: dict = {"resid_pre": Site(bpath, kind="input"), "resid_post": Site(bpath)}
     absent: dict = {}
 
@@ -388,9 +389,13 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
     attn_layer = attn is not None and c1 is not None and is_attn_contrib(c1)
     if attn_layer:
         sites["attn_out"] = Site(c1.path)
-        if reachable:
+        if reachable and not twice:
             sites["attn_scores"] = Site(attn.path, kind="attn", layout="attn")
             sites["attn_pattern"] = Site(attn.path, kind="attn", layout="attn")
+        elif twice:
+            absent["attn_scores"] = absent["attn_pattern"] = (
+                f"{type(attn.module).__name__} computes attention {attn.attn_calls} times per forward "
+                "(e.g. differential attention): no single pattern per layer")
         else:
             absent["attn_scores"] = absent["attn_pattern"] = (
                 f"{type(attn.module).__name__} does not call transformers' AttentionInterface with the "
@@ -501,6 +506,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         for k, why in pl.absent.items():
             absent[f"{k}.{L}"] = why
     comp = [pl.composition for pl in plans]
+    probed_any = any(r.attn_calls > 0 for r in recs.values())
     kinds = sorted({c for c in comp})
     pos = accepts(model, "position_ids")
     extra_vlm: dict = {}
@@ -527,5 +533,9 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         notes=f"inferred from the module tree ({', '.join(kinds)} blocks)",
         spans=spans,
         extra={**extra_vlm, "layer_sites": [pl.sites for pl in plans], "absent": absent, "composition": comp,
-               "norms": [pl.norms for pl in plans], "inferred": True},
+               "norms": [pl.norms for pl in plans], "inferred": True,
+               # the recording forward ran every probed attention through hooks.attention's explicit path:
+               # hooks.verify compares its last hidden state with the stock forward's on the same ids
+               "explicit_reference": (ids.detach().cpu(), hs[-1].detach().cpu())
+               if probed_any and isinstance(hs, (tuple, list)) and hs else None},
     )

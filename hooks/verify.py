@@ -46,6 +46,13 @@ def same(a, b) -> bool:
     return bool(((a32 - b32).abs() <= _tol(a) * scale).all())
 
 
+def close_rel(a, b, tol) -> bool:
+    if a.shape != b.shape:
+        return False
+    scale = max(float(b.abs().max()), 1e-6)
+    return bool(((a.float() - b.float()).abs() <= tol * scale).all())
+
+
 def normalised(x, h) -> bool:
     """``h`` is ``x`` normalised per position (RMS or layer norm without parameters, any eps)."""
     if x is None or h is None or x.shape != h.shape:
@@ -146,6 +153,16 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
         if a is not None and b is not None and f"resid_post.{L - 1}" not in bad and not same(a, b):
             fail(f"resid_pre.{L}", f"differs from resid_post.{L - 1} (the previous block's output)")
 
+    # 1b. attention sites: hooks.attention's explicit path must reproduce the model's own attention
+    ref = hm.adapter.extra.get("explicit_reference")
+    if ref is not None and batch is None and isinstance(hs, (tuple, list)) and hs:
+        ids, last = ref
+        inp = res.inputs.get("input_ids") if isinstance(res.inputs, dict) else None
+        if inp is not None and torch.equal(inp.cpu(), ids) and not close_rel(hs[-1].cpu(), last, 1e-4):
+            err = float((hs[-1].cpu().float() - last.float()).abs().max())
+            for k in [k for k in table if k.split(".")[0] in ("attn_scores", "attn_pattern")]:
+                fail(k, "hooks.attention's explicit attention does not reproduce this model's attention "
+                        f"(max |Δ| of the last hidden state {err:.1e}); capture/knockout would change the model")
     # 2. the block's own composition
     comp = hm.adapter.extra.get("composition")
     norms = hm.adapter.extra.get("norms")
