@@ -98,6 +98,10 @@ def shrink(cfg):
                 setattr(cfg, k, 1)
         except Exception:  # noqa: BLE001 - per-layer attributes some configs refuse to set globally
             continue
+    if getattr(cfg, "model_type", None) == "esm":  # ESM-2's <pad> and <mask> ids (its tokenizer's vocabulary)
+        cfg.pad_token_id, cfg.mask_token_id = 1, 32
+    if "vocab_size" in orig and orig["vocab_size"] is None:  # e.g. ESM: the vocabulary comes with a tokenizer
+        cfg.vocab_size = 64
     for hk, kk in (("num_attention_heads", "num_key_value_heads"), ("n_head", "n_head_kv")):
         if orig.get(hk) is not None and orig.get(hk) == orig.get(kk):  # multi-head (MLA needs kv == heads)
             try:
@@ -120,8 +124,12 @@ def shrink(cfg):
     for key in ("attn_layer_indices", "attention_layer_indices", "full_attn_idxs"):
         if key in vars(cfg):  # hybrids: one attention layer (None means "none" for Bamba)
             setattr(cfg, key, [1])
+    mod = type(cfg).__module__
+    mrope = any(t in mod for t in ("_vl", "omni", "glm4v", "glm46v", "paddleocr", "glm_ocr", "glmga", "glm5"))
     for attr in ("rope_parameters", "rope_scaling"):  # multimodal RoPE sections must sum to head_dim / 2
         rp = getattr(cfg, attr, None)
+        if mrope and isinstance(rp, dict) and "mrope_section" not in rp and "num_attention_heads" in orig:
+            rp["mrope_section"] = [2, 1, 1]  # the modeling code's default ([16, 24, 24]) fits head_dim 128 only
         if isinstance(rp, dict) and isinstance(rp.get("mrope_section"), (list, tuple)):
             sec = list(rp["mrope_section"])
             half = HEAD_DIM // 2
