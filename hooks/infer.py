@@ -375,8 +375,8 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
         if single:
             comp, c1 = "single", pref(single)
     if comp == "unknown":  # gated / scaled / multi-stream residuals: only the block boundary is a site
-        why = ("the block does not add its sub-layer outputs to the residual stream (a gated, scaled or "
-               "multi-stream residual): no module output is an additive contribution")
+        why = ("no (B, P, D) module outputs of the block add up to resid_post - resid_pre (a gated, scaled, "
+               "multi-stream or flattened residual)")
         for k in ("resid_mid", "attn_out", "mlp_out", "head_out"):
             absent[k] = why
         if attn is not None and reachable:
@@ -449,6 +449,35 @@ def _final_norm(model, recs, blocks_path, last, hs_last):
     return best
 
 
+def _last(output):
+    hs = getattr(output, "hidden_states", None)
+    if isinstance(hs, (tuple, list)) and hs:
+        return hs[-1]
+    return first_output(output) if isinstance(output, (tuple, torch.Tensor)) else getattr(output, "logits", None)
+
+
+def _position_and_attention_policy(model, inputs, recorded, probed: bool):
+    """(pass position ids?, does the explicit attention path reproduce the model?).
+
+    The wrapped model passes ``position_ids = cumsum(mask) - 1`` (so left padding is correct) only
+    if that equals the model's own default on an unpadded row (RoBERTa counts from
+    ``padding_idx + 1``: it does not); the recording forward ran probed attention through
+    :func:`hooks.attention.explicit_attention`, which must match the stock forward."""
+    ref = _last(recorded)
+    if not accepts(model, "position_ids") or ref is None:
+        return False, True  # (hooks.verify still compares the explicit path with the stock forward)
+    ids = inputs["input_ids"]
+    pos_ids = torch.arange(ids.shape[1], device=ids.device)[None].expand_as(ids)
+    with torch.no_grad(), restoring_capture_hooks(model):
+        with_pos = _last(call(model, inputs, position_ids=pos_ids, output_hidden_states=True))
+        if close(with_pos, ref):
+            return True, True
+        if not probed:  # no explicit attention involved: the positions differ
+            return False, True
+        stock = _last(call(model, inputs, output_hidden_states=True))
+    return close(with_pos, stock), close(stock, ref)
+
+
 def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     """An :class:`Adapter` for ``model`` from its module tree and one recording forward."""
     from . import attention
@@ -502,13 +531,18 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         sites["logits"] = Site(out_path)
     else:
         absent["logits"] = "the model has no output embedding (a base model)"
+    probed_any = any(r.attn_calls > 0 for r in recs.values())
+    pos, explicit_ok = _position_and_attention_policy(model, inputs, rec.output, probed_any)
     for L, pl in enumerate(plans):
+        if not explicit_ok:
+            for k in ("attn_scores", "attn_pattern"):
+                if pl.sites.pop(k, None) is not None:
+                    pl.absent[k] = ("hooks.attention's explicit attention does not reproduce this model's attention "
+                                    "(checked on the recording forward): capture/knockout would change the model")
         for k, why in pl.absent.items():
             absent[f"{k}.{L}"] = why
     comp = [pl.composition for pl in plans]
-    probed_any = any(r.attn_calls > 0 for r in recs.values())
     kinds = sorted({c for c in comp})
-    pos = accepts(model, "position_ids")
     extra_vlm: dict = {}
     spans = None
     image_id = getattr(model.config, "image_token_id", None)

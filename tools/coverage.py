@@ -9,6 +9,7 @@ and put through the known-answer checks it is eligible for. Writes ``docs/covera
 Checks (name: known answer):
 
 * ``wrap``: ``hooks.wrap`` succeeds and its load-time self-check removes no site;
+* ``unchanged``: the wrapped model's logits equal the unwrapped model's at real tokens (right padding);
 * ``cache_hs``: ``resid_pre.0``, ``resid_post.L``, ``final`` equal ``output_hidden_states`` at real
   tokens of a ragged (padded) batch;
 * ``decomposition``: the block's own composition holds on that batch (:mod:`hooks.verify`);
@@ -35,7 +36,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-CHECKS = ("wrap", "cache_hs", "decomposition", "knockout", "steer", "padding", "generate")
+CHECKS = ("wrap", "unchanged", "cache_hs", "decomposition", "knockout", "steer", "padding", "generate")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -90,7 +91,7 @@ def check_model(model_type: str, registry: str) -> dict:
     inp = _ragged(model)
     try:
         with torch.no_grad():
-            model(**inp)
+            plain = model(**inp)
     except Exception as e:  # noqa: BLE001
         row["why"] = f"plain forward: {type(e).__name__}: {str(e)[:200]}"
         return row
@@ -158,7 +159,7 @@ def check_model(model_type: str, registry: str) -> dict:
     def decomposition():
         comps = set(hm.adapter.extra.get("composition") or ["sequential"])
         if comps == {"opaque"}:
-            return "skip: no block adds its sub-layer outputs to the residual stream (gated/scaled residual)"
+            return "skip: no block adds (B, P, D) sub-layer outputs to the residual stream (see adapter absent reasons)"
         rep2 = V.self_check(hm, warn=False, batch=inp)
         if rep2.get("skipped"):
             return f"fail: {rep2['skipped']}"
@@ -238,7 +239,16 @@ def check_model(model_type: str, registry: str) -> dict:
             return "fail: a large Steer(apply_to='new') changed no generated token"
         return True
 
-    for name, fn in (("cache_hs", cache_hs), ("decomposition", decomposition), ("knockout", knockout),
+    def unchanged():
+        ref = getattr(plain, "logits", None)
+        got = hm.run(inp).logits
+        if ref is None or got is None:
+            return "skip: the model returns no logits"
+        if not _close(got[real], ref[real], 1e-4):
+            return f"fail: wrapping changed the logits (max |Δ| = {float((got[real] - ref[real]).abs().max()):.2e})"
+        return True
+
+    for name, fn in (("unchanged", unchanged), ("cache_hs", cache_hs), ("decomposition", decomposition), ("knockout", knockout),
                      ("steer", steer), ("padding", padding), ("generate", generate)):
         run(name, fn)
     row["seconds"] = round(time.time() - t0, 2)
