@@ -151,3 +151,21 @@ def test_transformer_lens_hook_names_are_aliases():
     for k in ours:
         assert torch.equal(tl[k], ours[k]), k
     assert [b.name for b in hm.resolve_sites("blocks.*.hook_mlp_out")] == ["mlp_out.0", "mlp_out.1"]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_hybrid_stack_has_attention_sites_only_on_attention_layers():
+    from tools.tiny_configs import build as build_tiny
+
+    model = build_tiny("jamba")  # layer 0: Mamba mixer, layer 1: attention (attn_layer_period=2, offset=1)
+    kinds = [type(layer).__name__ for layer in model.model.layers]
+    assert "Mamba" in kinds[0] and "Attention" in kinds[1]
+    hm = hooks.wrap(model)
+    assert hm.site_report["removed"] == {}
+    assert {"attn_pattern.1", "attn_out.1", "head_out.1", "mixer_out.0", "resid_mid.0", "mlp_out.0"} <= set(hm.site_names)
+    assert not {"attn_pattern.0", "attn_out.0", "mixer_out.1"} & set(hm.site_names)
+    assert hm.sites["attn_pattern.0"].startswith("absent: not an attention layer (JambaMambaMixer)")
+    ids = torch.randint(3, 60, (2, 5))
+    c = hm.run(ids, [Cache(["resid_pre.0", "mixer_out.0", "resid_mid.0", "mlp_out.0", "resid_post.0"])]).cache
+    torch.testing.assert_close(c["resid_pre.0"] + c["mixer_out.0"], c["resid_mid.0"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(c["resid_mid.0"] + c["mlp_out.0"], c["resid_post.0"], rtol=0, atol=1e-5)
