@@ -169,3 +169,20 @@ def test_hybrid_stack_has_attention_sites_only_on_attention_layers():
     c = hm.run(ids, [Cache(["resid_pre.0", "mixer_out.0", "resid_mid.0", "mlp_out.0", "resid_post.0"])]).cache
     torch.testing.assert_close(c["resid_pre.0"] + c["mixer_out.0"], c["resid_mid.0"], rtol=0, atol=1e-5)
     torch.testing.assert_close(c["resid_mid.0"] + c["mlp_out.0"], c["resid_post.0"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_inferred_vlm_spans_from_the_config_token_ids():
+    from tools.tiny_configs import build as build_tiny
+
+    model = build_tiny("qwen2_vl", "image_text")
+    hm = hooks.wrap(model)
+    cfg = model.config
+    s, img, e = cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id
+    ids = torch.tensor([[7, s, img, img, e, 8, 9], [0, 0, 7, s, img, e, 8]])
+    am = torch.tensor([[1] * 7, [0, 0, 1, 1, 1, 1, 1]])
+    sp = hm.spans(ids, am)
+    assert sp["image"].tolist() == [[0, 0, 1, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0]]
+    assert sp["boi"].tolist() == [[0, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0]]
+    assert sp["eoi"].tolist() == [[0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1, 0]]
+    assert sp["text"].tolist() == [[1, 0, 0, 0, 0, 1, 1], [0, 0, 1, 0, 0, 0, 1]]
