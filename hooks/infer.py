@@ -549,6 +549,10 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         absent["logits"] = "the model has no output embedding (a base model)"
     probed_any = any(r.attn_calls > 0 for r in recs.values())
     pos, explicit_ok = _position_and_attention_policy(model, inputs, rec.output, probed_any)
+    can_gen = bool(getattr(model, "can_generate", lambda: False)())
+    # encoders are padded on the right and keep their own positions: position ids computed from the mask
+    # would move the padding's positions, which leaks into real tokens where padding is not masked (FNet, ConvBERT)
+    pos = pos and can_gen
     for L, pl in enumerate(plans):
         if not explicit_ok:
             for k in ("attn_scores", "attn_pattern"):
@@ -571,7 +575,6 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         boi, eoi = _config_id(model.config, BOI_KEYS), _config_id(model.config, EOI_KEYS)
         if isinstance(image_id, int):
             spans = lambda hm, ids, am, i=image_id, b=boi, e=eoi: _vlm.image_spans(ids, am, [i], b, e)  # noqa: E731
-    can_gen = bool(getattr(model, "can_generate", lambda: False)())
     return Adapter(
         name=name or f"inferred:{model.config.model_type}",
         layers=blocks_path,

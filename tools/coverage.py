@@ -129,6 +129,9 @@ def check_model(model_type: str, registry: str) -> dict:
 
     real = inp["attention_mask"].bool()
 
+    def at_real(t):  # logits per input position at real tokens; other outputs (encoder-decoder) whole
+        return t[real] if t.shape[:2] == real.shape else t
+
     def cache_hs():
         want = [k for k in names if k.split(".")[0] in ("resid_pre", "resid_post", "final") and
                 (k == "final" or k.startswith("resid_post") or k == "resid_pre.0")]
@@ -198,7 +201,7 @@ def check_model(model_type: str, registry: str) -> dict:
             return "skip: the model returns no logits"
         if not torch.equal(zero, clean):
             return "fail: scale 0 changed the logits"
-        if _close(big[real], clean[real], 1e-4):
+        if _close(at_real(big), at_real(clean), 1e-4):
             return "fail: scale 100 left the logits unchanged"
         return True
 
@@ -244,8 +247,8 @@ def check_model(model_type: str, registry: str) -> dict:
         got = hm.run(inp).logits
         if ref is None or got is None:
             return "skip: the model returns no logits"
-        if not _close(got[real], ref[real], 1e-4):
-            return f"fail: wrapping changed the logits (max |Δ| = {float((got[real] - ref[real]).abs().max()):.2e})"
+        if not _close(at_real(got), at_real(ref), 1e-4):
+            return f"fail: wrapping changed the logits (max |Δ| = {float((at_real(got) - at_real(ref)).abs().max()):.2e})"
         return True
 
     for name, fn in (("unchanged", unchanged), ("cache_hs", cache_hs), ("decomposition", decomposition), ("knockout", knockout),
