@@ -93,9 +93,12 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
     table = hm._table
     kinds = ("embed", "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mixer_out", "final")
     names = [k for k in table if k.split(".")[0] in kinds]
-    report = {"removed": {}, "absent": dict(getattr(table, "absent", {})), "checked": 0, "skipped": None}
+    # (HookedModel drops attention bindings into a plain dict when attention is unreachable: keep the reasons)
+    absent0 = {**(hm.adapter.extra.get("absent") or {}), **getattr(table, "absent", {})}
+    report = {"removed": {}, "absent": absent0, "checked": 0, "skipped": None}
     if not names:
         report["skipped"] = "no residual sites"
+        hm._table = SiteTable(table, absent=absent0)
         hm.site_report = report
         return report
     kw = {"output_hidden_states": True} if _hf_like(hm) else {}
@@ -104,6 +107,7 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
             res = hm.run(_batch(hm) if batch is None else batch, [Cache(names, "all", layout="padded")], **kw)
     except Exception as e:  # noqa: BLE001 - report, never hide
         report["skipped"] = f"the self-check forward failed: {type(e).__name__}: {e}"
+        hm._table = SiteTable(table, absent=absent0)
         if warn:
             warnings.warn(f"hooks: could not run the site self-check ({report['skipped']}); sites are unverified. "
                           "Pass verify=False to skip it.", SiteCheckWarning, stacklevel=3)
