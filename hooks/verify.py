@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from .infer import first_output, restoring_capture_hooks
+from .recording import first_output, restoring_capture_hooks
 
 
 class SiteCheckWarning(UserWarning):
@@ -69,7 +69,7 @@ def _batch(hm):
     dummy = hm.adapter.extra.get("dummy_batch")
     if dummy is not None:
         return dummy(hm)
-    from .infer import probe_ids
+    from .recording import probe_ids
 
     return probe_ids(hm.model, n=5)
 

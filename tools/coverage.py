@@ -26,6 +26,7 @@ percentages are over buildable models. Every failure and skip is written with it
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import os
 import select
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _ragged(model, B=2, P=6, side="right"):
     import torch
 
-    from hooks.infer import probe_ids
+    from hooks.recording import probe_ids
 
     ids = probe_ids(model, n=P, batch=B).cpu()
     am = torch.ones(B, P, dtype=torch.long)
@@ -259,8 +260,8 @@ def check_model(model_type: str, registry: str) -> dict:
     return row
 
 
-def passed(row) -> bool:
-    return row["buildable"] and all(not v.startswith("fail") for v in row["checks"].values())
+def passed(row, ignore=()) -> bool:
+    return row["buildable"] and all(not v.startswith("fail") for k, v in row["checks"].items() if k not in ignore)
 
 
 # -- the sweep ----------------------------------------------------------------------------------------
@@ -334,8 +335,11 @@ def summarize(rows) -> dict:
         rs = [r for r in rows if r["registry"] == reg]
         b = [r for r in rs if r["buildable"]]
         p = [r for r in b if passed(r)]
+        q = [r for r in b if passed(r, ignore=("generate",))]
         out[reg] = {"registered": len(rs), "buildable": len(b), "pass_all": len(p),
-                    "pass_pct": round(100 * len(p) / len(b), 1) if b else None}
+                    "pass_pct": round(100 * len(p) / len(b), 1) if b else None,
+                    "pass_all_but_generate": len(q),
+                    "pass_but_generate_pct": round(100 * len(q) / len(b), 1) if b else None}
     return out
 
 
@@ -354,9 +358,20 @@ def write(rows, out_dir: Path, meta: dict) -> None:
              "inference where no hand-written adapter exists; load-time self-check on) and run through the checks "
              "below. *Buildable* = the tiny config builds and a plain forward runs; percentages are over buildable "
              "models.", "",
-             "| registry | registered | buildable | pass every eligible check | % |", "|---|---|---|---|---|"]
+             "| registry | registered | buildable | pass every eligible check | % | pass all but `generate` | % |",
+             "|---|---|---|---|---|---|---|"]
     for reg, s in summ.items():
-        lines.append(f"| {names[reg]} | {s['registered']} | {s['buildable']} | {s['pass_all']} | {s['pass_pct']} |")
+        lines.append(f"| {names[reg]} | {s['registered']} | {s['buildable']} | {s['pass_all']} | {s['pass_pct']} | "
+                     f"{s['pass_all_but_generate']} | {s['pass_but_generate_pct']} |")
+    gen = Counter(v for r in rows if r["buildable"] for k, v in r.get("checks", {}).items()
+                  if k == "generate" and v.startswith("fail"))
+    if gen:
+        top, n = gen.most_common(1)[0]
+        lines += ["", f"`generate` fails on {sum(gen.values())} models, {n} of them with \"{top[6:]}\": "
+                  "`Steer(apply_to='new')` acts on no generated token, because the batch context during generation "
+                  "(`hooks/model.py`, `_set_context`) is being fixed separately "
+                  "(`tests/hooks/test_known_answers.py::test_generation_apply_to_prompt_vs_new` fails the same way "
+                  "on the base branch)."]
     lines += ["", "Checks: " + "; ".join(f"`{c}`" for c in CHECKS) + " (see the docstring of `tools/coverage.py` for "
               "each known answer). `✓` pass, `–` not eligible (reason in the JSON), `✗` fail (reason below).", ""]
     for reg in summ:
@@ -393,9 +408,15 @@ def main(argv=None):
     ap.add_argument("--registries", nargs="+", default=["causal", "masked", "image_text"])
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per model")
     ap.add_argument("--out", default=str(ROOT / "docs"))
+    ap.add_argument("--rewrite", action="store_true", help="rewrite coverage.md from the existing coverage.json")
     a = ap.parse_args(argv)
     if a.worker:
         _worker(a.worker)
+        return 0
+    if a.rewrite:
+        data = json.loads((Path(a.out) / "coverage.json").read_text())
+        write(data["rows"], Path(a.out), data["meta"])
+        print(json.dumps(summarize(data["rows"]), indent=1))
         return 0
     import torch
     import transformers
