@@ -264,6 +264,56 @@ def _head_proj(once, attn, c1, n_heads):
 
 
 # -- the adapter -------------------------------------------------------------------------------------
+def _check_inplace_resid_mid(model, blocks_path, plans, inputs) -> None:
+    """``resid_mid`` read in place must be the residual itself: one forward that adds a small vector,
+    in place, to each such input must give ``resid_post == edited resid_mid + mlp_out``. A block that
+    copies the residual before its MLP would make edits reach only one branch; there ``resid_mid``
+    is dropped (with the reason)."""
+    checks = {}
+    for L, pl in enumerate(plans):
+        mid, mlp = pl.sites.get("resid_mid"), pl.sites.get("mlp_out")
+        if pl.composition == "sequential" and mid is not None and mid.inplace and mlp is not None:
+            checks[L] = (mid.path, mlp.path)
+    if not checks:
+        return
+    got: dict = {}
+    handles = []
+
+    def pre(m, args, kwargs, L):
+        t = first_input(args, kwargs)
+        if t is not None and L not in got:
+            with torch.no_grad():
+                t.add_(0.01 * t.abs().mean() + 0.01)
+            got[L] = {"mid": t.detach().clone()}
+
+    def post(m, args, output, L, key):
+        t = first_output(output)
+        if t is not None and key not in got.get(L, {"_": 0}):
+            got.setdefault(L, {})[key] = t.detach().clone()
+
+    try:
+        for L, (mid_path, mlp_path) in checks.items():
+            handles.append(model.get_submodule(mid_path).register_forward_pre_hook(
+                lambda m, a, k, L=L: pre(m, a, k, L), with_kwargs=True))
+            handles.append(model.get_submodule(mlp_path).register_forward_hook(
+                lambda m, a, o, L=L: post(m, a, o, L, "mlp")))
+            handles.append(model.get_submodule(f"{blocks_path}.{L}").register_forward_hook(
+                lambda m, a, o, L=L: post(m, a, o, L, "post")))
+        with torch.no_grad():
+            call(model, inputs)
+    except Exception:  # noqa: BLE001 - cannot check: keep the sites, the load-time self-check still runs
+        return
+    finally:
+        for h in handles:
+            h.remove()
+    for L in checks:
+        g = got.get(L, {})
+        if {"mid", "mlp", "post"} <= set(g) and not close(g["post"], g["mid"] + g["mlp"]):
+            plans[L].sites.pop("resid_mid")
+            plans[L].absent["resid_mid"] = ("the residual and the MLP's input are different tensors in this block: "
+                                            "an edit at resid_mid could not reach both")
+
+
 def _final_norm(model, recs, blocks_path, last, hs_last):
     """A module outside the blocks that reads the last block's output and gives hidden_states[-1]."""
     best = None
@@ -358,6 +408,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         if recs[bp].calls == 0:
             raise InferenceError(f"block {bp} did not run in the forward")
         plans.append(analyse_block(bp, recs, nh))
+    _check_inplace_resid_mid(model, blocks_path, plans, inputs)
     sites: dict = {}
     absent: dict = {}
     vlm = hasattr(model.config, "vision_config") or getattr(model.config, "image_token_id", None) is not None

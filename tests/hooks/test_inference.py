@@ -186,3 +186,18 @@ def test_inferred_vlm_spans_from_the_config_token_ids():
     assert sp["boi"].tolist() == [[0, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0]]
     assert sp["eoi"].tolist() == [[0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1, 0]]
     assert sp["text"].tolist() == [[1, 0, 0, 0, 0, 1, 1], [0, 0, 1, 0, 0, 0, 1]]
+
+
+def test_resid_mid_is_dropped_when_the_mlp_reads_a_copy_of_the_residual():
+    from hooks.infer import infer_adapter
+
+    model = _tiny("llama")
+    assert infer_adapter(model).extra["layer_sites"][1]["resid_mid"].inplace
+    # plant a block whose pre-MLP norm reads a copy: an in-place edit there would miss the residual
+    h = model.model.layers[1].post_attention_layernorm.register_forward_pre_hook(lambda m, a: (a[0].clone(), *a[1:]))
+    try:
+        ad = infer_adapter(model)
+    finally:
+        h.remove()
+    assert "resid_mid" in ad.extra["layer_sites"][0] and "resid_mid" not in ad.extra["layer_sites"][1]
+    assert "different tensors" in ad.extra["absent"]["resid_mid.1"]
