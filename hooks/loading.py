@@ -30,6 +30,10 @@ def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, v
     tokens): residual sites that disagree with the model's own hidden states are removed with a warning."""
     from .adapters import rebase
 
+    if type(model).__module__.startswith("nnsight") and isinstance(getattr(model, "_module", None), torch.nn.Module):
+        # an nnsight NNsight / LanguageModel: hook the module it wraps, with its own tokenizer
+        tokenizer_or_processor = tokenizer_or_processor or getattr(model, "tokenizer", None)
+        model = model._module
     if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
         model = model.get_base_model()  # a peft model: the LoRA layers live inside the base model's modules
     if adapter is not None:

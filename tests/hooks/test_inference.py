@@ -201,3 +201,15 @@ def test_resid_mid_is_dropped_when_the_mlp_reads_a_copy_of_the_residual():
         h.remove()
     assert "resid_mid" in ad.extra["layer_sites"][0] and "resid_mid" not in ad.extra["layer_sites"][1]
     assert "different tensors" in ad.extra["absent"]["resid_mid.1"]
+
+
+def test_nnsight_model_is_wrapped_through_its_module():
+    nnsight = pytest.importorskip("nnsight")
+    from .tiny_models import build
+
+    model = build("gpt2")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    want = hooks.wrap(model).run(ids, [Cache("resid_post.1")]).cache["resid_post.1"]
+    hm = hooks.wrap(nnsight.NNsight(model))
+    assert hm.model is model and hm.adapter.name == "gpt2"
+    assert torch.equal(hm.run(ids, [Cache("resid_post.1")]).cache["resid_post.1"], want)
