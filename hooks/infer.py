@@ -23,6 +23,16 @@ modules whose tensors satisfy the residual-stream identities of the block:
   whose token mixer calls transformers' ``AttentionInterface`` (found by a probe handler
   during the recording forward); Mamba / linear-attention layers keep the residual sites.
 
+The block kinds are those of the architectures' own code in transformers (v5.25): sequential
+pre-norm ``models/llama/modeling_llama.py`` ``LlamaDecoderLayer``; parallel
+``models/gpt_neox/modeling_gpt_neox.py`` (``use_parallel_residual``), ``models/gptj/modeling_gptj.py``,
+``models/falcon/modeling_falcon.py``, ``models/phi/modeling_phi.py``, ``models/cohere/modeling_cohere.py``;
+sandwich norms ``models/gemma2/modeling_gemma2.py``, ``models/olmo2/modeling_olmo2.py``; post-norm
+``models/bert/modeling_bert.py`` (``BertSelfOutput``, ``BertOutput``: Vaswani et al. 2017's
+``LayerNorm(x + Sublayer(x))``); MoE ``models/mixtral/modeling_mixtral.py``; hybrids
+``models/jamba/modeling_jamba.py``. Site names follow TransformerLens's ``hook_resid_pre/mid/post``,
+``hook_attn_out``, ``hook_mlp_out``, ``hook_z`` (transformer_lens/components/transformer_block.py).
+
 Which composition each layer has is stored in ``adapter.extra["composition"]`` (one entry per
 layer) and re-checked at load by :mod:`hooks.verify`. Nothing here depends on a family's
 argument names: only on module outputs, ``get_input_embeddings``/``get_output_embeddings`` and

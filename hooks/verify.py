@@ -34,7 +34,7 @@ class SiteCheckWarning(UserWarning):
 
 def _tol(t: torch.Tensor) -> float:
     eps = torch.finfo(t.dtype).eps if t.is_floating_point() else 0.0
-    return max(eps, 1.2e-7) * 64
+    return max(eps, 1.2e-7) * 16
 
 
 def same(a, b) -> bool:
