@@ -15,7 +15,7 @@ LOCK := requirements.lock
 TORCH_LOCK := requirements-torch.lock
 PYTEST := -m pytest tests -q -p no:cacheprovider
 
-.PHONY: install test demo bench clean lock test-latest test-oldest
+.PHONY: install test demo bench clean lock test-latest test-oldest coverage
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# Every causal-LM / masked-LM / image-text-to-text architecture of the installed transformers,
+# built from tiny configs and checked (docs/coverage.md + coverage.json; several minutes).
+coverage: $(STAMP)
+	$(BIN)/python -m tools.coverage
 
 # Refresh requirements.lock / requirements-torch.lock (see tools/lock.sh; TORCH=X.Y.Z to move torch).
 lock:

@@ -23,10 +23,17 @@ from .model import HookedModel
 VLM_TYPES = ("llava", "chameleon", "janus", "emu3", "llava_next", "pixtral")
 
 
-def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None) -> HookedModel:
-    """Wrap a built model (HF, TransformerLens, fair-esm, or a peft ``PeftModel``) in a :class:`HookedModel`."""
+def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, verify: bool = True) -> HookedModel:
+    """Wrap a built model (HF, TransformerLens, fair-esm, or a peft ``PeftModel``) in a :class:`HookedModel`.
+
+    ``verify=True`` runs the load-time self-check (:mod:`hooks.verify`, one forward on a few
+    tokens): residual sites that disagree with the model's own hidden states are removed with a warning."""
     from .adapters import rebase
 
+    if type(model).__module__.startswith("nnsight") and isinstance(getattr(model, "_module", None), torch.nn.Module):
+        # an nnsight NNsight / LanguageModel: hook the module it wraps, with its own tokenizer
+        tokenizer_or_processor = tokenizer_or_processor or getattr(model, "tokenizer", None)
+        model = model._module
     if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
         model = model.get_base_model()  # a peft model: the LoRA layers live inside the base model's modules
     if adapter is not None:
@@ -35,6 +42,10 @@ def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None) -
     tok = tokenizer_or_processor
     hm = HookedModel(model, getattr(tok, "tokenizer", tok), adapter)
     hm.processor = tok if tok is not None and hasattr(tok, "tokenizer") else None
+    if verify:
+        from .verify import self_check
+
+        self_check(hm)
     return hm
 
 
@@ -51,12 +62,12 @@ def _dtype(dtype):
 
 def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_implementation: str = "sdpa",
          trust_remote_code: bool = False, local_files_only: bool | None = None, max_memory=None,
-         offload_folder=None) -> HookedModel:
+         offload_folder=None, verify: bool = True) -> HookedModel:
     """Load a model by HF id, local directory, HF cache, fair-esm checkpoint or ``tl:NAME``.
 
     ``device_map`` ("auto" or ``{module: device | "cpu" | "disk"}``), ``max_memory`` and ``offload_folder``
     go to accelerate through ``from_pretrained``; every intervention works on the dispatched model
-    (tests/distributed/test_device_map.py).
+    (tests/distributed/test_device_map.py). ``verify`` runs the site self-check (:mod:`hooks.verify`).
     """
     name = str(name_or_path)
     dt = _dtype(dtype)
@@ -115,7 +126,7 @@ def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_impleme
     if device is not None and device_map is None:
         model.to(device)
     tok = _tokenizer(name, cfg, kw)
-    return wrap(model, tok)
+    return wrap(model, tok, verify=verify)
 
 
 def damaged_weights(name) -> tuple | None:

@@ -90,7 +90,9 @@ class HookedModel:
         """Canonical sites with their shapes (B batch, P positions, K keys), from one dry run."""
         if self._shapes is None:
             self._shapes = self._dry_run_shapes()
-        return {k: self._shapes.get(k, "?") for k in self._table}
+        out = {k: self._shapes.get(k, "?") for k in self._table}
+        out.update({k: f"absent: {why}" for k, why in getattr(self._table, "absent", {}).items()})  # hooks.verify
+        return out
 
     def module_names(self) -> list:
         return [n for n, _ in self.model.named_modules() if n]

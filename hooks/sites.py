@@ -7,6 +7,7 @@ are accepted too.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -32,14 +33,32 @@ class Binding:
         return hash((self.name, id(self.module), self.kind))
 
 
+LAYER_ORDER = ("resid_pre", "attn_scores", "attn_pattern", "head_out", "attn_out", "mixer_out", "resid_mid",
+               "mlp_out", "resid_post")
+
+
+class SiteTable(dict):
+    """``{name: Binding}`` in forward order, plus ``absent``: ``{name: reason}`` for the canonical
+    sites this model does not have (``resid_mid.L`` of a parallel block, attention sites of a Mamba
+    layer) or that failed the load-time self-check (see :mod:`hooks.verify`)."""
+
+    def __init__(self, *args, absent=None, **kw):
+        super().__init__(*args, **kw)
+        self.absent = dict(absent or {})
+
+
 def n_layers(root: torch.nn.Module, adapter: Adapter) -> int:
     return len(get_module(root, adapter.layers))
 
 
 def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
-    """All canonical bindings of a model, in forward order (layer by layer)."""
-    table: dict = {}
+    """All canonical bindings of a model, in forward order (layer by layer).
+
+    Per-layer tables (``adapter.extra["layer_sites"]``: one ``{kind: Site}`` per layer with
+    absolute paths, as structural inference produces) override the ``{L}`` templates."""
+    table = SiteTable(absent=adapter.extra.get("absent"))
     nh = adapter.n_heads(root)
+    per_layer = adapter.extra.get("layer_sites")
 
     def add(name: str, spec: Site, layer=None):
         path = spec.path.format(L=layer) if layer is not None else spec.path
@@ -57,7 +76,12 @@ def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
     if "embed" in adapter.sites:
         add("embed", adapter.sites["embed"])
     for L in range(n_layers(root, adapter)):
-        for kind in ("resid_pre", "attn_scores", "attn_pattern", "head_out", "attn_out", "resid_mid", "mlp_out", "resid_post"):
+        if per_layer is not None:
+            for kind in LAYER_ORDER:
+                if kind in per_layer[L]:
+                    add(f"{kind}.{L}", per_layer[L][kind])
+            continue
+        for kind in LAYER_ORDER:
             if kind in adapter.sites:
                 add(f"{kind}.{L}", adapter.sites[kind], L)
     for g in ("final", "logits"):
@@ -66,8 +90,31 @@ def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
     return table
 
 
+# TransformerLens hook names accepted on every model (TransformerLens's HookedTransformer names,
+# transformer_lens/components/transformer_block.py and abstract_attention.py)
+TL_ALIASES = [
+    (re.compile(r"^blocks\.(\d+|\*)\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)$"), r"\2.\1"),
+    (re.compile(r"^blocks\.(\d+|\*)\.attn\.hook_pattern$"), r"attn_pattern.\1"),
+    (re.compile(r"^blocks\.(\d+|\*)\.attn\.hook_attn_scores$"), r"attn_scores.\1"),
+    (re.compile(r"^blocks\.(\d+|\*)\.attn\.hook_z$"), r"head_out.\1"),
+    (re.compile(r"^hook_embed$"), "embed"),
+    (re.compile(r"^ln_final\.hook_normalized$"), "final"),
+]
+
+
+def tl_alias(name: str):
+    """The canonical name of a TransformerLens hook name (``blocks.3.hook_resid_post`` ->
+    ``resid_post.3``, ``blocks.*.attn.hook_pattern`` -> ``attn_pattern.*``), else None."""
+    for pat, repl in TL_ALIASES:
+        if pat.match(name):
+            return pat.sub(repl, name)
+    return None
+
+
 def resolve(table: dict, root: torch.nn.Module, names) -> list:
-    """Expand site names/wildcards/module paths into bindings (order preserved, no duplicates)."""
+    """Expand site names/wildcards/module paths into bindings (order preserved, no duplicates).
+
+    TransformerLens hook names are aliases of the canonical ones (see :func:`tl_alias`)."""
     if isinstance(names, str):
         names = [names]
     out: list = []
@@ -75,8 +122,13 @@ def resolve(table: dict, root: torch.nn.Module, names) -> list:
     for name in names:
         if not isinstance(name, str) or not name:
             raise UnknownSiteError(str(name), list(table))
+        alias = tl_alias(name) if name not in table else None
+        if alias is not None and (alias in table or "*" in alias or alias in getattr(table, "absent", {})):
+            name = alias
         if name in table:
             found = [table[name]]
+        elif name in getattr(table, "absent", {}):
+            raise UnknownSiteError(f"{name} (absent on this model: {table.absent[name]})", list(table))
         elif any(c in name for c in "*?["):
             found = [table[k] for k in table if fnmatch.fnmatchcase(k, name)]
             if not found:

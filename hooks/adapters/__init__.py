@@ -26,16 +26,28 @@ def all_adapters() -> list:
     return out
 
 
-def find_adapter(model) -> Adapter:
-    """The adapter for ``model``, rebased onto where its layers live."""
+def find_adapter(model, infer: bool = True) -> Adapter:
+    """The adapter for ``model``, rebased onto where its layers live.
+
+    Hand-written adapters win; any other transformers model gets one inferred from its module
+    tree and one recording forward (:func:`hooks.infer.infer_adapter`)."""
     adapters = all_adapters()
     for a in adapters:
         if a.matches(model):
             return rebase(a, model)
     cfg = getattr(model, "config", None)
+    why = "it is not a transformers model"
+    if infer and cfg is not None and hasattr(model, "get_input_embeddings"):
+        from ..infer import InferenceError, infer_adapter
+
+        try:
+            return infer_adapter(model)
+        except InferenceError as e:
+            why = f"structural inference failed: {e}"
     raise UnsupportedModelError(
-        f"No adapter for {type(model).__name__} (model_type={getattr(cfg, 'model_type', None)!r}). "
-        f"Supported families: {', '.join(a.name for a in adapters)}. To add one, write "
+        f"No adapter for {type(model).__name__} (model_type={getattr(cfg, 'model_type', None)!r}): {why}. "
+        f"Supported families: {', '.join(a.name for a in adapters)} (hand-written), and any other transformers "
+        "model whose blocks structural inference can read (hooks.infer). To add one, write "
         "hooks/adapters/<family>.py with a declarative Adapter (see hooks/adapters/base.py) and list it in "
         "hooks.adapters.FAMILIES; raw module paths work meanwhile via hooks.wrap(model, adapter=...)."
     )

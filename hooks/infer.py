@@ -1,0 +1,484 @@
+"""Structural inference: the canonical sites of an HF model read off its module tree and dataflow.
+
+Used when no hand-written adapter matches (``hooks.adapters.find_adapter`` falls back to
+:func:`infer_adapter`). One recording forward on a few tokens (cost: one forward) gives, for
+every module inside the decoder/encoder blocks, its first input and output; the sites are the
+modules whose tensors satisfy the residual-stream identities of the block:
+
+* the block list is the ``ModuleList`` whose length is the config's layer count, nearest (in
+  the module tree) to ``get_input_embeddings()`` — so a VLM's text stack wins over its vision
+  tower;
+* ``attn_out`` is the output ``c1`` of the first sub-layer with ``resid_pre + c1`` read by a
+  later module ``X`` (the pre-MLP norm or the MLP): with sandwich norms (Gemma-2/3, OLMo-2)
+  that is the post-attention norm's output, i.e. what is added to the residual stream;
+  ``resid_mid`` is the input of ``X`` (read in place: it is also the residual);
+* ``mlp_out`` is the module output ``c2`` with ``resid_post = resid_mid + c2`` (MoE blocks: the
+  routed sum, whatever the block adds);
+* **parallel** blocks (GPT-J, GPT-NeoX ``use_parallel_residual``, Falcon, Phi, Cohere) have
+  ``resid_post = resid_pre + c1 + c2`` and no ``X``: ``resid_mid`` does not exist and
+  ``adapter.extra["absent"]`` says so;
+* **post-norm** blocks (BERT, RoBERTa, DeBERTa...) have ``resid_mid = LN1(resid_pre + attn_out)``
+  and ``resid_post = LN2(resid_mid + mlp_out)``: ``resid_mid`` is the output of ``LN1``;
+* **hybrid** stacks: ``attn_scores``/``attn_pattern``/``head_out``/``attn_out`` only on layers
+  whose token mixer calls transformers' ``AttentionInterface`` (found by a probe handler
+  during the recording forward); Mamba / linear-attention layers keep the residual sites.
+
+The block kinds are those of the architectures' own code in transformers (v5.25): sequential
+pre-norm ``models/llama/modeling_llama.py`` ``LlamaDecoderLayer``; parallel
+``models/gpt_neox/modeling_gpt_neox.py`` (``use_parallel_residual``), ``models/gptj/modeling_gptj.py``,
+``models/falcon/modeling_falcon.py``, ``models/phi/modeling_phi.py``, ``models/cohere/modeling_cohere.py``;
+sandwich norms ``models/gemma2/modeling_gemma2.py``, ``models/olmo2/modeling_olmo2.py``; post-norm
+``models/bert/modeling_bert.py`` (``BertSelfOutput``, ``BertOutput``: Vaswani et al. 2017's
+``LayerNorm(x + Sublayer(x))``); MoE ``models/mixtral/modeling_mixtral.py``; hybrids
+``models/jamba/modeling_jamba.py``. Site names follow TransformerLens's ``hook_resid_pre/mid/post``,
+``hook_attn_out``, ``hook_mlp_out``, ``hook_z`` (transformer_lens/components/transformer_block.py).
+
+Which composition each layer has is stored in ``adapter.extra["composition"]`` (one entry per
+layer) and re-checked at load by :mod:`hooks.verify`. Nothing here depends on a family's
+argument names: only on module outputs, ``get_input_embeddings``/``get_output_embeddings`` and
+the config's layer/head counts.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .adapters.base import Adapter, Site
+from .recording import (_first_int, accepts, call, first_input, first_output, n_heads_of,  # noqa: F401 (re-exported)
+                        probe_ids, record, restoring_capture_hooks, text_config)
+
+SKIP_TOWERS = ("vision", "visual", "image", "audio", "speech", "vqmodel", "vq_model", "img", "patch", "video",
+               "encoder_model", "perceiver", "resampler", "mtp")
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+ATTN_NAME = re.compile(r"(?i)^(?!.*(norm|layer|block|output|rotary|embedding)).*(attention|attn)")
+
+
+class InferenceError(RuntimeError):
+    """Structural inference could not find the canonical sites (the message says what was missing)."""
+
+
+# -- tree helpers ------------------------------------------------------------------------------
+def _path_of(model, module) -> Optional[str]:
+    if module is None:
+        return None
+    for name, m in model.named_modules():
+        if m is module:
+            return name
+    return None
+
+
+def _common(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a.split("."), b.split(".")):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def find_blocks(model) -> str:
+    """Path of the block ``ModuleList`` (length == the config's layer count, near the embeddings)."""
+    cfg = text_config(model)
+    n = _first_int(cfg, LAYER_KEYS)
+    if n is None:
+        raise InferenceError(f"the config ({type(cfg).__name__}) has none of {LAYER_KEYS}")
+    emb = _path_of(model, model.get_input_embeddings()) if hasattr(model, "get_input_embeddings") else None
+    cands = []
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.ModuleList) and len(m) == n:
+            low = name.lower()
+            if any(s in part for part in low.split(".") for s in SKIP_TOWERS):
+                continue
+            cands.append(name)
+    if not cands:
+        raise InferenceError(f"no ModuleList of length {n} (the config's layer count) outside vision/audio towers")
+    if emb is not None:
+        cands.sort(key=lambda p: (-_common(p, emb), len(p.split("."))))
+    else:
+        cands.sort(key=lambda p: len(p.split(".")))
+    return cands[0]
+
+
+def _depth(path: str) -> int:
+    return len(path.split("."))
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + ".")
+
+
+def close(a, b) -> bool:
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    a, b = a.float(), b.float()
+    scale = max(float(b.abs().max()), 1e-6)
+    return bool(torch.allclose(a, b, rtol=0, atol=1e-5 * scale + 1e-7))
+
+
+# -- per-block analysis ----------------------------------------------------------------------------
+@dataclass
+class LayerPlan:
+    composition: str  # "sequential" | "parallel" | "post_norm" | "single" | "unknown"
+    sites: dict  # kind -> Site (absolute paths)
+    absent: dict  # kind -> reason
+    attention: Optional[str] = None
+    norms: tuple = ()  # post_norm: (norm1, norm2) paths
+
+
+def _is_linear(m) -> bool:
+    w = getattr(m, "weight", None)
+    return isinstance(w, torch.Tensor) and w.dim() == 2 and not isinstance(m, torch.nn.Embedding)
+
+
+def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
+    block = recs[bpath]
+    x, y = block.inp, block.out
+    if x is None or y is None or x.shape != y.shape:
+        raise InferenceError(f"block {bpath} does not map a (B, P, D) tensor to one of the same shape")
+    inner = [r for p, r in recs.items() if p != bpath and _under(p, bpath) and r.calls >= 1]
+    once = [r for r in inner if r.calls == 1]
+    cands = sorted([r for r in once if r.out is not None and r.out.shape == x.shape], key=lambda r: r.end)
+    readers = sorted([r for r in once if r.inp is not None and r.inp.shape == x.shape], key=lambda r: r.start)
+    probed = [r for r in inner if r.attn_calls > 0]
+    named = [r for r in once if ATTN_NAME.search(type(r.module).__name__) and r.out is not None]
+    attn_mods = probed or named
+    attn = min(attn_mods, key=lambda r: (_depth(r.path), r.start)) if attn_mods else None
+    reachable = bool(probed)
+    twice = attn is not None and attn.attn_calls > 1  # e.g. differential attention: two softmaxes per layer
+    sites: dict = {"resid_pre": Site(bpath, kind="input"), "resid_post": Site(bpath)}
+    absent: dict = {}
+
+    def pref(rs):  # the attention module itself, else no dropout/identity, the outermost, the latest
+        return sorted(rs, key=lambda r: (not (attn is not None and r is attn),
+                                         isinstance(r.module, (torch.nn.Dropout, torch.nn.Identity)),
+                                         _depth(r.path), -r.end))[0]
+
+    def is_attn_contrib(r) -> bool:
+        if attn is None:
+            return False
+        return _under(attn.path, r.path) or _under(r.path, attn.path) or (r.start > attn.end - 1 and r.start >= attn.start)
+
+    # sequential / post-norm: a module reads resid_pre + c1
+    c1 = X = None
+    for reader in readers:
+        hits = [c for c in cands if c.end < reader.start + 1 and c.end <= reader.start and close(reader.inp, x + c.out)]
+        hits = [c for c in hits if not _under(reader.path, c.path)]
+        if hits:
+            c1, X = pref(hits), reader
+            break
+    comp, norms = "unknown", ()
+    c2 = None
+    if c1 is not None:
+        later = [c for c in cands if c.start > X.start and not _under(c.path, X.path)]
+        hits = [c for c in later if close(y, X.inp + c.out)]
+        if hits:
+            comp, c2 = "sequential", pref(hits)
+            sites["resid_mid"] = Site(X.path, kind="input", inplace=True)
+        elif X.out is not None and X.out.shape == x.shape:
+            for n2 in [r for r in once if r.start > X.end and r.inp is not None and r.out is not None
+                       and close(y, r.out)]:
+                h2 = [c for c in cands if c.start > X.end and c.end <= n2.start and close(n2.inp, X.out + c.out)]
+                if h2:
+                    comp, c2, norms = "post_norm", pref(h2), (X.path, n2.path)
+                    sites["resid_mid"] = Site(X.path)
+                    break
+        if c2 is None and close(y, X.inp):
+            comp = "single"
+        elif c2 is None:  # e.g. an MoE block returning flattened (B·P, D) tokens: no (B, P, D) contribution
+            comp = "sequential"
+            sites["resid_mid"] = Site(X.path, kind="input", inplace=True)
+            absent["mlp_out"] = ("no (B, P, D) module output c with resid_post = resid_mid + c (the MLP/MoE output "
+                                 "is reshaped or combined inside the block)")
+    if comp == "unknown":  # parallel: resid_post = resid_pre + c1 + c2
+        d = y - x
+        for i, a in enumerate(cands):
+            for b in cands[i + 1:]:
+                if b.start > a.end and close(d, a.out + b.out):
+                    if is_attn_contrib(b) and not is_attn_contrib(a):
+                        a, b = b, a
+                    comp = "parallel"
+                    c1 = pref([c for c in cands if close(c.out, a.out)])
+                    c2 = pref([c for c in cands if close(c.out, b.out) and c is not c1])
+                    break
+            if comp != "unknown":
+                break
+        if comp == "parallel":
+            absent["resid_mid"] = ("parallel residual block: attention and MLP both read resid_pre and "
+                                   "resid_post = resid_pre + attn_out + mlp_out, so no residual state exists between them")
+    if comp == "unknown":
+        single = [c for c in cands if close(y - x, c.out)]
+        if single:
+            comp, c1 = "single", pref(single)
+    if comp == "unknown":  # gated / scaled / multi-stream residuals: only the block boundary is a site
+        why = ("no (B, P, D) module outputs of the block add up to resid_post - resid_pre (a gated, scaled, "
+               "multi-stream or flattened residual)")
+        for k in ("resid_mid", "attn_out", "mlp_out", "head_out"):
+            absent[k] = why
+        if attn is not None and reachable:
+            sites["attn_scores"] = Site(attn.path, kind="attn", layout="attn")
+            sites["attn_pattern"] = Site(attn.path, kind="attn", layout="attn")
+        return LayerPlan("opaque", sites, absent, attn.path if attn is not None else None)
+    if comp == "single":
+        absent["resid_mid"] = absent["mlp_out"] = "block has a single residual sub-layer"
+
+    attn_layer = attn is not None and c1 is not None and is_attn_contrib(c1)
+    if attn_layer:
+        sites["attn_out"] = Site(c1.path)
+        if reachable and not twice:
+            sites["attn_scores"] = Site(attn.path, kind="attn", layout="attn")
+            sites["attn_pattern"] = Site(attn.path, kind="attn", layout="attn")
+        elif twice:
+            absent["attn_scores"] = absent["attn_pattern"] = (
+                f"{type(attn.module).__name__} computes attention {attn.attn_calls} times per forward "
+                "(e.g. differential attention): no single pattern per layer")
+        else:
+            absent["attn_scores"] = absent["attn_pattern"] = (
+                f"{type(attn.module).__name__} does not call transformers' AttentionInterface with the "
+                "wrapped implementation (custom kernel, or attn_implementation other than sdpa/eager)")
+        head = _head_proj(once, attn, c1, n_heads)
+        if head is not None:
+            sites["head_out"] = Site(head.path, kind="input", layout="heads")
+        else:
+            absent["head_out"] = "no output projection reading the concatenated heads was found"
+    else:
+        why = ("its token mixer does not call transformers' AttentionInterface"
+               if attn is None else "the attention output is not a residual contribution")
+        mixer = type(c1.module).__name__ if c1 is not None else "?"
+        for k in ("attn_out", "attn_scores", "attn_pattern", "head_out"):
+            absent[k] = f"not an attention layer ({mixer}): {why}"
+        if c1 is not None:
+            sites["mixer_out"] = Site(c1.path)
+    if c2 is not None:
+        sites["mlp_out"] = Site(c2.path)
+    return LayerPlan(comp, sites, absent, attn.path if attn is not None else None, norms)
+
+
+def _head_proj(once, attn, c1, n_heads):
+    """The linear layer whose input is the concatenated per-head outputs (o_proj / c_proj / dense)."""
+    if not n_heads:
+        return None
+    targets = [c1.out] + ([c1.inp] if c1.inp is not None else [])
+    for r in sorted(once, key=lambda r: -r.end):
+        if not _is_linear(r.module) or r.inp is None or r.out is None:
+            continue
+        if not (_under(r.path, attn.path) or _under(r.path, c1.path) or r.start > attn.end):
+            continue
+        if r.start < attn.start or r.end > c1.end:
+            continue
+        if r.inp.shape[-1] % n_heads == 0 and any(close(t, r.out) for t in targets):
+            return r
+    return None
+
+
+# -- the adapter -------------------------------------------------------------------------------------
+def _check_inplace_resid_mid(model, blocks_path, plans, inputs) -> None:
+    """``resid_mid`` read in place must be the residual itself: one forward that adds a small vector,
+    in place, to each such input must give ``resid_post == edited resid_mid + mlp_out``. A block that
+    copies the residual before its MLP would make edits reach only one branch; there ``resid_mid``
+    is dropped (with the reason)."""
+    checks = {}
+    for L, pl in enumerate(plans):
+        mid, mlp = pl.sites.get("resid_mid"), pl.sites.get("mlp_out")
+        if pl.composition == "sequential" and mid is not None and mid.inplace and mlp is not None:
+            checks[L] = (mid.path, mlp.path)
+    if not checks:
+        return
+    got: dict = {}
+    handles = []
+
+    def pre(m, args, kwargs, L):
+        t = first_input(args, kwargs)
+        if t is not None and L not in got:
+            with torch.no_grad():
+                t.add_(0.01 * t.abs().mean() + 0.01)
+            got[L] = {"mid": t.detach().clone()}
+
+    def post(m, args, output, L, key):
+        t = first_output(output)
+        if t is not None and key not in got.get(L, {"_": 0}):
+            got.setdefault(L, {})[key] = t.detach().clone()
+
+    try:
+        for L, (mid_path, mlp_path) in checks.items():
+            handles.append(model.get_submodule(mid_path).register_forward_pre_hook(
+                lambda m, a, k, L=L: pre(m, a, k, L), with_kwargs=True))
+            handles.append(model.get_submodule(mlp_path).register_forward_hook(
+                lambda m, a, o, L=L: post(m, a, o, L, "mlp")))
+            handles.append(model.get_submodule(f"{blocks_path}.{L}").register_forward_hook(
+                lambda m, a, o, L=L: post(m, a, o, L, "post")))
+        with torch.no_grad():
+            call(model, inputs)
+    except Exception:  # noqa: BLE001 - cannot check: keep the sites, the load-time self-check still runs
+        return
+    finally:
+        for h in handles:
+            h.remove()
+    for L in checks:
+        g = got.get(L, {})
+        if {"mid", "mlp", "post"} <= set(g) and not close(g["post"], g["mid"] + g["mlp"]):
+            plans[L].sites.pop("resid_mid")
+            plans[L].absent["resid_mid"] = ("the residual and the MLP's input are different tensors in this block: "
+                                            "an edit at resid_mid could not reach both")
+
+
+def _final_norm(model, recs, blocks_path, last, hs_last):
+    """A module outside the blocks that reads the last block's output and gives hidden_states[-1]."""
+    best = None
+    for p, r in recs.items():
+        if _under(p, blocks_path) or r.calls != 1 or r.inp is None or r.out is None:
+            continue
+        if r.start > last.end - 1 and close(r.inp, last.out) and r.out.shape == last.out.shape:
+            if hs_last is None or close(r.out, hs_last):
+                if best is None or _depth(p) < _depth(best.path):
+                    best = r
+    return best
+
+
+def _last(output):
+    hs = getattr(output, "hidden_states", None)
+    if isinstance(hs, (tuple, list)) and hs:
+        return hs[-1]
+    return first_output(output) if isinstance(output, (tuple, torch.Tensor)) else getattr(output, "logits", None)
+
+
+def _position_and_attention_policy(model, inputs, recorded, probed: bool):
+    """(pass position ids?, does the explicit attention path reproduce the model?).
+
+    The wrapped model passes ``position_ids = cumsum(mask) - 1`` (so left padding is correct) only
+    if that equals the model's own default on an unpadded row (RoBERTa counts from
+    ``padding_idx + 1``: it does not); the recording forward ran probed attention through
+    :func:`hooks.attention.explicit_attention`, which must match the stock forward."""
+    ref = _last(recorded)
+    if not accepts(model, "position_ids") or ref is None:
+        return False, True  # (hooks.verify still compares the explicit path with the stock forward)
+    ids = inputs["input_ids"]
+    pos_ids = torch.arange(ids.shape[1], device=ids.device)[None].expand_as(ids)
+    with torch.no_grad(), restoring_capture_hooks(model):
+        with_pos = _last(call(model, inputs, position_ids=pos_ids, output_hidden_states=True))
+        if close(with_pos, ref):
+            return True, True
+        if not probed:  # no explicit attention involved: the positions differ
+            return False, True
+        stock = _last(call(model, inputs, output_hidden_states=True))
+    return close(with_pos, stock), close(stock, ref)
+
+
+BOI_KEYS = ("boi_token_id", "boi_token_index", "image_start_token_id", "vision_start_token_id",
+            "image_begin_token_id", "start_image_token_id", "begin_of_image_token_id")
+EOI_KEYS = ("eoi_token_id", "eoi_token_index", "image_end_token_id", "vision_end_token_id", "end_image_token_id",
+            "end_of_image_token_id")
+
+
+def _config_id(cfg, keys):
+    """The first integer id among ``keys`` on the config (or its text config), else None."""
+    for c in (cfg, getattr(cfg, "text_config", None)):
+        for k in keys:
+            v = getattr(c, k, None) if c is not None else None
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+    return None
+
+
+def infer_adapter(model, name: Optional[str] = None) -> Adapter:
+    """An :class:`Adapter` for ``model`` from its module tree and one recording forward."""
+    from . import attention
+
+    if not hasattr(model, "config") or not hasattr(model, "get_input_embeddings"):
+        raise InferenceError(f"{type(model).__name__} is not a transformers PreTrainedModel")
+    attention.enable(model)
+    blocks_path = find_blocks(model)
+    blocks = model.get_submodule(blocks_path)
+    n = len(blocks)
+    emb_mod = model.get_input_embeddings()
+    emb_path = _path_of(model, emb_mod)
+    out_mod = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    out_path = _path_of(model, out_mod)
+    paths = [p for p, _ in model.named_modules() if p and not any(
+        s in part for part in p.lower().split(".") for s in SKIP_TOWERS)]
+    ids = probe_ids(model)
+    was_training = model.training
+    model.eval()
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    try:
+        try:
+            rec = record(model, paths, inputs)
+        except Exception:  # noqa: BLE001 - explicit attention may not fit this model: record without the probe
+            rec = record(model, paths, inputs, probe=False)
+    finally:
+        model.train(was_training)
+    recs = rec.recs
+    hs = getattr(rec.output, "hidden_states", None)
+    nh = n_heads_of(model)
+    plans = []
+    for L in range(n):
+        bp = f"{blocks_path}.{L}"
+        if recs[bp].calls == 0:
+            raise InferenceError(f"block {bp} did not run in the forward")
+        plans.append(analyse_block(bp, recs, nh))
+    _check_inplace_resid_mid(model, blocks_path, plans, inputs)
+    sites: dict = {}
+    absent: dict = {}
+    vlm = hasattr(model.config, "vision_config") or getattr(model.config, "image_token_id", None) is not None
+    if emb_path is not None and recs.get(emb_path) is not None and recs[emb_path].calls == 1 and not vlm:
+        sites["embed"] = Site(emb_path)
+    else:
+        sites["embed"] = Site(f"{blocks_path}.0", kind="input")  # the (merged) sequence entering layer 0
+    hs_last = hs[-1] if isinstance(hs, (tuple, list)) and len(hs) == n + 1 else None
+    fin = _final_norm(model, recs, blocks_path, recs[f"{blocks_path}.{n - 1}"], hs_last)
+    if fin is not None:
+        sites["final"] = Site(fin.path)
+    else:
+        absent["final"] = "no final norm: the last block's output is the final hidden state"
+    if out_path is not None and recs.get(out_path) is not None and recs[out_path].calls >= 1:
+        sites["logits"] = Site(out_path)
+    else:
+        absent["logits"] = "the model has no output embedding (a base model)"
+    probed_any = any(r.attn_calls > 0 for r in recs.values())
+    pos, explicit_ok = _position_and_attention_policy(model, inputs, rec.output, probed_any)
+    can_gen = bool(getattr(model, "can_generate", lambda: False)())
+    # encoders are padded on the right and keep their own positions: position ids computed from the mask
+    # would move the padding's positions, which leaks into real tokens where padding is not masked (FNet, ConvBERT)
+    pos = pos and can_gen
+    for L, pl in enumerate(plans):
+        if not explicit_ok:
+            for k in ("attn_scores", "attn_pattern"):
+                if pl.sites.pop(k, None) is not None:
+                    pl.absent[k] = ("hooks.attention's explicit attention does not reproduce this model's attention "
+                                    "(checked on the recording forward): capture/knockout would change the model")
+        for k, why in pl.absent.items():
+            absent[f"{k}.{L}"] = why
+    comp = [pl.composition for pl in plans]
+    kinds = sorted({c for c in comp})
+    extra_vlm: dict = {}
+    spans = None
+    image_id = getattr(model.config, "image_token_id", None)
+    if image_id is None:
+        image_id = getattr(model.config, "image_token_index", None)
+    if vlm:  # processor batches and pixel values through the VLM backend; spans from the config's token ids
+        from .adapters import _vlm
+
+        extra_vlm = {"backend": _vlm}
+        boi, eoi = _config_id(model.config, BOI_KEYS), _config_id(model.config, EOI_KEYS)
+        if isinstance(image_id, int):
+            spans = lambda hm, ids, am, i=image_id, b=boi, e=eoi: _vlm.image_spans(ids, am, [i], b, e)  # noqa: E731
+    return Adapter(
+        name=name or f"inferred:{model.config.model_type}",
+        layers=blocks_path,
+        sites=sites,
+        model_types=(model.config.model_type,),
+        attention_backend="hf",
+        n_heads=lambda m, nh=nh: nh,
+        padding_side=None if can_gen else "right",
+        position_ids=pos,
+        notes=f"inferred from the module tree ({', '.join(kinds)} blocks)",
+        spans=spans,
+        extra={**extra_vlm, "layer_sites": [pl.sites for pl in plans], "absent": absent, "composition": comp,
+               "norms": [pl.norms for pl in plans], "inferred": True,
+               # the recording forward ran every probed attention through hooks.attention's explicit path:
+               # hooks.verify compares its last hidden state with the stock forward's on the same ids
+               "explicit_reference": (ids.detach().cpu(), hs[-1].detach().cpu())
+               if probed_any and isinstance(hs, (tuple, list)) and hs else None},
+    )
