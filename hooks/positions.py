@@ -36,12 +36,26 @@ _SLICE_RE = re.compile(r"^\s*(-?\d*)\s*:\s*(-?\d*)\s*(?::\s*(-?\d*)\s*)?$")
 
 @dataclass(frozen=True)
 class token:  # noqa: N801 - reads like a selector keyword
-    """Select the positions holding a token, given as a string (tokenized) or an id."""
+    """Select the positions holding a token, given as a string or an id.
+
+    A string matches every single-token form of it: the token itself, and the word with or
+    without a leading space (``"dog"`` and ``" dog"`` are different GPT-2 tokens). A row where
+    the token does not occur is an error naming the rows, unless ``missing="skip"`` (those
+    rows then select nothing)::
+
+        tr.cache("resid_post.3", positions=token("dog"))
+        tr.cache("resid_post.3", positions=token("dog", missing="skip"))
+    """
 
     value: Any
+    missing: str = "error"
+
+    def __post_init__(self):
+        if self.missing not in ("error", "skip"):
+            raise SpecError(f"token(..., missing={self.missing!r}): use 'error' (default) or 'skip'.")
 
     def to_json(self):
-        return {"token": self.value}
+        return {"token": self.value} if self.missing == "error" else {"token": self.value, "missing": self.missing}
 
 
 @dataclass
@@ -104,8 +118,8 @@ def normalize(sel: Any) -> Any:
             return slice(*parts)
         return sel
     if isinstance(sel, dict):
-        if set(sel) == {"token"}:
-            return token(sel["token"])
+        if "token" in sel and set(sel) <= {"token", "missing"}:
+            return token(sel["token"], sel.get("missing", "error"))
         if set(sel) == {"slice"}:
             return slice(*sel["slice"])
         raise SpecError(f"Unknown position selector {sel!r}; use {{'token': ...}} or {{'slice': [start, stop, step]}}.")
@@ -134,6 +148,32 @@ def is_single(sel: Any) -> bool:
 def _rank_select(ctx: BatchContext, wanted: torch.Tensor) -> torch.Tensor:
     """Mask of positions whose real-token rank equals ``wanted[b]`` (per row, -1 = none)."""
     return ctx.attention_mask & (ctx.rank() == wanted[:, None])
+
+
+def _token_ids(value, tokenizer) -> set:
+    """Every single-token id a token selector's value stands for (see :class:`token`)."""
+    if not isinstance(value, str):
+        return {int(value)}
+    if tokenizer is None:
+        raise SpecError(f"token({value!r}) needs a tokenizer; pass a token id instead.")
+    unk = getattr(tokenizer, "unk_token_id", None)
+    out = set()
+    tid = tokenizer.convert_tokens_to_ids(value)
+    if tid is not None and (unk is None or tid != unk or value == getattr(tokenizer, "unk_token", None)):
+        out.add(int(tid))
+    encode = getattr(tokenizer, "encode", None)
+    if callable(encode):
+        for form in (value, " " + value.lstrip()):
+            try:
+                enc = encode(form, add_special_tokens=False)
+            except Exception:  # noqa: BLE001 - a tokenizer that cannot encode: keep what we have
+                continue
+            if len(enc) == 1 and (unk is None or enc[0] != unk):
+                out.add(int(enc[0]))
+    if not out:
+        raise SpecError(f"token({value!r}) is not a single token of this tokenizer (nor is {' ' + value!r}); "
+                        "select a single token, or pass a token id or a mask.")
+    return out
 
 
 def resolve(sel: Any, ctx: BatchContext, *, check: bool = True) -> torch.Tensor:
@@ -202,16 +242,20 @@ def resolve(sel: Any, ctx: BatchContext, *, check: bool = True) -> torch.Tensor:
     if isinstance(sel, token):
         if ctx.input_ids is None:
             raise PositionError("token(...) selectors need input ids; this forward was called with embeddings only.")
-        tid = sel.value
-        if isinstance(tid, str):
-            if ctx.tokenizer is None:
-                raise SpecError(f"token({tid!r}) needs a tokenizer; pass a token id instead.")
-            tid = ctx.tokenizer.convert_tokens_to_ids(tid)
-            unk = getattr(ctx.tokenizer, "unk_token_id", None)
-            if tid is None or (unk is not None and tid == unk and sel.value != getattr(ctx.tokenizer, "unk_token", None)):
-                raise SpecError(f"token({sel.value!r}) is not a single token of this tokenizer.")
-        ids = ctx.input_ids.to(am.device)
-        return (ids[:, :L] == int(tid)) & am
+        tids = _token_ids(sel.value, ctx.tokenizer)
+        ids = ctx.input_ids.to(am.device)[:, :L]
+        out = torch.zeros_like(am)
+        for t in tids:
+            out |= ids == int(t)
+        out &= am
+        if sel.missing == "error":
+            absent = [b for b in range(B) if not bool(out[b].any())]
+            if absent:
+                raise PositionError(
+                    f"token({sel.value!r}) does not occur in batch row(s) {absent} (token ids tried: {sorted(tids)}). "
+                    f"Check the prompts, or use token({sel.value!r}, missing='skip') to select nothing in those rows."
+                )
+        return out
     if isinstance(sel, torch.Tensor):
         if sel.dtype != torch.bool or sel.dim() != 2:
             raise SpecError(f"A tensor selector must be a (batch, positions) bool mask, got {tuple(sel.shape)} {sel.dtype}.")

@@ -69,10 +69,20 @@ class SAESplice:
 
     def __call__(self, acts: torch.Tensor) -> torch.Tensor:
         changes = bool(self.clamp or self.scale)
-        if self.error_term and not changes and not self.keep_latents:
-            return acts
         sae = self.sae
         x = acts if self._hook_z else acts.reshape(acts.shape[0], -1)
+        d_in = int(sae.W_dec.shape[-1])
+        width = x.shape[-1] if not self._hook_z or x.dim() < 2 else x.shape[-2] * x.shape[-1]
+        if width != d_in and x.shape[-1] != d_in:
+            from .errors import ActivationError
+
+            raise ActivationError(
+                f"This SAE reads {d_in}-dimensional activations but the site it is spliced into gives "
+                f"{width} (activations {tuple(acts.shape)}). Use the SAE trained on this model and site "
+                "(its cfg.d_in and hook name), or splice it at the site it was trained on."
+            )
+        if self.error_term and not changes and not self.keep_latents:
+            return acts
         x = x.to(device=sae.W_dec.device, dtype=sae.W_dec.dtype)
         f = sae.encode(x)
         if self.keep_latents:

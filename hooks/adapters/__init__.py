@@ -49,7 +49,7 @@ def find_adapter(model, infer: bool = True) -> Adapter:
         f"Supported families: {', '.join(a.name for a in adapters)} (hand-written), and any other transformers "
         "model whose blocks structural inference can read (hooks.infer). To add one, write "
         "hooks/adapters/<family>.py with a declarative Adapter (see hooks/adapters/base.py) and list it in "
-        "hooks.adapters.FAMILIES; raw module paths work meanwhile via hooks.wrap(model, adapter=...)."
+        "hooks.adapters.FAMILIES; raw module paths work meanwhile via interp.wrap(model, adapter=...) (the same as hooks.wrap)."
     )
 
 

@@ -228,6 +228,6 @@ def load_tl(name_or_model, *, dtype=None, device=None, **from_pretrained_kwargs)
             raise HookError(
                 f"TransformerLens could not load {str(name_or_model)!r}: {msg[:300]}. Use a name from "
                 "transformer_lens.loading.OFFICIAL_MODEL_NAMES with its weights in the HF cache, or build a "
-                "HookedTransformer yourself and call hooks.wrap(model)."
+                "HookedTransformer yourself and call interp.wrap(model) (hooks.wrap in scripts that import hooks only)."
             ) from None
     return wrap(model, getattr(model, "tokenizer", None))

@@ -206,8 +206,11 @@ def test_residue_cls_eos_spans_in_right_padded_batch(esm_hm):
     assert torch.equal(spans["final"], esm_hm.run(SEQS, [hooks.Cache("final")]).cache["final"][:, 0])
     eos = esm_hm.run(SEQS, [hooks.Cache("mlp_out.0")]).cache["mlp_out.0"][torch.arange(3), lens + 1]
     assert torch.equal(spans["mlp_out.0"], eos)
-    k = esm_hm.run(SEQS, [hooks.Cache("embed", positions=hooks.token("K"))]).cache["embed"]
+    k = esm_hm.run(SEQS, [hooks.Cache("embed", positions=hooks.token("K", missing="skip"))]).cache["embed"]
     assert k.shape[0] == sum(s.count("K") for s in SEQS)
+    assert any("K" not in s for s in SEQS)  # so the default refuses, naming the row
+    with pytest.raises(hooks.errors.PositionError, match=r"does not occur in batch row\(s\) \[1\]"):
+        esm_hm.run(SEQS, [hooks.Cache("embed", positions=hooks.token("K"))])
 
 
 def test_batches_and_errors(esm_hm):

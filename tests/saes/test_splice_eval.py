@@ -101,3 +101,19 @@ def test_evaluation_known_answers(name, request):
         masked = sum(int(lm_targets(model, model.prepare(data[i:i + 5]), j)[2].sum())
                      for j, i in enumerate(range(0, 12, 5)))            # seed + batch index, as evaluate_sae does
         assert perfect["loss_tokens"] == masked > 0
+
+
+def test_sae_of_the_wrong_width_is_one_clear_error():
+    """A width mismatch names both widths (issue 15), instead of a raw matmul RuntimeError."""
+    import hooks
+    from saes.errors import ActivationError
+    from saes.splicing import splice
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    from tests.hooks.tiny_models import build
+
+    hm = hooks.wrap(build("gpt2"))  # d_model 32
+    sae = StandardSAE(StandardSAEConfig(d_in=48, d_sae=64))
+    sp = splice(sae, site="resid_post.0")
+    with pytest.raises(ActivationError, match="reads 48-dimensional activations but the site .* gives 32"):
+        hm.run(torch.tensor([[3, 4, 5]]), [sp])
