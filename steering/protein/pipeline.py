@@ -359,6 +359,11 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
                "annotations": annotations, "steering": steering, "timings": timings, "seed": seed,
                "residue_coverage": cov["test"]["fraction"], "coverage": cov,
                "context_residues": None if max_len is None else int(max_len) - 2}
+    from .pipeline_dashboard import write_latent_pages
+
+    shown = [a["latent"] for a in annotations.values()] + ([steering["latent"]] if steering and "latent" in steering else [])
+    summary["latent_pages"] = write_latent_pages(out, hm, sae, ds_te, tracks, shown,
+                                                 context=summary["context_residues"], log=log)
     write_report(out, summary, val, test, table, sae, cache_te, tracks)
     lap("report", t)
     summary["seconds"] = time.time() - t0

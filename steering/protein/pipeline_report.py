@@ -69,6 +69,8 @@ def _md_table(rows: list, header: list) -> list:
 
 
 def render(summary: dict, table) -> str:
+    from .pipeline_dashboard import latent_page
+
     s = summary
     L = [f"# Protein SAE pipeline: {s['model'] or 'model'} at `{s['site']}`", "",
          f"Proteins: {s['proteins']['train']} for the SAE, {s['proteins']['val']} validation "
@@ -82,7 +84,9 @@ def render(summary: dict, table) -> str:
          "activation on validation. F1 (residue) uses per-residue recall. q: Benjamini-Hochberg FDR of the "
          "one-sided Fisher's exact test of \"latent active\" vs \"residue annotated\", over all latent × "
          "annotation pairs (test split).", ""]
-    rows = [[t, a["latent"], f"{a['threshold']:g}", f"{a['val_f1']:.3f}", f"**{a['f1']:.3f}**",
+    pages = (s.get("latent_pages") or {}).get("index")
+    latent = (lambda f: f"[{f}]({latent_page(f)})") if pages else (lambda f: f)
+    rows = [[t, latent(a["latent"]), f"{a['threshold']:g}", f"{a['val_f1']:.3f}", f"**{a['f1']:.3f}**",
              f"{a.get('chance_always_on_f1', float('nan')):.3f}", f"{a.get('chance_random_latent_f1', float('nan')):.3f}",
              "yes" if a.get("beats_chance") else "**no**", f"{a['precision']:.3f}",
              f"{a['recall_domain']:.3f}", f"{a['f1_residue']:.3f}", f"{a['fdr_q']:.1e}"]
@@ -94,6 +98,13 @@ def render(summary: dict, table) -> str:
           "shuffled latent is the same selection (best latent × threshold on validation, F1 on test) after "
           "shuffling residues, which keeps each latent's sparsity and removes its link to the annotation. "
           "An annotation whose best latent does not beat both is marked **no**: its F1 says nothing."]
+    if pages:
+        lp = s["latent_pages"]
+        L += ["", f"Latent pages ([{pages}]({pages}); latents link there): top test contexts coloured by "
+              "activation, histogram, amino-acid logit effects and the annotation tracks under each protein's "
+              f"activation trace, on {lp['proteins']} test proteins"
+              + (f" ({lp['skipped_long']} longer than the model's context are not shown)." if lp["skipped_long"]
+                 else ".")]
     cov = s.get("coverage")
     if cov:
         te = cov["test"]

@@ -163,3 +163,19 @@ def test_fair_esm_models_work_too():
     ds = make_toy_world(6, seed=1)
     (c,) = collect(hm, ds, "resid_post.1", ["ZN_FING", "TRANSMEM"])
     assert c["x"].shape == (sum(ds["length"]), 32) and c["labels"].shape == (sum(ds["length"]), 2)
+
+
+def test_report_links_latent_pages_that_exist(run):
+    """The report's latents link to dashboard pages (issue 17); proteins left out are counted."""
+    summary, out, _ = run
+    lp = summary["latent_pages"]
+    assert lp["index"] == "dashboard/index.html" and (out / lp["index"]).exists()
+    wanted = {a["latent"] for a in summary["annotations"].values()} | {summary["steering"]["latent"]}
+    assert set(lp["latents"]) == wanted
+    n_test = summary["proteins"]["test"]
+    assert lp["proteins"] + lp["skipped_long"] == n_test
+    report = (out / "report.md").read_text()
+    for f in wanted:
+        page = out / "dashboard" / "latents" / f"{f:06d}.html"
+        if f in {a["latent"] for a in summary["annotations"].values()}:  # best latents fire on test proteins
+            assert f"]({page.relative_to(out)})" in report and page.exists()
