@@ -367,11 +367,8 @@ def write(rows, out_dir: Path, meta: dict) -> None:
                   if k == "generate" and v.startswith("fail"))
     if gen:
         top, n = gen.most_common(1)[0]
-        lines += ["", f"`generate` fails on {sum(gen.values())} models, {n} of them with \"{top[6:]}\": "
-                  "`Steer(apply_to='new')` acts on no generated token, because the batch context during generation "
-                  "(`hooks/model.py`, `_set_context`) is being fixed separately "
-                  "(`tests/hooks/test_known_answers.py::test_generation_apply_to_prompt_vs_new` fails the same way "
-                  "on the base branch)."]
+        lines += ["", f"`generate` fails on {sum(gen.values())} models; the most common reason ({n}) is \"{top[6:]}\". "
+                  "Each failing model's reason is in its section below and in the JSON."]
     lines += ["", "Checks: " + "; ".join(f"`{c}`" for c in CHECKS) + " (see the docstring of `tools/coverage.py` for "
               "each known answer). `✓` pass, `–` not eligible (reason in the JSON), `✗` fail (reason below).", ""]
     for reg in summ:
