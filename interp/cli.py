@@ -28,8 +28,8 @@ def _hide_flag_types():
     takes no value, so the type only misleads). Affects help rendering only."""
     from typer.core import TyperOption
 
-    show = TyperOption.display_type_rich
-    if getattr(show, "_interp_flags_hidden", False):
+    show = getattr(TyperOption, "display_type_rich", None)  # typer's help renderer (recent releases only)
+    if show is None or getattr(show, "_interp_flags_hidden", False):
         return
 
     def display_type_rich(self, ctx):
