@@ -182,17 +182,18 @@ class HookedModel:
         positions fed so far (a window shorter than what was seen continues it; one at
         least as long re-feeds the sequence, as ``use_cache=False`` does)."""
         n = past_length(args, kwargs)
+        seen = int(self._gen.get("seen", 0)) if self._gen else 0
         if n is None:
+            if self._gen:  # our own generation: the positions fed so far are known
+                return seen if 0 < q < seen else 0
             kind, obj = find_kv_cache(args, kwargs)
             raise HookError(
                 f"This forward got a KV cache of type {type(obj).__name__} without an attention mask, and the "
-                "cache does not say how many positions it holds (no get_seq_length()). Pass attention_mask "
-                "covering past + new positions, or use a transformers Cache object."
+                "cache does not say how many positions it holds (get_seq_length() is missing or fails). Pass "
+                "attention_mask covering past + new positions, or use a transformers Cache object."
             )
-        if n == 0 and self._gen and find_kv_cache(args, kwargs)[0] is None:
-            seen = int(self._gen.get("seen", 0))
-            if 0 < q < seen:
-                return seen
+        if n == 0 and self._gen and find_kv_cache(args, kwargs)[0] is None and 0 < q < seen:
+            return seen
         return n
 
     def _fallback_context(self, x: torch.Tensor) -> P.BatchContext:
@@ -431,7 +432,10 @@ def past_length(args, kwargs) -> Optional[int]:
     cache is there but its length cannot be read."""
     kind, obj = find_kv_cache(args, kwargs)
     if kind == "cache":
-        return int(obj.get_seq_length())
+        try:
+            return int(obj.get_seq_length())
+        except Exception:  # noqa: BLE001 - e.g. a cache of only linear-attention/SSM layers (transformers < 5.2x)
+            return None
     if kind == "legacy":
         return int(obj[0][0].shape[-2])
     if kind == "unknown":

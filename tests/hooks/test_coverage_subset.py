@@ -20,18 +20,31 @@ SUBSET = [
     ("image_text", "llava_next"), ("image_text", "paligemma"), ("image_text", "idefics3"),
     ("image_text", "mistral3"),
 ]
-# Generation with Steer(apply_to="new") depends on the batch context during generation
-# (hooks/model.py _set_context, being fixed separately): checked in its own test below.
-GENERATION = ["generate"]
+
+
+def _locked_transformers() -> str | None:
+    """The transformers version in requirements.lock (the subset's reference), None without a lock."""
+    import re
+    from pathlib import Path
+
+    lock = Path(__file__).resolve().parents[2] / "requirements.lock"
+    m = re.search(r"^transformers==(\S+)", lock.read_text(), re.M) if lock.exists() else None
+    return m.group(1) if m else None
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("registry,model_type", SUBSET, ids=[f"{r}:{m}" for r, m in SUBSET])
 def test_architecture_passes_its_checks(registry, model_type):
+    import transformers
+
     row = check_model(model_type, registry)
+    if not row["buildable"] and transformers.__version__ != _locked_transformers():
+        # compatibility runs (make test-oldest/-latest): the tiny config of another release may not build
+        pytest.skip(f"{model_type} does not build from a tiny config on transformers {transformers.__version__}: "
+                    f"{row.get('why')}")
     assert row["buildable"], row.get("why")
-    fails = {k: v for k, v in row["checks"].items() if v.startswith("fail") and k not in GENERATION}
+    fails = {k: v for k, v in row["checks"].items() if v.startswith("fail")}
     assert not fails, fails
     assert row["checks"]["wrap"] == "pass" and row["checks"]["cache_hs"] == "pass"
 

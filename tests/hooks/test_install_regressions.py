@@ -55,6 +55,21 @@ def test_unreadable_cache_without_mask_is_an_error_not_an_empty_past():
         hm._set_context(hm.model, (), {"input_ids": torch.tensor([[5]]), "whatever": OpaqueCache()})
 
 
+def test_cache_whose_length_raises_falls_back_to_our_count_only_inside_generation():
+    """transformers < 5.2x: get_seq_length() raises on caches of only linear-attention/SSM layers."""
+    class SSMCache:
+        def get_seq_length(self, layer_idx=0):
+            raise ValueError("`get_seq_length` can only be called on Attention layers")
+
+    hm = hooks.wrap(build("gpt2"))
+    with hm.generating(prompt_len=3):
+        hm._set_context(hm.model, (), {"input_ids": torch.tensor([[1, 2, 3]]), "cache": SSMCache()})
+        hm._set_context(hm.model, (), {"input_ids": torch.tensor([[4]]), "cache": SSMCache()})
+        assert (hm._ctx.length, hm._ctx.window_start) == (4, 3)
+    with pytest.raises(HookError, match="does not say how many positions"):
+        hm._set_context(hm.model, (), {"input_ids": torch.tensor([[4]]), "cache": SSMCache()})
+
+
 def test_own_generation_counts_positions_when_no_cache_is_visible():
     hm = hooks.wrap(build("gpt2"))
     with hm.generating(prompt_len=4):
