@@ -181,20 +181,20 @@ class HookedModel:
         own generation (:meth:`generating`) a forward with no visible cache counts the
         positions fed so far (a window shorter than what was seen continues it; one at
         least as long re-feeds the sequence, as ``use_cache=False`` does)."""
-        n = past_length(args, kwargs)
-        seen = int(self._gen.get("seen", 0)) if self._gen else 0
+        kind, obj = find_kv_cache(args, kwargs)
+        n = cache_length(kind, obj)
+        if kind is not None and n is not None:
+            return n
+        if self._gen:  # our own generation, no readable cache: the positions fed so far are known
+            seen = int(self._gen.get("seen", 0))
+            return seen if 0 < q < seen else 0
         if n is None:
-            if self._gen:  # our own generation: the positions fed so far are known
-                return seen if 0 < q < seen else 0
-            kind, obj = find_kv_cache(args, kwargs)
             raise HookError(
                 f"This forward got a KV cache of type {type(obj).__name__} without an attention mask, and the "
                 "cache does not say how many positions it holds (get_seq_length() is missing or fails). Pass "
                 "attention_mask covering past + new positions, or use a transformers Cache object."
             )
-        if n == 0 and self._gen and find_kv_cache(args, kwargs)[0] is None and 0 < q < seen:
-            return seen
-        return n
+        return 0
 
     def _fallback_context(self, x: torch.Tensor) -> P.BatchContext:
         return P.BatchContext(attention_mask=torch.ones(x.shape[:2], dtype=torch.bool))
@@ -427,10 +427,8 @@ def find_kv_cache(args, kwargs):
     return None, None
 
 
-def past_length(args, kwargs) -> Optional[int]:
-    """Positions already in the KV cache of this forward call: 0 without a cache, None when a
-    cache is there but its length cannot be read."""
-    kind, obj = find_kv_cache(args, kwargs)
+def cache_length(kind, obj) -> Optional[int]:
+    """Positions held by a cache :func:`find_kv_cache` found: 0 without one, None when unreadable."""
     if kind == "cache":
         try:
             return int(obj.get_seq_length())
@@ -441,6 +439,12 @@ def past_length(args, kwargs) -> Optional[int]:
     if kind == "unknown":
         return None
     return 0
+
+
+def past_length(args, kwargs) -> Optional[int]:
+    """Positions already in the KV cache of this forward call: 0 without a cache, None when a
+    cache is there but its length cannot be read."""
+    return cache_length(*find_kv_cache(args, kwargs))
 
 
 def merge_caches(results):
