@@ -43,6 +43,18 @@ def read_fasta(path) -> list:
     return seqs
 
 
+def read_json_rows(path) -> list:
+    """The rows of a ``.jsonl`` file (one JSON value per line) or a ``.json`` file (a list, or a
+    dict holding it under ``"data"`` or ``"examples"``)."""
+    p = Path(path)
+    if p.suffix.lower() == ".jsonl":
+        return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+    rows = json.loads(p.read_text())
+    if isinstance(rows, dict):
+        rows = rows.get("data", rows.get("examples"))
+    return rows
+
+
 def load_examples(data, text_key=None) -> list:
     """Materialise ``data`` as a list of examples (strings or sequences)."""
     if isinstance(data, (str, Path)) and Path(data).exists():
@@ -52,12 +64,8 @@ def load_examples(data, text_key=None) -> list:
             return [ln for ln in p.read_text().splitlines() if ln.strip()]
         if suf in (".fasta", ".fa", ".faa"):
             return read_fasta(p)
-        if suf == ".jsonl":
-            rows = [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
-        elif suf == ".json":
-            rows = json.loads(p.read_text())
-            if isinstance(rows, dict):
-                rows = rows.get("data", rows.get("examples"))
+        if suf in (".jsonl", ".json"):
+            rows = read_json_rows(p)
         elif suf in (".csv", ".parquet"):
             import pandas as pd
 

@@ -8,10 +8,9 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from hooks.data import TEXT_KEYS, load_examples
+from hooks.data import TEXT_KEYS, load_examples, read_json_rows
 from hooks.errors import HookError
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -22,12 +21,8 @@ def read_rows(data, text_key=None) -> list:
     if isinstance(data, (str, Path)) and Path(data).suffix.lower() in TABLE_SUFFIXES and Path(data).exists():
         p = Path(data)
         suf = p.suffix.lower()
-        if suf == ".jsonl":
-            rows = [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
-        elif suf == ".json":
-            rows = json.loads(p.read_text())
-            if isinstance(rows, dict):
-                rows = rows.get("data", rows.get("examples"))
+        if suf in (".jsonl", ".json"):
+            rows = read_json_rows(p)
         else:
             import pandas as pd
 

@@ -36,6 +36,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def write_shard(root: Path, name: str, parts: list) -> str:
+    """Save the rows ``parts`` (concatenated) as the shard ``root/name`` atomically (temp file, rename);
+    returns its sha256 for the manifest."""
+    from safetensors.torch import save_file
+
+    tmp = root / f".{name}.tmp{os.getpid()}"
+    save_file({"activations": torch.cat(parts).contiguous()}, str(tmp))
+    os.replace(tmp, root / name)
+    return _sha256(root / name)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temp file next to ``path``, fsync, then rename over ``path``."""
     path = Path(path)
@@ -78,8 +89,6 @@ def cache_activations(model, data, site: str, cache_dir, positions=AUTO, *, mode
                       shard_rows: int = 65536, max_rows: Optional[int] = None, text_key=None, dtype=torch.float32,
                       model_name: Optional[str] = None, progress: bool = True) -> dict:
     """Write (or finish writing) the cache of ``site`` activations; returns the manifest."""
-    from safetensors.torch import save_file
-
     from .store import ModelSource
 
     src = ModelSource(model, data, site, positions, model_batch_size=model_batch_size, text_key=text_key,
@@ -114,11 +123,8 @@ def cache_activations(model, data, site: str, cache_dir, positions=AUTO, *, mode
         nonlocal parts, n, first
         if parts:
             name = f"shard_{len(man['shards']):05d}.safetensors"
-            tmp = root / f".{name}.tmp{os.getpid()}"
-            save_file({"activations": torch.cat(parts).contiguous()}, str(tmp))
-            os.replace(tmp, root / name)
-            man["shards"].append({"file": name, "rows": n, "examples": [first, next_example],
-                                  "sha256": _sha256(root / name)})
+            sha = write_shard(root, name, parts)
+            man["shards"].append({"file": name, "rows": n, "examples": [first, next_example], "sha256": sha})
             man["rows"] += n
         man.update(next_example=next_example, complete=complete)
         write_json_atomic(root / MANIFEST, man)

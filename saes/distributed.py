@@ -136,13 +136,10 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
     """
     import json
     import math
-    import os
     from pathlib import Path
 
-    from safetensors.torch import save_file
-
     from .activations import check_finite, collect
-    from .cache import MANIFEST, VERSION, _sha256, read_manifest, weights_fingerprint, write_json_atomic
+    from .cache import MANIFEST, VERSION, read_manifest, weights_fingerprint, write_json_atomic, write_shard
     from .data import iter_examples
     from .errors import CacheError
     from .store import ModelSource
@@ -180,11 +177,8 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
         nonlocal parts, ranges, n
         if parts:
             name = f"shard_r{r:03d}_{len(mine['shards']):05d}.safetensors"
-            tmp = root / f".{name}.tmp{os.getpid()}"
-            save_file({"activations": torch.cat(parts).contiguous()}, str(tmp))
-            os.replace(tmp, root / name)
-            mine["shards"].append({"file": name, "rows": n, "rank": r, "example_ranges": ranges,
-                                   "sha256": _sha256(root / name)})
+            sha = write_shard(root, name, parts)
+            mine["shards"].append({"file": name, "rows": n, "rank": r, "example_ranges": ranges, "sha256": sha})
             mine["rows"] += n
         mine.update(next_batch=next_batch, done=done)
         write_json_atomic(mpath, mine)

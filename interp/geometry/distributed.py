@@ -23,9 +23,7 @@ import torch
 import torch.distributed as dist
 
 from ._search import _LEVELS, _Searcher, _auto_level, _default_chunk
-from ._utils import as_points, resolve_device
-from .errors import GeometryInputError, check_k
-from .neighbors import Neighbors, _check_duplicates, knn
+from .neighbors import Neighbors, _check_duplicates, knn, prepared_points
 
 __all__ = ["distributed_knn", "rank_rows"]
 
@@ -85,19 +83,8 @@ def distributed_knn(X: Any, k: int, metric: str = "euclidean", *, precision: str
     """
     if not (dist.is_available() and dist.is_initialized()):
         return knn(X, k, metric, precision=precision, chunk_size=chunk_size, device=device, on_duplicates=on_duplicates)
-    if metric not in ("euclidean", "cosine"):
-        raise GeometryInputError(f"metric must be 'euclidean' or 'cosine', got {metric!r}.")
-    if precision not in ("auto",) + _LEVELS:
-        raise GeometryInputError(f"precision must be one of auto/bf16/float32/float64, got {precision!r}.")
-    dev = resolve_device(device, X)
-    Xt = as_points(X, dev)
+    Xt, dev = prepared_points(X, k, metric, precision, on_duplicates, device)
     N = Xt.shape[0]
-    check_k(N, k)
-    if metric == "cosine":
-        nrm = Xt.norm(dim=1, keepdim=True)
-        if bool((nrm == 0).any()):
-            raise GeometryInputError(f"{int((nrm == 0).sum())} point(s) have zero norm: cosine distance undefined.")
-        Xt = Xt / nrm
     level0 = _auto_level(dev, Xt.shape[1]) if precision == "auto" else precision
     levels = _LEVELS[_LEVELS.index(level0):]
     chunk = chunk_size or _default_chunk(N, dev)

@@ -138,24 +138,8 @@ def knn(
     Returns:
         :class:`Neighbors` with float64 distances and int64 indices, shape (N, k+1).
     """
-    if metric not in ("euclidean", "cosine"):
-        raise GeometryInputError(f"metric must be 'euclidean' or 'cosine', got {metric!r}.")
-    if precision not in ("auto",) + _LEVELS:
-        raise GeometryInputError(f"precision must be one of auto/bf16/float32/float64, got {precision!r}.")
-    if on_duplicates not in ("raise", "warn"):
-        raise GeometryInputError("on_duplicates must be 'raise' or 'warn'.")
-    dev = resolve_device(device, X)
-    Xt = as_points(X, dev)
+    Xt, dev = prepared_points(X, k, metric, precision, on_duplicates, device)
     N = Xt.shape[0]
-    check_k(N, k)
-    if metric == "cosine":
-        nrm = Xt.norm(dim=1, keepdim=True)
-        if bool((nrm == 0).any()):
-            n0 = int((nrm == 0).sum())
-            raise GeometryInputError(
-                f"{n0} point(s) have zero norm, for which the cosine distance is undefined; drop them or use metric='euclidean'."
-            )
-        Xt = Xt / nrm
     if period is not None:
         if metric != "euclidean":
             raise GeometryInputError("periodic boundaries are supported for metric='euclidean' only.")
@@ -173,6 +157,30 @@ def knn(
     nb = Neighbors(distances, idx, metric, stats)
     _check_duplicates(Xt, nb, on_duplicates)
     return nb
+
+
+def prepared_points(X: Any, k: int, metric: str, precision: str, on_duplicates: str, device: Any):
+    """Validated arguments of a kNN search and its points as a tensor on the search device
+    (unit-normalised for ``metric="cosine"``): ``(Xt, device)``. Shared by :func:`knn` and
+    :func:`interp.geometry.distributed.distributed_knn`."""
+    if metric not in ("euclidean", "cosine"):
+        raise GeometryInputError(f"metric must be 'euclidean' or 'cosine', got {metric!r}.")
+    if precision not in ("auto",) + _LEVELS:
+        raise GeometryInputError(f"precision must be one of auto/bf16/float32/float64, got {precision!r}.")
+    if on_duplicates not in ("raise", "warn"):
+        raise GeometryInputError("on_duplicates must be 'raise' or 'warn'.")
+    dev = resolve_device(device, X)
+    Xt = as_points(X, dev)
+    check_k(Xt.shape[0], k)
+    if metric == "cosine":
+        nrm = Xt.norm(dim=1, keepdim=True)
+        if bool((nrm == 0).any()):
+            n0 = int((nrm == 0).sum())
+            raise GeometryInputError(
+                f"{n0} point(s) have zero norm, for which the cosine distance is undefined; drop them or use metric='euclidean'."
+            )
+        Xt = Xt / nrm
+    return Xt, dev
 
 
 def _periodic_knn(X: torch.Tensor, k: int, period: Any, chunk_size: int | None) -> Neighbors:

@@ -28,8 +28,8 @@ import torch
 
 from hooks import Edit
 
-from .common import Pairs, flat_cache, parse_by, prepare_pairs, site_family
-from .sweep import COLUMNS, effect_of, variants
+from .common import Pairs, flat_cache, parse_by, prepare_pairs
+from .sweep import effect_of, effects_frame, variants
 
 
 def attribution_patching(model, clean, corrupt, *, sites="attn_out", by="layer,position", metric="logit_diff",
@@ -50,8 +50,6 @@ def _capture(store, site):
 
 
 def attribute(pairs: Pairs, by="layer,position", *, normalize: bool = False):
-    import pandas as pd
-
     keys = parse_by(by)
     model, B = pairs.model, pairs.n
     src = flat_cache(model, pairs.source, pairs.sites)
@@ -79,17 +77,7 @@ def attribute(pairs: Pairs, by="layer,position", *, normalize: bool = False):
         present = torch.zeros(B, dtype=torch.bool)
         present[row_of[sel]] = True
         effects.append(effect_of(pairs.rows["base"] + per_ex, pairs.rows, present, normalize))
-    df = pd.DataFrame({
-        "site": [site_family(c[0]) for c in cells],
-        "layer": [c[1] for c in cells],
-        "head": pd.array([c[2] for c in cells], dtype="Int64"),
-        "position": pd.array([c[3] for c in cells], dtype="Int64"),
-        "effect": effects,
-    }, columns=COLUMNS)
-    df.attrs.update({"metric": pairs.metric.name, "direction": pairs.direction, "normalize": normalize,
-                     "by": ",".join(keys), "examples": B, "variants": len(cells), "forwards": 1, "backwards": 1,
-                     "method": "attribution", **{f"metric_{n}": v for n, v in pairs.values.items()}})
-    return df
+    return effects_frame(cells, effects, pairs, keys, normalize, forwards=1, backwards=1, method="attribution")
 
 
 def agreement(real, approx, k: int = 3) -> dict:

@@ -63,11 +63,10 @@ def register(app):
         except (hooks.HookError, ValueError, FileNotFoundError) as e:
             fail(str(e))
         write_text_atomic(out / "sweep.csv", df.to_csv(index=False))
-        from ..io import write_json_atomic as _wj
         from .._meta import run_meta
 
-        _wj(out / "sweep.json", {"model": model, "data": data, "sites": sites, "method": method, **df.attrs,
-                                 "meta": run_meta(seeds=[seed])})
+        write_json_atomic(out / "sweep.json", {"model": model, "data": data, "sites": sites, "method": method,
+                                               **df.attrs, "meta": run_meta(seeds=[seed])})
         ids = hm.prepare([clean[0]])["input_ids"][0]
         pngs = heatmaps(df, out, tokens=str_tokens(hm, ids))
         top = df.reindex(df["effect"].abs().sort_values(ascending=False).index).head(5)

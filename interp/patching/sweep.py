@@ -83,8 +83,6 @@ def _variant_masks(pairs, chunk, site, am_flat_rank, shape):
 
 def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_budget: float = 1 << 30,
           max_variants=None):
-    import pandas as pd
-
     keys = parse_by(by)
     model, B = pairs.model, pairs.n
     src = flat_cache(model, pairs.source, pairs.sites)
@@ -121,6 +119,15 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
         for i, (s, L, h, p) in enumerate(chunk):
             keep = torch.ones(B, dtype=torch.bool) if p is None else has_pos[p]
             effects.append(effect_of(vals[i], pairs.rows, keep, normalize))
+    return effects_frame(cells, effects, pairs, keys, normalize, forwards=forwards,
+                         last_token_logits_only=last_only, variants_per_forward=k)
+
+
+def effects_frame(cells: list, effects: list, pairs: Pairs, keys, normalize: bool, **attrs):
+    """The tidy table (:data:`COLUMNS`) of one effect per (site, layer, head, position) cell, with the
+    sweep's settings and baselines in ``df.attrs``; shared by activation and attribution patching."""
+    import pandas as pd
+
     df = pd.DataFrame({
         "site": [site_family(c[0]) for c in cells],
         "layer": [c[1] for c in cells],
@@ -129,9 +136,8 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
         "effect": effects,
     }, columns=COLUMNS)
     df.attrs.update({"metric": pairs.metric.name, "direction": pairs.direction, "normalize": normalize,
-                     "by": ",".join(keys), "examples": B, "variants": len(cells), "forwards": forwards,
-                     "last_token_logits_only": last_only,
-                     "variants_per_forward": k, **{f"metric_{n}": v for n, v in pairs.values.items()}})
+                     "by": ",".join(keys), "examples": pairs.n, "variants": len(cells), **attrs,
+                     **{f"metric_{n}": v for n, v in pairs.values.items()}})
     return df
 
 
