@@ -1,4 +1,4 @@
-"""Benchmark interp.geometry against DADApy 0.3.4 on the same data and machine.
+"""Benchmark geometry (formerly interp.geometry) against DADApy 0.3.4 on the same data and machine.
 
     python bench/bench_geometry.py                       # CPU, with DADApy (needs make_venv.sh)
     python bench/bench_geometry.py --device cuda --skip-dadapy
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench" / "dadapy_reference"))
 
 from datasets import bench_dataset  # noqa: E402
 
-from interp import geometry as geo  # noqa: E402
+import geometry as geo  # noqa: E402
 
 STAGES = ["knn", "gride", "density", "adp", "label_overlap"]
 
@@ -186,7 +186,7 @@ def med(runs, stage):
 
 
 def write_report(args, dev, rates, sizes, ours_t, ref_t, checks, stats, use_dadapy):
-    lines = ["# interp.geometry vs DADApy 0.3.4", ""]
+    lines = ["# geometry vs DADApy 0.3.4", ""]
     cpu = platform.processor() or platform.machine()
     lines.append(f"Machine: {dev} ({cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
                  f"{torch.get_num_threads()} torch threads); DADApy 0.3.4 in its own venv (numpy 1.26, "

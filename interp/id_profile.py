@@ -80,7 +80,7 @@ def id_profile(reps: dict, *, fraction: float = PAPER["fraction"], decimation: f
     import numpy as np
     import pandas as pd
 
-    from .geometry.intrinsic_dim import compute_id_2nn
+    from geometry.intrinsic_dim import compute_id_2nn
 
     if not 0 < decimation <= 1:
         raise ValueError(f"decimation must be in (0, 1], got {decimation}.")
@@ -135,8 +135,8 @@ def register(app) -> None:
         from hooks.positions import normalize
 
         from .geometry.cli import load_labels, print_profile
-        from .geometry.errors import GeometryInputError
-        from .geometry.profile import layer_profile, save_profile, select_layers_by_id
+        from geometry.errors import GeometryInputError
+        from geometry.profile import layer_profile, save_profile, select_layers_by_id
 
         try:
             device = resolve_device(device)

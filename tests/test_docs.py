@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PACKAGES = ("hooks", "saes", "steering", "interp")
+PACKAGES = ("hooks", "geometry", "saes", "steering", "interp")
 BUILTIN_BASES = {"Exception", "ValueError", "KeyError", "IndexError", "TypeError", "RuntimeError", "OSError",
                  "UserWarning", "Warning", "LookupError", "ImportError", "FileNotFoundError", "AttributeError"}
 
@@ -50,7 +50,7 @@ ERRORS = public_error_classes()
 
 def test_the_enumeration_finds_the_known_classes():
     for q in ("hooks.errors.UnknownSiteError", "saes.errors.CacheError", "steering.protein.steer.SteeringError",
-              "steering.narrow_gate.errors.TaskError", "interp.geometry.errors.DuplicatePointsError",
+              "steering.narrow_gate.errors.TaskError", "geometry.errors.DuplicatePointsError",
               "interp.landscape.errors.LandscapeWarning"):
         assert q in ERRORS
     assert len(ERRORS) >= 35

@@ -23,8 +23,8 @@ def load_reps(path: Path) -> dict:
     """Layer name -> (N, D) tensor from a safetensors file, in natural key order."""
     from safetensors.torch import load_file
 
-    from ._utils import natural_key
-    from .errors import GeometryInputError
+    from geometry._utils import natural_key
+    from geometry.errors import GeometryInputError
 
     path = Path(path)
     if not path.exists():
@@ -48,7 +48,7 @@ def load_labels(path: Path):
     """Labels from .npy / .txt / .csv / .safetensors (see the module docstring)."""
     import numpy as np
 
-    from .errors import GeometryInputError
+    from geometry.errors import GeometryInputError
 
     path = Path(path)
     if not path.exists():
@@ -108,7 +108,7 @@ def run_profile(reps_by_layer: dict, labels: Any = None, out_dir: Optional[Path]
 
     The shared entry point of ``interp geometry`` and ``interp id-profile``.
     """
-    from .profile import layer_profile, save_profile, select_layers_by_id
+    from geometry.profile import layer_profile, save_profile, select_layers_by_id
 
     df = layer_profile(reps_by_layer, labels, **profile_kwargs)
     chosen = select_layers_by_id(df)
@@ -178,7 +178,7 @@ def register(app: "Any") -> None:
         precision: str = typer.Option("auto", "--precision", help="kNN candidate precision: auto/bf16/float32/float64"),
     ):
         """Layer profile of saved representations: ID, ADP clusters, ARI, overlaps (+ CSV and PNG)."""
-        from .errors import GeometryInputError
+        from geometry.errors import GeometryInputError
 
         try:
             layers = load_reps(reps)

@@ -117,7 +117,7 @@ def layer_landscape(X, subjects, letters, cfg: LandscapeConfig | None = None, *,
     Returns ``{metric: float}`` for :data:`METRICS` (and ``"seconds"``); with
     ``return_labels=True`` also ``"labels"`` (ADP clusters of the kept points) and ``"kept"``.
     """
-    from interp.geometry import (adjusted_rand_index, compute_clustering_adp, compute_density_knn,
+    from geometry import (adjusted_rand_index, compute_clustering_adp, compute_density_knn,
                                  compute_id_gride, find_duplicates, label_overlap)
 
     from .neighbors import neighbor_table

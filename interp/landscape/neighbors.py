@@ -31,7 +31,7 @@ def blocked_knn(X: torch.Tensor, k: int, *, metric: str = "euclidean", block_byt
 
     Memory: one (block, N) float64 block of about ``block_bytes`` plus the (N, k + 1) result.
     """
-    from interp.geometry import Neighbors
+    from geometry import Neighbors
 
     if X.dtype != torch.float64:
         X = X.to(torch.float64)
@@ -70,6 +70,6 @@ def neighbor_table(X: torch.Tensor, k: int, *, metric: str = "euclidean", precis
         raise ValueError(f"neighbour method must be auto/blocked/geometry, got {method!r}.")
     if method == "blocked" or (method == "auto" and k >= BLOCKED_MIN_K):
         return blocked_knn(X.to(device) if device is not None else X, k, metric=metric)
-    from interp.geometry import knn
+    from geometry import knn
 
     return knn(X, k, metric=metric, precision=precision, device=device, chunk_size=chunk_size)

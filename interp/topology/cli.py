@@ -68,7 +68,7 @@ def register(app) -> None:
         """Zigzag persistence across layers: bars, Betti, persistence similarity, pruning (Gardinazzi et al. 2025)."""
         from steering.cli_common import console, fail
 
-        from interp.geometry.errors import GeometryInputError
+        from geometry.errors import GeometryInputError
 
         from .pipeline import run_zigzag
         from .pruning import pruning_plan

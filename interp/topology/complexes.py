@@ -39,8 +39,8 @@ def knn_edges(points, k: int = 5, *, device=None, on_duplicates: str = "raise") 
     :func:`interp.geometry.knn`; identical points raise (``on_duplicates="raise"``) since
     they make the graph depend on tie-breaking.
     """
-    from interp.geometry import knn
-    from interp.geometry.errors import GeometryInputError
+    from geometry import knn
+    from geometry.errors import GeometryInputError
 
     n = int(points.shape[0])
     if k < 1:

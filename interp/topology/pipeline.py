@@ -50,7 +50,7 @@ def _as_numpy(x) -> np.ndarray:
 
 def layer_complexes(clouds: list, k: int = 5, max_dim: int = 4, *, device=None) -> list:
     """One clique complex (list by dimension) per (N, D) cloud; all clouds must hold the same N points."""
-    from interp.geometry.errors import GeometryInputError
+    from geometry.errors import GeometryInputError
 
     n = {int(c.shape[0]) for c in clouds}
     if len(n) != 1:
@@ -60,7 +60,7 @@ def layer_complexes(clouds: list, k: int = 5, max_dim: int = 4, *, device=None) 
 
 def subsets(n_points: int, n_subsets: int = 1, subset_size: int | None = None, seed: int = 0) -> list:
     """Disjoint random subsets of ``range(n_points)`` (one subset of all points by default)."""
-    from interp.geometry.errors import GeometryInputError
+    from geometry.errors import GeometryInputError
 
     if n_subsets < 1:
         raise GeometryInputError(f"--subsets {n_subsets}: need at least one subset.")
@@ -94,7 +94,7 @@ def run_zigzag(reps, k: int = 5, max_dim: int = 4, *, n_subsets: int = 1, subset
     ``workers`` processes (spawned, one torch thread each) run the subsets in parallel, kNN and
     complexes included (default: one per core, at most one per subset).
     """
-    from interp.geometry.errors import GeometryInputError
+    from geometry.errors import GeometryInputError
 
     if isinstance(reps, dict):
         names, clouds = list(reps), [_as_numpy(v) for v in reps.values()]

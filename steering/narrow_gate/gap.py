@@ -188,7 +188,7 @@ def adp_homogeneity(X: torch.Tensor, modality: torch.Tensor, *, Z: float = Z_AUT
                     maxk: int = 64,
                     gride_ranks=(8, 16)) -> dict:
     """Homogeneity of ADP clusters of L2-normalised residuals w.r.t. the modality labels."""
-    from interp.geometry import compute_clustering_adp, compute_density_knn, compute_id_gride, homogeneity, knn
+    from geometry import compute_clustering_adp, compute_density_knn, compute_id_gride, homogeneity, knn
 
     Xn = torch.nn.functional.normalize(X.double(), dim=-1)
     Xn, inv = torch.unique(Xn, dim=0, return_inverse=True)  # identical points break the estimators

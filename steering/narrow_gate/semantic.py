@@ -54,7 +54,7 @@ def semantic_localisation(hm, examples, *, k: int = 30, layers=None, batch_size:
     """Label overlap per layer at the gate, the last image token and the image mean (a DataFrame)."""
     import pandas as pd
 
-    from interp.geometry import label_overlap
+    from geometry import label_overlap
 
     labels = [e.get("label", e.get("label_name")) for e in examples]
     if any(lbl is None for lbl in labels):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from interp.geometry import compute_density_knn, knn
-from interp.geometry.distributed import distributed_knn, rank_rows
+from geometry import compute_density_knn, knn
+from geometry.distributed import distributed_knn, rank_rows
 from tests.distributed.launch import run_ranks
 
 
@@ -18,7 +18,7 @@ def _data():
 
 
 def _worker(r, w, out, k, metric, chunk):
-    from interp.geometry import compute_density_knn
+    from geometry import compute_density_knn
 
     nb = distributed_knn(_data(), k, metric, chunk_size=chunk)
     return nb.distances, nb.indices, nb.stats, compute_density_knn(nb, k=4, intrinsic_dim=3.0).log_den

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.special import digamma
 
-from interp import geometry as geo
+import geometry as geo
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp import geometry as geo
-from interp.geometry import GeometryInputError
+import geometry as geo
+from geometry import GeometryInputError
 
 
 def good(n=60, d=5, seed=0):

@@ -1,4 +1,4 @@
-"""Exactness and memory behaviour of interp.geometry.knn."""
+"""Exactness and memory behaviour of geometry.knn."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import gaussian_mixture, rotated_sphere
 
-from interp import geometry as geo
-import interp.geometry._search as knn_mod
+import geometry as geo
+import geometry._search as knn_mod
 
 
 def brute(X, k, metric="euclidean"):

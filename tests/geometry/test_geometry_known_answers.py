@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import hypercube, rotated_sphere, swiss_roll
 
-from interp import geometry as geo
+import geometry as geo
 
 N = 5000
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp import geometry as geo
+import geometry as geo
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dadapy"
 MAXK = 100

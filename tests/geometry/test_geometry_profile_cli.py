@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import gaussian_mixture
 
-from interp import geometry as geo
+import geometry as geo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -191,11 +191,11 @@ def test_run_profile_entry_point_for_id_profile_command(tmp_path):
 
 def test_import_is_light():
     code = (
-        "import sys, interp.geometry, interp.geometry.cli\n"
+        "import sys, geometry, interp.geometry, interp.geometry.cli\n"
         "heavy = [m for m in ('torch', 'transformers', 'transformer_lens', 'nnsight', 'sklearn', 'pandas', "
         "'matplotlib', 'typer', 'rich') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "from interp.geometry import knn, layer_profile\n"
+        "from geometry import knn, layer_profile\n"
         "heavy = [m for m in ('transformers', 'transformer_lens', 'nnsight', 'sklearn', 'pandas', 'matplotlib') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"

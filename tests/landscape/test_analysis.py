@@ -57,7 +57,7 @@ def test_duplicates_are_removed_with_their_labels():
 
 def test_id_is_gride_at_the_papers_scale():
     """Doimo et al.: ids = return_id_scaling_gride(range_max=maxk); id = ids[log2(k)] (k = 16)."""
-    from interp.geometry import return_id_scaling_gride
+    from geometry import return_id_scaling_gride
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 6)) @ rng.standard_normal((6, 40))
@@ -68,7 +68,7 @@ def test_id_is_gride_at_the_papers_scale():
 
 
 def test_core_fraction_matches_adp_halo():
-    from interp.geometry import compute_clustering_adp, compute_density_knn, compute_id_gride, knn
+    from geometry import compute_clustering_adp, compute_density_knn, compute_id_gride, knn
 
     rng = np.random.default_rng(0)  # two touching blobs: a saddle, hence a halo
     X = np.concatenate([rng.standard_normal((150, 2)), rng.standard_normal((150, 2)) + [3.5, 0]])
@@ -98,7 +98,7 @@ def test_bad_inputs():
 
 
 def test_blocked_neighbours_equal_geometry_knn():
-    from interp.geometry import knn
+    from geometry import knn
     from interp.landscape.neighbors import blocked_knn, neighbor_table
 
     X = torch.tensor(np.random.default_rng(5).standard_normal((300, 20)))

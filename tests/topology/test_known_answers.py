@@ -172,7 +172,7 @@ def test_bars_equal_the_authors_pipeline(drifting):
 
 
 def test_subsets_are_disjoint_and_parallel_equals_serial(drifting):
-    from interp.geometry.errors import GeometryInputError
+    from geometry.errors import GeometryInputError
     from interp.topology.pipeline import subsets
 
     idx = subsets(100, 3, 30, seed=1)
