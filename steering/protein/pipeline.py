@@ -367,7 +367,7 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
     write_report(out, summary, val, test, table, sae, cache_te, tracks)
     lap("report", t)
     summary["seconds"] = time.time() - t0
-    from interp.io import write_json_atomic
+    from hooks.io import write_json_atomic
 
     write_json_atomic(out / "summary.json", summary)
     log(f"wrote {out / 'report.md'} and {out / 'summary.json'} ({summary['seconds']:.0f}s)")

@@ -202,7 +202,7 @@ def steering_section(st) -> list:
 
 
 def write_report(out: Path, summary: dict, val, test, table, sae, cache: list, tracks: list) -> Path:
-    from interp.io import write_text_atomic
+    from hooks.io import write_text_atomic
     from saes.annotation_plots import plot_f1_heatmap, plot_profiles
 
     out = Path(out)

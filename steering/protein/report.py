@@ -53,7 +53,7 @@ def render(result: dict, model_dir=None) -> str:
 def write_results_md(path, result: dict, model_dir=None) -> Path:
     import re
 
-    from interp.io import write_text_atomic
+    from hooks.io import write_text_atomic
 
     path = Path(path)
     kind = result["device"].split(":")[0]

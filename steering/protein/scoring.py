@@ -169,7 +169,7 @@ def compare_rates(k1: int, n1: int, k0: int, n0: int) -> dict:
 
 def write_fasta(path, seqs: Sequence[str], ids: Optional[Sequence[str]] = None, descriptions=None):
     """Write a FASTA file atomically (60 residues per line)."""
-    from interp.io import write_text_atomic
+    from hooks.io import write_text_atomic
 
     ids = list(ids) if ids is not None else [f"seq{i}" for i in range(len(seqs))]
     lines = []

@@ -178,7 +178,7 @@ def pilot(model, sae, candidates: list, *, n: int = 32, length: Optional[int] = 
 
 def write_outputs(out: Path, summary: dict, scores: dict) -> None:
     """``steered.fasta``, ``unsteered.fasta`` (motif/TM/PPPL in each description) and ``summary.json``."""
-    from interp.io import write_json_atomic
+    from hooks.io import write_json_atomic
 
     for name, s in scores.items():
         recs = s["sequences"]

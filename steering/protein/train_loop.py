@@ -41,7 +41,7 @@ def run_training(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -
 
 
 def _run(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -> dict:
-    from interp.io import write_json_atomic
+    from hooks.io import write_json_atomic
     from hooks.loading import save_pretrained_atomic
 
     if tc.steps is None and tc.minutes is None:
