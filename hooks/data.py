@@ -18,15 +18,26 @@ from .errors import HookError
 TEXT_KEYS = ("text", "sequence", "prompt", "seq")
 
 
-def _pick_key(columns, text_key):
+def pick_text_column(columns, text_key=None, *, keys=TEXT_KEYS, error=HookError) -> str:
+    """The column that holds the examples: ``text_key`` when given (it must be one of
+    ``columns``), else the first of ``keys`` present; raises ``error`` naming the columns.
+
+        pick_text_column(["id", "sequence"])                 # "sequence"
+        pick_text_column(row.keys(), "question")             # "question" (or an error listing the keys)
+
+    ``saes.data`` passes its own error class and token-id keys; one picking rule for both.
+    """
+    columns = list(columns)
     if text_key is not None:
         if text_key not in columns:
-            raise HookError(f"Column {text_key!r} not found; available: {list(columns)}.")
+            raise error(f"Column {text_key!r} not found; available: {columns}. Pass text_key=... (--text-key on the "
+                        "command line) with one of them.")
         return text_key
-    for k in TEXT_KEYS:
+    for k in keys:
         if k in columns:
             return k
-    raise HookError(f"No text column found (looked for {TEXT_KEYS}); pass text_key=... Columns: {list(columns)}.")
+    raise error(f"No text column found (looked for {tuple(keys)}); pass text_key=... (--text-key on the command line). "
+                f"Columns: {columns}.")
 
 
 def read_fasta(path) -> list:
@@ -70,11 +81,11 @@ def load_examples(data, text_key=None) -> list:
             import pandas as pd
 
             df = pd.read_csv(p) if suf == ".csv" else pd.read_parquet(p)
-            return [str(x) for x in df[_pick_key(df.columns, text_key)].tolist()]
+            return [str(x) for x in df[pick_text_column(df.columns, text_key)].tolist()]
         else:
             raise HookError(f"Unsupported data file {p.name}; use .txt, .jsonl, .json, .csv, .parquet or .fasta.")
         if rows and isinstance(rows[0], dict):
-            key = _pick_key(rows[0].keys(), text_key)
+            key = pick_text_column(rows[0].keys(), text_key)
             return [r[key] for r in rows]
         return list(rows)
     if isinstance(data, (str, Path)):
@@ -82,7 +93,7 @@ def load_examples(data, text_key=None) -> list:
             return [data]
         raise HookError(f"Data file {str(data)!r} does not exist.")
     if hasattr(data, "column_names") and hasattr(data, "__getitem__"):  # datasets.Dataset
-        key = _pick_key(data.column_names, text_key)
+        key = pick_text_column(data.column_names, text_key)
         return list(data[key])
     if isinstance(data, Iterable):
         return list(data)

@@ -23,6 +23,7 @@ import torch
 
 from .activations import AUTO
 from .errors import CacheError
+from .sources import ModelSource
 
 MANIFEST = "manifest.json"
 VERSION = 1
@@ -89,8 +90,6 @@ def cache_activations(model, data, site: str, cache_dir, positions=AUTO, *, mode
                       shard_rows: int = 65536, max_rows: Optional[int] = None, text_key=None, dtype=torch.float32,
                       model_name: Optional[str] = None, progress: bool = True) -> dict:
     """Write (or finish writing) the cache of ``site`` activations; returns the manifest."""
-    from .store import ModelSource
-
     src = ModelSource(model, data, site, positions, model_batch_size=model_batch_size, text_key=text_key,
                       dtype=dtype, model_name=model_name)
     ident = {"model": src.describe()["model"], "weights": weights_fingerprint(model), "site": src.site,

@@ -22,20 +22,14 @@ from typing import Iterator
 
 from .errors import DataError
 
-TEXT_KEYS = ("text", "sequence", "prompt", "seq", "tokens", "input_ids")
+TOKEN_KEYS = ("tokens", "input_ids")  # looked for after hooks.data.TEXT_KEYS: pre-tokenised data
 STREAMED = (".txt", "", ".jsonl", ".fasta", ".fa", ".faa")
 
 
 def _pick_key(columns, text_key):
-    columns = list(columns)
-    if text_key is not None:
-        if text_key not in columns:
-            raise DataError(f"Column {text_key!r} not found; available: {columns}. Pass --text-key with one of them.")
-        return text_key
-    for k in TEXT_KEYS:
-        if k in columns:
-            return k
-    raise DataError(f"No text column found (looked for {TEXT_KEYS}); pass text_key=... Columns: {columns}.")
+    from hooks.data import TEXT_KEYS, pick_text_column  # here: importing hooks imports torch
+
+    return pick_text_column(columns, text_key, keys=TEXT_KEYS + TOKEN_KEYS, error=DataError)
 
 
 def _as_path(data):

@@ -142,7 +142,7 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
     from .cache import MANIFEST, VERSION, read_manifest, weights_fingerprint, write_json_atomic, write_shard
     from .data import iter_examples
     from .errors import CacheError
-    from .store import ModelSource
+    from .sources import ModelSource
 
     r, w = rank(), world()
     root = Path(cache_dir)
