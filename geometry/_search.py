@@ -319,3 +319,31 @@ def knn_blocks(Xt, k, levels, chunk, margin, threads):
     return dist2, idx, stats
 
 
+
+
+def dense_blocks(Xt: torch.Tensor, k: int, rows_per_block: int):
+    """Exact float64 neighbours the plain way: blocks of ``rows_per_block`` rows times all points
+    as one float64 matrix product on centred data, then ``topk``; ties ordered by index.
+
+    ``knn(method="blocked")``: at large k (say k >= 256) the candidate re-ranking of
+    :func:`knn_blocks` gathers ~1.5 k coordinates per row and dominates (Doimo et al.'s
+    landscape, maxk = 1000: 22 s against 1.9 s here, bench/RESULTS_landscape.md). Memory: one
+    (rows_per_block, N) float64 block plus the (N, k + 1) result. Returns ``(dist2, idx)``.
+    """
+    N = Xt.shape[0]
+    Xc = Xt - Xt.mean(dim=0, keepdim=True)  # centring: smaller norms, smaller cancellation error
+    sq = (Xc * Xc).sum(dim=1)
+    dist2 = torch.empty(N, k + 1, dtype=torch.float64, device=Xt.device)
+    idx = torch.empty(N, k + 1, dtype=torch.int64, device=Xt.device)
+    for s in range(0, N, rows_per_block):
+        e = min(N, s + rows_per_block)
+        d2 = torch.mm(Xc[s:e], Xc.T).mul_(-2.0).add_(sq[s:e, None]).add_(sq[None, :]).clamp_(min=0.0)
+        r = torch.arange(e - s, device=Xt.device)
+        d2[r, r + s] = -1.0  # self first
+        vals, cols = torch.topk(d2, k + 1, dim=1, largest=False, sorted=False)
+        order = torch.argsort(cols, dim=1)  # deterministic: by distance, ties by index
+        vals, cols = torch.gather(vals, 1, order), torch.gather(cols, 1, order)
+        order = torch.argsort(vals, dim=1, stable=True)
+        dist2[s:e], idx[s:e] = torch.gather(vals, 1, order), torch.gather(cols, 1, order)
+    dist2[:, 0] = 0.0
+    return dist2, idx

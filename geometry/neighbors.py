@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from ._search import _LEVELS, _auto_level, _default_chunk, knn_blocks
+from ._search import _LEVELS, _auto_level, _default_chunk, dense_blocks, knn_blocks
 from ._utils import SMALL_OP_THREADS, as_points, intraop_threads, resolve_device
 from .errors import DuplicatePointsError, GeometryInputError, check_k
 
@@ -107,6 +107,7 @@ def knn(
     margin: int | None = None,
     period: Any = None,
     on_duplicates: str = "raise",
+    method: str = "search",
 ) -> Neighbors:
     """Exact k nearest neighbours of every point (self in column 0).
 
@@ -134,12 +135,28 @@ def knn(
             points are identical (zero distances break every estimator);
             ``"warn"`` warns and keeps the zero distances, like DADApy's
             ``compute_distances``. Use :func:`remove_identical_points` first.
+        method: ``"search"`` (default: low-precision candidates, float64
+            re-ranking, see the module docstring) or ``"blocked"``: every
+            distance in float64, ``chunk_size`` rows (default: ~256 MB blocks)
+            times all points per matrix product, then ``topk``. The same table
+            (ties by index); ``"blocked"`` is faster for large k (k >= 256, where
+            re-ranking ~1.5 k candidates per row dominates) and costs O(N^2 D)
+            float64 work. ``precision`` is ignored there.
 
     Returns:
         :class:`Neighbors` with float64 distances and int64 indices, shape (N, k+1).
     """
+    if method not in ("search", "blocked"):
+        raise GeometryInputError(f"method must be 'search' or 'blocked', got {method!r}.")
     Xt, dev = prepared_points(X, k, metric, precision, on_duplicates, device)
     N = Xt.shape[0]
+    if method == "blocked":
+        if period is not None:
+            raise GeometryInputError("periodic boundaries are supported with method='search' only.")
+        dist2, idx = dense_blocks(Xt, k, chunk_size or max(1, min(N, (1 << 28) // (8 * N))))
+        nb = Neighbors(dist2 / 2.0 if metric == "cosine" else dist2.sqrt(), idx, metric, {"blocked_float64": N})
+        _check_duplicates(Xt, nb, on_duplicates)
+        return nb
     if period is not None:
         if metric != "euclidean":
             raise GeometryInputError("periodic boundaries are supported for metric='euclidean' only.")

@@ -104,13 +104,13 @@ def test_disk_cache_is_resumable_after_a_crash_and_read_back(gpt2, tmp_path, mon
             raise RuntimeError("simulated crash")
         return real(*a, **k)
 
-    monkeypatch.setattr("saes.store.collect", crashing)
+    monkeypatch.setattr("saes.sources.collect", crashing)
     with pytest.raises(RuntimeError, match="simulated"):
         saes.cache_activations(gpt2, rows, "resid_post.0", d, model_batch_size=3, shard_rows=20, progress=False)
     man = read_manifest(d)
     assert not man["complete"] and man["shards"] and man["next_example"] == man["shards"][-1]["examples"][1] < 30
     assert not list(d.glob(".*tmp*"))                                  # no temp file survives
-    monkeypatch.setattr("saes.store.collect", real)
+    monkeypatch.setattr("saes.sources.collect", real)
     man = saes.cache_activations(gpt2, rows, "resid_post.0", d, model_batch_size=3, shard_rows=20, progress=False)
     assert man["complete"] and man["rows"] == n and man["next_example"] == 30
     ranges = [s["examples"] for s in man["shards"]]
