@@ -27,7 +27,7 @@ def _cancelling_toy():
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(n_layers=2, d_model=4, n_ctx=4, d_head=2, n_heads=2, d_mlp=4, d_vocab=16,
+    cfg = HookedTransformerConfig(n_layers=2, d_model=4, n_ctx=16, d_head=2, n_heads=2, d_mlp=4, d_vocab=16,
                                   act_fn="relu", normalization_type=None, seed=0)
     tl = HookedTransformer(cfg).eval()
     with torch.no_grad():
@@ -87,3 +87,30 @@ def test_graddrop_and_atp_agreement_on_a_random_model_is_reported():
         assert all(-1.0 <= ag[k] <= 1.0 for k in ("pearson", "spearman") if not math.isnan(ag[k]))
         if method == "graddrop":
             assert (est["effect"] >= 0).all() and ag["compared"] == "|effect|"
+
+
+def test_sweep_command_runs_graddrop(demo_lm, pairs_file, tmp_path):
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    from .conftest import induction_pairs
+
+    out = tmp_path / "gd"
+    r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--sites", "head_out",
+                                 "--by", "layer,head", "--method", "atp*", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(out / "sweep.csv")
+    rows = induction_pairs()
+    want = attribution_patching(hooks.load(demo_lm), [x["clean"] for x in rows], [x["corrupt"] for x in rows],
+                                sites="head_out", by="layer,head", answers=[x["answer"] for x in rows],
+                                distractors=[x["distractor"] for x in rows], method="graddrop")
+    assert df["effect"].tolist() == pytest.approx(want["effect"].tolist(), abs=1e-5) and (df["effect"] >= 0).all()
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["method"] == "attribution+graddrop" and meta["signed"] is False
+    r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--method", "atp*",
+                                 "--normalize", "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and "unsigned" in r.output
