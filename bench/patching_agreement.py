@@ -10,7 +10,7 @@ attention from the last token to the answer's first occurrence (transformers' ea
 attention weights, independent of our hooks); agreement (Pearson, Spearman, top-3 overlap)
 for layer×head, layer×position (resid_pre) and layer×head×position sweeps, for plain AtP
 (signed, and as |AtP| against |effect|) and for AtP + GradDrop (Kramár et al. 2024; unsigned,
-against |effect|).
+against |effect|); and on attention-score sites plain AtP vs AtP with the QK fix (signed).
 """
 from __future__ import annotations
 
@@ -41,8 +41,14 @@ def main():
             rows = induction_pairs(16, seed=91 + seed)
             kw = dict(answers=[r["answer"] for r in rows], distractors=[r["distractor"] for r in rows])
             c, x = [r["clean"] for r in rows], [r["corrupt"] for r in rows]
-            for by, sites in [("layer,head", "head_out"), ("layer,position", "resid_pre"), ("layer,head,position", "head_out")]:
+            for by, sites in [("layer,head", "head_out"), ("layer,position", "resid_pre"), ("layer,head,position", "head_out"),
+                              ("layer,head", "attn_scores"), ("layer,head,position", "attn_scores")]:
                 a = activation_patching(hm, c, x, sites=sites, by=by, **kw)
+                if sites == "attn_scores":  # the QK fix only changes score sites
+                    for name in ("atp", "qk"):
+                        est = attribution_patching(hm, c, x, sites=sites, by=by, method=name, **kw)
+                        out.setdefault((f"{sites} {by}", name), []).append(agreement(a, est))
+                    continue
                 b = attribution_patching(hm, c, x, sites=sites, by=by, **kw)
                 gd = attribution_patching(hm, c, x, sites=sites, by=by, method="graddrop", **kw)
                 b_abs = b.assign(effect=b["effect"].abs())

@@ -6,7 +6,8 @@ Rows of ``pairs.jsonl``/``.csv``: ``clean``, ``corrupt`` and, for answer metrics
 ``answer``, ``distractor``. Writes ``DIR/sweep.csv`` (columns site, layer, head, position,
 effect; the same table Python gets), ``DIR/sweep.json`` (baselines, counts) and heatmaps.
 ``--method``: ``activation`` (real patching, default), ``attribution``/``atp`` (Nanda 2023),
-``atp*``/``graddrop`` (AtP with GradDrop, Kramár et al. 2024: unsigned scores) or ``path``.
+``qk``/``graddrop``/``atp*`` (AtP with AtP*'s QK fix, its GradDrop (unsigned scores), or both;
+Kramár et al. 2024) or ``path``.
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ def register(app):
         metric: str = typer.Option("logit_diff", help="logit_diff, answer_logprob, kl, loss, top1_agreement or module:function"),
         direction: str = typer.Option("denoising", help="denoising (clean into corrupt) or noising (corrupt into clean)"),
         method: str = typer.Option("activation", help="activation (real patching), attribution (gradient × difference, "
-                                                   "Nanda 2023; alias atp), atp* (attribution with AtP* GradDrop, "
-                                                   "Kramár et al. 2024; unsigned; alias graddrop) or path (needs "
-                                                   "--receivers; sweeps sender heads)"),
+                                                   "Nanda 2023; alias atp), qk (attribution with AtP*'s QK fix on "
+                                                   "attn_scores sites), graddrop (with AtP*'s GradDrop; unsigned), "
+                                                   "atp* (both; Kramár et al. 2024) or path (needs --receivers; "
+                                                   "sweeps sender heads)"),
         receivers: Optional[str] = typer.Option(None, help="path patching receivers, e.g. 'head_out.1:0,head_out.1:2' "
                                                 "or 'resid_pre.1'"),
         normalize: bool = typer.Option(False, help="rescale so that corrupt = 0 and clean = 1"),
@@ -54,8 +56,8 @@ def register(app):
             from .attribution import METHODS
 
             if method not in ("activation", "path", *METHODS):
-                raise ValueError(f"method must be 'activation', 'attribution' (atp), 'atp*' (graddrop) or 'path', "
-                                 f"got {method!r}.")
+                raise ValueError(f"method must be 'activation', 'attribution' (atp), 'qk', 'graddrop', 'atp*' or "
+                                 f"'path', got {method!r}.")
             if (method == "path") != (receivers is not None):
                 raise ValueError("--receivers goes with --method path (and path patching needs --receivers).")
             clean, corrupt, ans, dis = split_pairs(read_rows(data)[:limit])

@@ -1,6 +1,8 @@
-"""AtP* GradDrop (Kramár et al. 2024, arXiv:2403.00745, §3.1.2) against hand-computed answers:
-a 2-layer toy with planted cancellation, where plain attribution patching reports 0 for a node
-whose real patching effect is large and GradDrop recovers it; and agreement() on a random model."""
+"""AtP* corrections (Kramár et al. 2024, arXiv:2403.00745) against known answers: GradDrop
+(§3.1.2) on a 2-layer toy with planted cancellation, where plain attribution patching reports 0
+for a node whose real patching effect is large and GradDrop recovers it; the QK fix (§3.1.1) on
+attention-score nodes, exact where everything after the pattern is linear; agreement() on a
+random model."""
 import math
 
 import pytest
@@ -64,7 +66,7 @@ def test_graddrop_recovers_a_planted_cancellation_that_atp_misses():
     with pytest.raises(hooks.SpecError, match="unsigned"):
         attribution_patching(hm, clean, corrupt, method="graddrop", normalize=True, **kw)
     with pytest.raises(hooks.SpecError, match="'atp'"):
-        attribution_patching(hm, clean, corrupt, method="qk", **kw)
+        attribution_patching(hm, clean, corrupt, method="qkv", **kw)
 
 
 def test_graddrop_and_atp_agreement_on_a_random_model_is_reported():
@@ -114,3 +116,45 @@ def test_sweep_command_runs_graddrop(demo_lm, pairs_file, tmp_path):
     r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--method", "atp*",
                                  "--normalize", "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "unsigned" in r.output
+
+
+def _saturated_attention_tl(n_layers):
+    """Attention-only, no norms, queries scaled ×8 so the softmax saturates; with one layer the
+    metric is affine in the attention pattern (logits = (embed + A·V·W_O)·W_U)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(n_layers=n_layers, d_model=16, n_ctx=16, d_head=4, n_heads=4, d_vocab=20,
+                                  attn_only=True, normalization_type=None, act_fn=None, seed=0, initializer_range=0.5)
+    tl = HookedTransformer(cfg).eval()
+    with torch.no_grad():
+        for b in tl.blocks:
+            b.attn.W_Q.mul_(8.0)
+    return hooks.wrap(tl)
+
+
+def test_qk_fix_is_exact_on_attention_scores_where_plain_atp_linearises_a_saturated_softmax():
+    g = torch.Generator().manual_seed(1)
+    clean = torch.randint(0, 20, (5, 6), generator=g)
+    corrupt = clean.clone()
+    corrupt[:, 2] = torch.randint(0, 20, (5,), generator=g)
+    clean, corrupt = clean.tolist(), corrupt.tolist()
+    kw = dict(sites="attn_scores", answers=[3] * 5, distractors=[4] * 5)
+    one = _saturated_attention_tl(1)
+    for by in ("layer,head", "layer,head,position"):
+        real = activation_patching(one, clean, corrupt, by=by, **kw)
+        qk = attribution_patching(one, clean, corrupt, by=by, method="qk", **kw)
+        atp = attribution_patching(one, clean, corrupt, by=by, **kw)
+        assert real["effect"].abs().max() > 0.4 and qk.attrs["method"] == "attribution+qk"
+        assert agreement(real, qk)["max_abs_diff"] < 1e-5, by  # softmax exact, the rest linear: exact
+        assert agreement(real, atp)["max_abs_diff"] > 0.4, by  # the linearised saturated softmax: ~0 (0.003)
+        assert atp["effect"].notna().all()  # masked (-inf) scores contribute 0, not NaN
+    # two layers: exact for the last layer's scores (linear after its pattern), not for layer 0's,
+    # whose pattern feeds layer 1's queries and keys
+    two = _saturated_attention_tl(2)
+    real = activation_patching(two, clean, corrupt, by="layer,head", **kw)
+    qk = attribution_patching(two, clean, corrupt, by="layer,head", method="qk", **kw)
+    diff = (real["effect"] - qk["effect"]).abs()
+    assert diff[real["layer"] == 1].max() < 1e-5 and diff[real["layer"] == 0].max() > 1e-2
+    star = attribution_patching(two, clean, corrupt, by="layer,head", method="atp*", **kw)
+    assert star.attrs["method"] == "attribution+qk+graddrop" and (star["effect"] >= 0).all()
