@@ -100,16 +100,16 @@ def test_sweep_command_runs_graddrop(demo_lm, pairs_file, tmp_path):
     from interp.cli import app
 
     from .conftest import induction_pairs
+    from .test_patching import _split
 
     out = tmp_path / "gd"
     r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--sites", "head_out",
                                  "--by", "layer,head", "--method", "atp*", "--out", str(out)])
     assert r.exit_code == 0, r.output
     df = pd.read_csv(out / "sweep.csv")
-    rows = induction_pairs()
-    want = attribution_patching(hooks.load(demo_lm), [x["clean"] for x in rows], [x["corrupt"] for x in rows],
-                                sites="head_out", by="layer,head", answers=[x["answer"] for x in rows],
-                                distractors=[x["distractor"] for x in rows], method="graddrop")
+    clean, corrupt, ans, dis = _split(induction_pairs())
+    want = attribution_patching(hooks.load(demo_lm), clean, corrupt, sites="head_out", by="layer,head", answers=ans,
+                                distractors=dis, method="graddrop")
     assert df["effect"].tolist() == pytest.approx(want["effect"].tolist(), abs=1e-5) and (df["effect"] >= 0).all()
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["method"] == "attribution+graddrop" and meta["signed"] is False
