@@ -8,7 +8,9 @@ Per seed: 16 clean/corrupt pairs (the corrupt prompt changes the symbol the answ
 head sweep by activation patching and by attribution patching; the two heads with the most
 attention from the last token to the answer's first occurrence (transformers' eager
 attention weights, independent of our hooks); agreement (Pearson, Spearman, top-3 overlap)
-for layer×head, layer×position (resid_pre) and layer×head×position sweeps.
+for layer×head, layer×position (resid_pre) and layer×head×position sweeps, for plain AtP
+(signed, and as |AtP| against |effect|) and for AtP + GradDrop (Kramár et al. 2024; unsigned,
+against |effect|); and on attention-score sites plain AtP vs AtP with the QK fix (signed).
 """
 from __future__ import annotations
 
@@ -39,20 +41,31 @@ def main():
             rows = induction_pairs(16, seed=91 + seed)
             kw = dict(answers=[r["answer"] for r in rows], distractors=[r["distractor"] for r in rows])
             c, x = [r["clean"] for r in rows], [r["corrupt"] for r in rows]
-            for by, sites in [("layer,head", "head_out"), ("layer,position", "resid_pre"), ("layer,head,position", "head_out")]:
+            for by, sites in [("layer,head", "head_out"), ("layer,position", "resid_pre"), ("layer,head,position", "head_out"),
+                              ("layer,head", "attn_scores"), ("layer,head,position", "attn_scores")]:
                 a = activation_patching(hm, c, x, sites=sites, by=by, **kw)
+                if sites == "attn_scores":  # the QK fix only changes score sites
+                    for name in ("atp", "qk"):
+                        est = attribution_patching(hm, c, x, sites=sites, by=by, method=name, **kw)
+                        out.setdefault((f"{sites} {by}", name), []).append(agreement(a, est))
+                    continue
                 b = attribution_patching(hm, c, x, sites=sites, by=by, **kw)
-                out.setdefault(by, []).append(agreement(a, b))
+                gd = attribution_patching(hm, c, x, sites=sites, by=by, method="graddrop", **kw)
+                b_abs = b.assign(effect=b["effect"].abs())
+                b_abs.attrs = {**b.attrs, "signed": False}
+                for name, est in (("atp", b), ("|atp|", b_abs), ("graddrop", gd)):
+                    out.setdefault((by, name), []).append(agreement(a, est))
                 if by == "layer,head":
                     s = _copy_scores(path, rows)
                     top = lambda df: sorted((int(r.layer), int(r.head)) for r in df.sort_values("effect").tail(2).itertuples())  # noqa: E731
                     print(f"seed {seed}: logit diff clean {a.attrs['metric_clean']:.2f} corrupt {a.attrs['metric_corrupt']:.2f}; "
-                          f"top-2 heads: patching {top(a)}, attribution {top(b)}, attention to the answer "
-                          f"{sorted(sorted(s, key=s.get)[-2:])}")
-    for by, ags in out.items():
-        cells = " · ".join(f"{k} {statistics.median(v):.3f} [{min(v):.3f}–{max(v):.3f}]"
-                           for k, v in ((k, [g[k] for g in ags]) for k in ("pearson", "spearman", "top_k_overlap")))
-        print(f"{by} ({ags[0]['cells']} cells): {cells}")
+                          f"top-2 heads: patching {top(a)}, attribution {top(b)}, graddrop {top(gd)}, attention to "
+                          f"the answer {sorted(sorted(s, key=s.get)[-2:])}")
+    print("| sweep | estimate | compared with | cells | Pearson | Spearman | top-3 overlap |\n|---|---|---|---|---|---|---|")
+    for (by, name), ags in out.items():
+        cells = " | ".join(f"{statistics.median(v):.3f} [{min(v):.3f}–{max(v):.3f}]"
+                           for v in ([g[k] for g in ags] for k in ("pearson", "spearman", "top_k_overlap")))
+        print(f"| {by} | {name} | {ags[0]['compared']} | {ags[0]['cells']} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
     table["examples"]   # one row per example: <metric>_clean, <metric>_intervened, <metric>_delta
 
 ``clean_loss``/``delta_loss`` are token-weighted over the whole dataset (causal LMs:
-next-token cross-entropy; masked LMs: a fixed seeded 15% of residues). ``metrics`` are
+next-token cross-entropy; masked LMs: a fixed seeded 15% of the real tokens masked,
+:func:`interp.metrics.mlm_targets`). ``metrics`` are
 per-example scores (:mod:`interp.metrics`) averaged over examples. Rows with ``answer``
 and ``distractor`` fields enable ``logit_diff``/``answer_logprob``. A warning names every
 intervention that cannot change a metric (it acts only at positions the metric never reads).
@@ -18,9 +19,10 @@ import math
 
 import torch
 
-from hooks.objectives import is_masked_lm, token_nll
+from hooks.errors import SpecError
+from hooks.objectives import token_nll
 
-from .metrics import default_metrics, describe, get_metric, metric_batch, unaffected_by
+from .metrics import default_metrics, describe, get_metric, masked_lm, metric_batch, unaffected_by
 from .rows import read_rows, split_rows
 
 
@@ -45,7 +47,9 @@ def compare(model, data, interventions, *, batch_size: int = 8, seed: int = 0, t
         sl = slice(s, s + batch_size)
         inputs = model.prepare(texts[sl])
         mb = metric_batch(model, inputs, answers=None if answers is None else answers[sl],
-                          distractors=None if distractors is None else distractors[sl], seed=seed + i)
+                          distractors=None if distractors is None else distractors[sl], seed=seed)
+        if mb["mlm_error"]:  # a masked LM without a mask token: no masked-LM loss to report
+            raise SpecError(mb["mlm_error"])
         run_inputs, targets, where = mb["run_inputs"], mb["targets"], mb["where"]
         clean = model.run(run_inputs).logits
         inter = model.run(run_inputs, ivs).logits
@@ -71,7 +75,7 @@ def compare(model, data, interventions, *, batch_size: int = 8, seed: int = 0, t
     if n_tok == 0 and any(m.name == "loss" for m in ms):
         raise ValueError("No tokens to score: every example is shorter than two tokens (or has no residues).")
     summary = {
-        "objective": "masked_lm_ce" if is_masked_lm(model) else "next_token_ce",
+        "objective": "masked_lm_ce" if masked_lm(model) else "next_token_ce",
         "tokens": n_tok,
         "examples": len(examples),
         "clean_loss": clean_sum / n_tok if n_tok else math.nan,

@@ -12,8 +12,15 @@ Built-in metrics (``batch`` is the dict made by :func:`metric_batch`):
                     2022, IOI; TransformerLens ``logits_to_ave_logit_diff`` in its
                     ``Exploratory_Analysis_Demo``); needs ``answer`` and ``distractor``
 ``answer_logprob``  log p(answer) at the last real token; needs ``answer``
-``loss``            next-token (causal) or masked-token (masked LM) cross-entropy, mean over
-                    the example's scored tokens (:mod:`hooks.objectives`)
+``loss``            causal LMs: next-token cross-entropy, mean over the example's real
+                    tokens that have a real successor. Masked LMs (ESM-2, BERT, any
+                    ``*ForMaskedLM``): the masked-LM loss as such models are trained and
+                    evaluated: a seeded 15% of the real (non-special, non-pad) tokens,
+                    at least one per row, replaced by the mask token, cross-entropy at
+                    those positions only, mean per example (Devlin et al. 2019, BERT §3.1
+                    "Task #1: Masked LM"; Rives et al. 2021 / Lin et al. 2023, ESM-2: 15%).
+                    The same positions are masked in the clean, corrupt and every patched
+                    run (no 80/10/10 replacement: that is a training-time device)
 ``kl``              KL(clean || this run) of the next-token distributions, mean over the
                     example's real tokens; needs the clean logits
 ``top1_agreement``  fraction of the example's real tokens whose arg-max token equals the
@@ -26,6 +33,12 @@ intervention at position ``p`` can only change outputs at positions ``>= p``, so
 :func:`unaffected_by` finds interventions that cannot move a metric, e.g. a knockout at
 ``queries: last`` under next-token loss (the last position has no next token to score).
 A user function may set ``fn.reads = "answer"`` to take part in that check.
+
+Masked LMs: :func:`metric_batch` draws the masked positions (``batch["where"]``; the ids to run
+are ``batch["run_inputs"]``) and :func:`masked_like` writes the same mask into any other
+inputs of the same shape (a corrupt prompt, a patching base). Sweeps mask only for metrics that
+read the loss targets; ``interp run`` runs every metric on the masked inputs (its summary is the
+masked-LM loss). A masked LM without a mask token id is an error that says how to give one.
 """
 from __future__ import annotations
 
@@ -39,6 +52,8 @@ from hooks.errors import SpecError
 from hooks.interventions import Cache, Intervention, Knockout, import_callable
 from hooks.objectives import is_masked_lm, lm_targets, token_nll
 
+MLM_RATE = 0.15  # Devlin et al. 2019 §3.1; ESM-1b/ESM-2 (Rives et al. 2021, Lin et al. 2023)
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -51,6 +66,8 @@ class Metric:
 
     def __call__(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         missing = [k for k in self.needs if batch.get(k) is None]
+        if missing and batch.get("mlm_error") and {"targets", "where"} & set(missing):
+            raise SpecError(batch["mlm_error"])
         if missing:
             hint = " (add 'answer'/'distractor' fields to the data rows)" if {"answer", "distractor"} & set(missing) else ""
             raise SpecError(f"Metric {self.name!r} needs {missing} in the batch{hint}.")
@@ -168,15 +185,103 @@ def metric_batch(model, inputs: dict, *, answers=None, distractors=None, clean_l
     """The dict metrics read, for prepared ``inputs``: ``input_ids``, ``attention_mask``, ``last``
     (index of the last real token), ``answer``/``distractor`` ids (or None), ``clean_logits``,
     and ``targets``/``where`` of the LM loss (for masked LMs ``run_inputs`` holds the masked
-    ids to run instead of ``inputs``)."""
+    ids to run instead of ``inputs``: see :func:`mlm_targets`)."""
     key = "input_ids" if "input_ids" in inputs else "tokens"
     ids = inputs[key]
     am = inputs.get("attention_mask")
     am = torch.ones_like(ids, dtype=torch.bool) if am is None else am.bool()
-    run_inputs, targets, where = lm_targets(model, inputs, seed)
+    mlm_error = None
+    if masked_lm(model):
+        try:
+            run_inputs, targets, where = mlm_targets(model, inputs, seed)
+        except SpecError as e:  # no mask token: an error only for the metrics that score masked tokens
+            run_inputs, targets, where, mlm_error = inputs, None, None, str(e)
+    else:
+        run_inputs, targets, where = lm_targets(model, inputs, seed)
     return {"input_ids": ids, "attention_mask": am, "last": last_real_index(am),
             "answer": token_ids(model, answers, "answer"), "distractor": token_ids(model, distractors, "distractor"),
-            "clean_logits": clean_logits, "targets": targets, "where": where, "run_inputs": run_inputs}
+            "clean_logits": clean_logits, "targets": targets, "where": where, "run_inputs": run_inputs,
+            "mlm_error": mlm_error}
+
+
+# -- masked language models ------------------------------------------------------------------
+def masked_lm(model) -> bool:
+    """ESM (the hooks' masked-LM adapters) or any transformers ``*ForMaskedLM`` (BERT, RoBERTa, ...)."""
+    return is_masked_lm(model) or type(getattr(model, "model", None)).__name__.endswith("ForMaskedLM")
+
+
+def mask_id(model) -> int:
+    """The model's mask token id: tokenizer, then config, then the adapter (fair-esm); else an error."""
+    tok = getattr(model, "tokenizer", None)
+    for mid in (getattr(tok, "mask_token_id", None), getattr(getattr(model.model, "config", None), "mask_token_id", None),
+                model.adapter.extra.get("mask_token_id")):
+        if mid is not None:
+            return int(mid)
+    raise SpecError(f"The masked-LM loss needs a mask token, but {type(model.model).__name__} has no mask token id "
+                    "(no tokenizer.mask_token_id, no config.mask_token_id). Load the model with its tokenizer "
+                    "(hooks.load(path) of a directory with tokenizer files, or hooks.wrap(model, tokenizer)) or set "
+                    "model.config.mask_token_id; or use a metric that does not score masked tokens (kl, "
+                    "top1_agreement, logit_diff).")
+
+
+def maskable(model, ids: torch.Tensor, am: torch.Tensor) -> torch.Tensor:
+    """``(B, P)`` bool: real tokens that may be masked: not padding, not special (ESM: the residue
+    span; otherwise not one of the tokenizer's special ids, or the config's pad/bos/eos/cls/sep ids),
+    and not already a mask token."""
+    spans = model.spans(ids, am)
+    if "residues" in spans:
+        real = spans["residues"].to(am.device) & am
+    else:
+        tok = getattr(model, "tokenizer", None)
+        special = set(getattr(tok, "all_special_ids", None) or [])
+        if tok is None or not special:
+            cfg = getattr(model.model, "config", None)
+            special |= {getattr(cfg, f"{n}_token_id", None) for n in ("pad", "bos", "eos", "cls", "sep")}
+            special.discard(None)
+        real = am & ~torch.isin(ids, torch.tensor(sorted(special), dtype=ids.dtype, device=ids.device))
+    return real & (ids != mask_id(model))
+
+
+def mlm_targets(model, inputs: dict, seed: int = 0, rate: float = MLM_RATE):
+    """``(masked_inputs, targets, where)`` of the masked-LM loss: each maskable token is picked with
+    probability ``rate`` and replaced by the mask token (at least one per row that has a maskable
+    token); ``targets`` are the original ids, scored at ``where`` only. The draw of a row depends
+    only on ``seed`` and that row's real tokens (a generator seeded from both), so an example is
+    masked the same way in any batch, batch size or padding side."""
+    key = "input_ids" if "input_ids" in inputs else "tokens"
+    ids = inputs[key]
+    am = inputs.get("attention_mask")
+    am = torch.ones_like(ids, dtype=torch.bool) if am is None else am.bool()
+    real = maskable(model, ids, am)
+    pick = torch.zeros_like(real)
+    for b in range(ids.shape[0]):
+        g = torch.Generator().manual_seed(_row_seed(seed, ids[b][am[b]]))
+        cand = am[b].nonzero()[:, 0]
+        chosen = cand[(torch.rand(len(cand), generator=g) < rate).to(cand.device) & real[b, cand]]
+        if not len(chosen) and real[b].any():
+            chosen = real[b].nonzero()[0]
+        pick[b, chosen] = True
+    return masked_like(model, {"where": pick}, inputs), ids, pick
+
+
+def _row_seed(seed: int, row_ids: torch.Tensor) -> int:
+    import hashlib
+
+    digest = hashlib.sha256(row_ids.detach().cpu().long().numpy().tobytes()).digest()
+    return (int.from_bytes(digest[:7], "little") ^ (int(seed) * 0x9E3779B97F4A7C15)) % (1 << 63)
+
+
+def masked_like(model, batch: dict, inputs: dict) -> dict:
+    """``inputs`` with the mask token at ``batch["where"]`` (the masked positions of a masked-LM
+    :func:`metric_batch`): the same masks for the corrupt prompt and every patched run. Causal LMs:
+    ``inputs`` unchanged."""
+    if not masked_lm(model):
+        return inputs
+    key, mid = ("input_ids" if "input_ids" in inputs else "tokens"), mask_id(model)
+    where = batch["where"].to(inputs[key].device)
+    if where.shape != inputs[key].shape:
+        raise SpecError(f"Cannot apply a {tuple(where.shape)} token mask to inputs of shape {tuple(inputs[key].shape)}.")
+    return {**inputs, key: inputs[key].masked_fill(where, mid)}
 
 
 def repeat_batch(batch: dict, k: int) -> dict:
@@ -222,7 +327,7 @@ def acting_mask(model, iv: Intervention, batch: dict) -> Optional[torch.Tensor]:
 def unaffected_by(model, interventions, metric: Metric, batch: dict) -> list:
     """Indices of the interventions that cannot change ``metric`` on any row of ``batch``: in a
     causal model, those acting only at positions after every position the metric reads."""
-    if is_masked_lm(model):
+    if masked_lm(model):  # bidirectional: every position can reach every other
         return []
     reads = read_mask(metric, batch)
     # reads_from[b, p] = the metric reads some position >= p in row b

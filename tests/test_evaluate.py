@@ -4,6 +4,7 @@ import torch
 import hooks
 from hooks.objectives import lm_targets
 from interp.evaluate import compare
+from interp.metrics import mlm_targets
 
 from .hooks.tiny_models import build
 
@@ -31,7 +32,7 @@ def test_compare_esm_masked_lm_and_noop_vs_ablation():
     noop = compare(hm, data, [hooks.Steer("resid_post.0", vector=torch.ones(32), scale=0.0)], batch_size=2, progress=False)
     s = noop["summary"]
     assert s["objective"] == "masked_lm_ce" and s["delta_loss"] == 0 and s["top1_changed"] == 0
-    expected = sum(int(lm_targets(hm, hm.prepare(data[i:i + 2]), i // 2)[2].sum()) for i in (0, 2))
+    expected = sum(int(mlm_targets(hm, hm.prepare(data[i:i + 2]), 0)[2].sum()) for i in (0, 2))  # per-row draws
     assert s["tokens"] == expected
     abl = compare(hm, data, [hooks.Ablate("mlp_out.*")], batch_size=2, progress=False)["summary"]
     assert abl["delta_loss"] != 0 and abl["clean_loss"] == s["clean_loss"]

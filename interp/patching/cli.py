@@ -5,6 +5,9 @@
 Rows of ``pairs.jsonl``/``.csv``: ``clean``, ``corrupt`` and, for answer metrics,
 ``answer``, ``distractor``. Writes ``DIR/sweep.csv`` (columns site, layer, head, position,
 effect; the same table Python gets), ``DIR/sweep.json`` (baselines, counts) and heatmaps.
+``--method``: ``activation`` (real patching, default), ``attribution``/``atp`` (Nanda 2023),
+``qk``/``graddrop``/``atp*`` (AtP with AtP*'s QK fix, its GradDrop (unsigned scores), or both;
+Kramár et al. 2024) or ``path``.
 """
 from __future__ import annotations
 
@@ -26,8 +29,11 @@ def register(app):
         by: str = typer.Option("layer,position", help="layer[,head][,position]"),
         metric: str = typer.Option("logit_diff", help="logit_diff, answer_logprob, kl, loss, top1_agreement or module:function"),
         direction: str = typer.Option("denoising", help="denoising (clean into corrupt) or noising (corrupt into clean)"),
-        method: str = typer.Option("activation", help="activation (real patching), attribution (gradient × difference) "
-                                                   "or path (needs --receivers; sweeps sender heads)"),
+        method: str = typer.Option("activation", help="activation (real patching), attribution (gradient × difference, "
+                                                   "Nanda 2023; alias atp), qk (attribution with AtP*'s QK fix on "
+                                                   "attn_scores sites), graddrop (with AtP*'s GradDrop; unsigned), "
+                                                   "atp* (both; Kramár et al. 2024) or path (needs --receivers; "
+                                                   "sweeps sender heads)"),
         receivers: Optional[str] = typer.Option(None, help="path patching receivers, e.g. 'head_out.1:0,head_out.1:2' "
                                                 "or 'resid_pre.1'"),
         normalize: bool = typer.Option(False, help="rescale so that corrupt = 0 and clean = 1"),
@@ -47,8 +53,11 @@ def register(app):
         from .plots import heatmaps
 
         try:
-            if method not in ("activation", "attribution", "path"):
-                raise ValueError(f"method must be 'activation', 'attribution' or 'path', got {method!r}.")
+            from .attribution import METHODS
+
+            if method not in ("activation", "path", *METHODS):
+                raise ValueError(f"method must be 'activation', 'attribution' (atp), 'qk', 'graddrop', 'atp*' or "
+                                 f"'path', got {method!r}.")
             if (method == "path") != (receivers is not None):
                 raise ValueError("--receivers goes with --method path (and path patching needs --receivers).")
             clean, corrupt, ans, dis = split_pairs(read_rows(data)[:limit])
@@ -58,7 +67,7 @@ def register(app):
                 df = path_patching(hm, clean, corrupt, receivers=receivers.split(","), **common)
             else:
                 fn = activation_patching if method == "activation" else attribution_patching
-                kw = {"memory_budget": memory_budget_mb * 2**20} if method == "activation" else {}
+                kw = {"memory_budget": memory_budget_mb * 2**20} if method == "activation" else {"method": method}
                 df = fn(hm, clean, corrupt, sites=sites.split(",") if "," in sites else sites, by=by, **common, **kw)
         except (hooks.HookError, ValueError, FileNotFoundError) as e:
             fail(str(e))

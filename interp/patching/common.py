@@ -12,7 +12,7 @@ import torch
 
 from hooks.errors import SpecError
 
-from ..metrics import get_metric, metric_batch
+from ..metrics import get_metric, masked_like, metric_batch
 
 SWEEP_KEYS = ("layer", "head", "position")
 
@@ -52,9 +52,11 @@ def site_list(model, sites) -> tuple:
     bindings = model.resolve_sites(names)
     layers = {}
     for b in bindings:
-        if b.layer is None:
+        tail = b.name.rsplit(".", 1)[-1]
+        layer = b.layer if b.layer is not None else int(tail) if "." in b.name and tail.isdigit() else None  # inferred adapters
+        if layer is None:
             raise SpecError(f"Sweeps patch per-layer sites (resid_pre, attn_out, mlp_out, head_out, ...); {b.name} has no layer.")
-        layers[b.name] = b.layer
+        layers[b.name] = layer
     return [b.name for b in bindings], layers
 
 
@@ -81,11 +83,14 @@ def prepare_pairs(model, clean, corrupt, *, sites, metric="logit_diff", answers=
                         "patching needs each pair to tokenize to the same length (pad the prompts or reword them).")
     names, layers = site_list(model, sites)
     m = get_metric(metric)
+    mb = metric_batch(model, x_in if direction == "denoising" else c_in, answers=answers, distractors=distractors)
+    if m.reads == "targets":  # masked LMs: the same masked positions in clean, corrupt and every patched run
+        c_in, x_in = masked_like(model, mb, c_in), masked_like(model, mb, x_in)
     with torch.no_grad():
         clean_logits = model.run(c_in).logits
         corrupt_logits = model.run(x_in).logits
     base, source = (x_in, c_in) if direction == "denoising" else (c_in, x_in)
-    mb = metric_batch(model, base, answers=answers, distractors=distractors, clean_logits=clean_logits)
+    mb["clean_logits"] = clean_logits
     rank = torch.where(am_c, am_c.long().cumsum(1) - 1, torch.full_like(am_c, -1, dtype=torch.long)).cpu()
     pairs = Pairs(model, base, source, mb, m, names, layers, rank, direction)
     pairs.rows = {"clean": m(clean_logits, mb).cpu(), "corrupt": m(corrupt_logits, mb).cpu()}

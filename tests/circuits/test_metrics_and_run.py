@@ -141,3 +141,125 @@ def test_csv_rows_carry_answers(tmp_path):
     assert split_rows(read_rows(q)) == (["<bos> s1 |", "<bos> s3 |"], ["s1", "s3"], None)
     with pytest.raises(hooks.HookError, match="'clean' and 'corrupt'"):
         split_pairs(read_rows(q))
+
+
+# -- masked LMs: the loss is the masked-LM loss --------------------------------------------------
+BERT_WORDS = "the cat sat on mat a dog ran to park big red small blue".split()
+
+
+def _tiny_bert(tmp_path, with_tokenizer=True):
+    """BertForMaskedLM from a config, with a BertTokenizer over a local vocabulary file."""
+    import transformers as T
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + BERT_WORDS
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(0)
+    cfg = T.BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       vocab_size=len(vocab), max_position_embeddings=64)
+    model = T.BertForMaskedLM(cfg).eval()
+    return hooks.wrap(model, T.BertTokenizer(str(tmp_path / "vocab.txt")) if with_tokenizer else None)
+
+
+def _hand_mlm_loss(logits, targets, where):
+    return torch.stack([torch.nn.functional.cross_entropy(logits[b, where[b]], targets[b, where[b]])
+                        for b in range(logits.shape[0])])
+
+
+def test_masked_lm_loss_is_scored_at_seeded_masked_tokens_by_hand(tmp_path):
+    from interp.evaluate import compare
+    from interp.metrics import MLM_RATE, mlm_targets
+
+    bert = _tiny_bert(tmp_path)
+    texts = ["the cat sat on the mat", "a dog ran to the big red park the small blue mat"]
+    inp = bert.prepare(texts)
+    ids, am = inp["input_ids"], inp["attention_mask"].bool()
+    mb = metric_batch(bert, inp, seed=0)
+    where, run = mb["where"], mb["run_inputs"]["input_ids"]
+    special = (ids == bert.tokenizer.cls_token_id) | (ids == bert.tokenizer.sep_token_id) | ~am
+    assert MLM_RATE == 0.15 and not (where & special).any() and where.any(1).all()
+    assert torch.equal(run, ids.masked_fill(where, bert.tokenizer.mask_token_id))
+    assert torch.equal(metric_batch(bert, inp, seed=0)["where"], where)  # seeded: the same masks again
+    assert not torch.equal(metric_batch(bert, inp, seed=1)["where"], where)
+    alone = metric_batch(bert, bert.prepare(texts[:1]), seed=0)["where"][0]  # any batch, any padding
+    assert torch.equal(alone, where[0, : len(alone)])
+    n0 = int(am[0].sum())
+    left = {k: torch.stack([inp[k][0].roll(len(am[0]) - n0), inp[k][1]]) for k in ("input_ids", "attention_mask")}
+    assert torch.equal(metric_batch(bert, left, seed=0)["where"], torch.stack([where[0].roll(len(am[0]) - n0), where[1]]))
+    g = torch.Generator().manual_seed(5)  # the rate: 15% of 300 rows x 30 real tokens, ±3 standard errors
+    many = torch.randint(5, 5 + len(BERT_WORDS), (300, 32), generator=g)
+    many[:, 0], many[:, -1] = bert.tokenizer.cls_token_id, bert.tokenizer.sep_token_id
+    frac = float(metric_batch(bert, {"input_ids": many, "attention_mask": torch.ones_like(many)})["where"].float().mean()) * 32 / 30
+    assert abs(frac - 0.15) < 3 * (0.15 * 0.85 / 9000) ** 0.5
+    logits = bert.run(run).logits
+    got = get_metric("loss")(logits, mb)
+    torch.testing.assert_close(got, _hand_mlm_loss(logits, ids, where))
+    # what used to be reported (next-token loss on the unmasked ids) is not this
+    nxt = bert.run(inp).logits
+    old = torch.stack([torch.nn.functional.cross_entropy(nxt[b, : int(am[b].sum()) - 1], ids[b, 1 : int(am[b].sum())])
+                       for b in range(2)])
+    assert (old - got).abs().min() > 1e-3
+    assert mlm_targets(bert, inp, seed=0)[2].equal(where)
+
+    # interp run: the summary loss is this masked-LM loss; an edit of the last layer's output at a
+    # masked position moves it, at an unmasked real position (bidirectional, but nothing after the
+    # last block mixes positions) it cannot
+    one = [{"text": texts[1]}]
+    w1 = metric_batch(bert, bert.prepare([texts[1]]), seed=0)["where"][0]
+    pm = int(w1.nonzero()[0])
+    pu = int((~w1 & ~special[1]).nonzero()[0])
+    at = lambda p: compare(bert, one, [Ablate("resid_post.1", positions=p, how="zero")], metrics=["loss"], progress=False)  # noqa: E731
+    s_m, s_u = at(pm)["summary"], at(pu)["summary"]
+    assert s_m["objective"] == "masked_lm_ce" and s_m["tokens"] == int(w1.sum())
+    assert s_m["clean_loss"] == pytest.approx(float(got[1]), abs=1e-5)
+    assert abs(s_m["delta_loss"]) > 1e-3 and s_u["delta_loss"] == 0.0
+    z = bert.run(run[1:], [Ablate("resid_post.1", positions=pm, how="zero")]).logits
+    assert s_m["intervened_loss"] == pytest.approx(float(_hand_mlm_loss(z, ids[1:], where[1:])[0]), abs=1e-5)
+
+
+def test_masked_lm_sweeps_mask_clean_corrupt_and_patched_runs_alike(tmp_path):
+    from interp.patching import activation_patching
+
+    bert = _tiny_bert(tmp_path)
+    clean = ["the cat sat on the mat", "a dog ran to the big red park"]
+    corrupt = ["the dog sat on the mat", "a cat ran to the big red park"]
+    df = activation_patching(bert, clean, corrupt, metric="loss", sites="resid_pre", by="layer")
+    both = bert.prepare(clean + corrupt)
+    c_ids, x_ids = both["input_ids"][:2], both["input_ids"][2:]
+    where = metric_batch(bert, {k: v[2:] for k, v in both.items()})["where"]  # drawn on the base (corrupt) run
+    mask = bert.tokenizer.mask_token_id
+
+    def hand(ids):
+        logits = bert.run({"input_ids": ids.masked_fill(where, mask), "attention_mask": both["attention_mask"][:2]}).logits
+        return float(_hand_mlm_loss(logits, x_ids, where).mean())
+
+    assert df.attrs["metric_clean"] == pytest.approx(hand(c_ids), abs=1e-5)
+    assert df.attrs["metric_corrupt"] == pytest.approx(hand(x_ids), abs=1e-5)
+    # patching the whole input stream gives the (masked) clean run: the patched runs carry the same masks
+    assert df["effect"].iloc[0] == pytest.approx(hand(c_ids) - hand(x_ids), abs=1e-5)
+
+    esm = hooks.wrap(build("esm"))  # ESM: residues only, with the config's mask token
+    inp = batch("esm")
+    mb = metric_batch(esm, inp)
+    assert not (mb["where"] & ~esm.spans(inp["input_ids"], inp["attention_mask"].bool())["residues"]).any()
+    assert (mb["run_inputs"]["input_ids"][mb["where"]] == 32).all() and mb["where"].any(1).all()
+
+
+def test_masked_lm_without_a_mask_token_is_one_clear_error(tmp_path):
+    from interp.evaluate import compare
+    from interp.patching import activation_patching
+
+    bert = _tiny_bert(tmp_path, with_tokenizer=False)
+    assert getattr(bert.model.config, "mask_token_id", None) is None
+    ids = [[2, 5, 6, 7, 3], [2, 8, 9, 10, 3]]
+    inp = {"input_ids": torch.tensor(ids), "attention_mask": torch.ones(2, 5, dtype=torch.long)}
+    mb = metric_batch(bert, inp, clean_logits=bert.run(inp).logits)
+    assert get_metric("kl")(bert.run(inp).logits, mb).shape == (2,)  # metrics that need no mask still work
+    with pytest.raises(hooks.SpecError, match="needs a mask token.*tokenizer.*config.mask_token_id"):
+        get_metric("loss")(bert.run(inp).logits, mb)
+    with pytest.raises(hooks.SpecError, match="needs a mask token"):
+        activation_patching(bert, ids, [[2, 5, 6, 8, 3], [2, 8, 9, 7, 3]], metric="loss", sites="resid_pre", by="layer")
+    with pytest.raises(hooks.SpecError, match="needs a mask token"):
+        compare(bert, [{"text": ids[0]}], [Ablate("attn_out.0")], metrics=["kl"], progress=False)
+    bert.model.config.mask_token_id = 4  # the fix the message names
+    mb = metric_batch(bert, inp)
+    assert (mb["run_inputs"]["input_ids"][mb["where"]] == 4).all()
