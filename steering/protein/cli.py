@@ -99,7 +99,8 @@ def train_protein_model(
     probe: bool = typer.Option(True, help="fit linear probes per layer after training"),
 ):
     """Train the toy ESM-2-architecture masked LM on the synthetic protein world (seeded)."""
-    from .toy_model import DEFAULT_DIR, TrainConfig, train_toy_model
+    from .toy_model import DEFAULT_DIR, TrainConfig
+    from .train_loop import train_toy_model
 
     device = resolve_device(device)
     if steps is None and minutes is None:

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from .errors import ProteinDataError
+from .latents import encode, latent_stream  # noqa: F401 - encode: also public here
 from .steer_arm import auto_window, data_motif_rate, latent_layout, steer_candidates_of  # noqa: F401
 
 DEFAULT_SAE = {"arch": "topk", "k": 16, "latents": None, "tokens": 200_000, "batch_size": 1024, "lr": 2e-3,
@@ -184,18 +185,6 @@ def coverage(cache: list) -> dict:
 
 
 @torch.no_grad()
-def encode(sae, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    dev, dt = sae.W_dec.device, sae.W_dec.dtype
-    return torch.cat([sae.encode(x[i:i + chunk].to(dev, dt)).float().cpu() for i in range(0, len(x), chunk)])
-
-
-def latent_stream(sae, cache: list):
-    """A re-iterable of :class:`StatBatch` es for :func:`saes.annotation_stats.annotation_stats`."""
-    from saes.annotation_stats import StatBatch
-
-    return lambda: (StatBatch(encode(sae, c["x"]), c["labels"], c["domains"]) for c in cache)
-
-
 def _steer(hm, sae, site, table, cache_va, track, out, *, n_steer, length, multiples, candidates, pilot_n, window,
            mode, decodings, steer_seeds, n_secondary, n_control, pattern, pppl_n, seed, log) -> dict:
     """Pilot (seed + 7919) over the track's top latents × clamp multiples, then the confirmatory

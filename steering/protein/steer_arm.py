@@ -46,7 +46,7 @@ DECODINGS = {"confidence_t0.5": {"order": "confidence", "temperature": 0.5, "per
 def latent_layout(sae, cache: list, latent: int, track: str) -> dict:
     """Where ``latent`` fires inside ``track`` domains (validation): its largest activation on the
     track's residues, the most common offset of its peak from the domain start, the median length."""
-    from .pipeline import encode
+    from .latents import encode
 
     best, offsets, lengths = 0.0, [], []
     for c in cache:

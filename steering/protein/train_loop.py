@@ -1,4 +1,5 @@
-"""The training loop behind :func:`steering.protein.toy_model.train_toy_model` (seeded, logged).
+"""The toy protein model's training loop, :func:`train_toy_model` (seeded, logged; the model
+and its data in :mod:`steering.protein.toy_model`).
 
 Reproducibility: weights are initialised on the CPU from ``seed``; batches and masks come
 from a CPU ``torch.Generator`` seeded with ``seed``, so a ``--steps`` run is the same data
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .alphabet import background_entropy, esm_tokenizer, write_vocab
-from .toy_model import (EVAL_SEED_OFFSET, LOG_NAME, TrainConfig, _lr, build_model, encode_records,
+from .toy_model import (DEFAULT_DIR, EVAL_SEED_OFFSET, LOG_NAME, TrainConfig, _lr, build_model, encode_records,
                         evaluate_mlm, mask_batch)
 from .toy_world import WorldConfig, toy_records
 
@@ -28,6 +29,12 @@ def _total_steps(tc: TrainConfig, elapsed: float, t_step: float) -> int:
     """Steps that fill ``tc.minutes`` given ``elapsed`` seconds so far and ``t_step`` s/step."""
     left = tc.minutes * 60 - elapsed
     return CALIBRATION[1] + max(1, int(left / max(t_step, 1e-5)))
+
+
+def train_toy_model(out=None, tc: TrainConfig | None = None, *, log=print, probe: bool = True) -> dict:
+    """Train on the toy world and save model + tokenizer + ``training_log.json`` into ``out``
+    (default: the shipped ``toy_model/`` directory)."""
+    return run_training(Path(out) if out is not None else DEFAULT_DIR, tc or TrainConfig(), log=log, probe=probe)
 
 
 def run_training(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -> dict:
