@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hooks.formatting import format_q
+from hooks.permissions import as_umask_allows
 
 
 def _atomic_df(df, path: Path, kind: str) -> None:
@@ -25,7 +26,7 @@ def _atomic_df(df, path: Path, kind: str) -> None:
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False) if kind == "parquet" else df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        os.replace(as_umask_allows(tmp), path)  # mkstemp made it 0600
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
