@@ -15,7 +15,9 @@ tenth of the total is done or ``interval_s`` seconds have passed, and one at the
 
     training SAE: 92,160/200,000 tok (46%) · 1,530 tok/s · 1m10s left · loss 0.118
 
-``progress(..., enabled=False)`` keeps the counters (``bar.completed``) and prints nothing.
+A bar opened while another is shown becomes one more row of the same display (rich shows one
+live display at a time) and goes away when it closes, e.g. a pipeline's stages with the SAE's
+tokens below. ``progress(..., enabled=False)`` keeps the counters (``bar.completed``) and prints nothing.
 rich is imported only when a bar is shown.
 """
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Progress:
         self._t0 = self._last_line_t = 0.0
         self._next_tenth = 1
         self._handlers: list = []
+        self._nested = False
 
     # -- the numbers ---------------------------------------------------------------------------
     def rate(self) -> Optional[float]:
@@ -156,17 +159,16 @@ class Progress:
         from rich.progress import BarColumn, Progress as RichProgress, ProgressColumn, TaskProgressColumn, TextColumn
         from rich.text import Text
 
-        me = self
-
         class _Counts(ProgressColumn):
             def render(self, task):
                 total = f"/{_number(task.total)}" if task.total is not None else ""
-                return Text(f"{_number(task.completed)}{total} {me.unit}")
+                return Text(f"{_number(task.completed)}{total} {task.fields['owner'].unit}")
 
         class _RateEta(ProgressColumn):
             def render(self, task):
-                r, eta = me.rate(), me.eta_s()
-                s = f"{_number(r)} {me.unit}/s" if r is not None else f"? {me.unit}/s"
+                p = task.fields["owner"]
+                r, eta = p.rate(), p.eta_s()
+                s = f"{_number(r)} {p.unit}/s" if r is not None else f"? {p.unit}/s"
                 return Text(s + (f" · {_duration(eta)} left" if eta is not None else ""))
 
         console = self._console or Console(stderr=True)
@@ -174,9 +176,13 @@ class Progress:
         self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), _Counts(),
                                   _RateEta(), TextColumn("{task.fields[extra]}"), console=console,
                                   redirect_stdout=True, redirect_stderr=True)
-        self._task = self._rich.add_task(self.description, total=self.total, completed=self.completed, extra="")
+        self._add_task()
         self._rich.start()
         self._route_logging(console, std)
+
+    def _add_task(self) -> None:
+        self._task = self._rich.add_task(self.description, total=self.total, completed=self.completed, extra="",
+                                         owner=self)
 
     def _route_logging(self, console, std) -> None:
         """Log records print above the bar: terminal stream handlers write through rich's console;
@@ -207,9 +213,13 @@ class Progress:
     # -- context -------------------------------------------------------------------------------
     def __enter__(self) -> "Progress":
         self._t0 = self._last_line_t = time.perf_counter()
+        outer = next((p for p in reversed(_ACTIVE) if p._rich is not None), None)
         _ACTIVE.append(self)
         if self.enabled:
-            if self._is_terminal():
+            if outer is not None:  # nested: one more row in the outer live display (rich shows one at a time)
+                self._rich, self._nested = outer._rich, True
+                self._add_task()
+            elif self._is_terminal():
                 self._start_rich()
             else:
                 self._maybe_line(force=True)
@@ -217,7 +227,10 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         try:
-            if self._rich is not None:
+            if self._rich is not None and self._nested:
+                self._rich.remove_task(self._task)
+                self._rich = None
+            elif self._rich is not None:
                 self._rich.stop()
                 self._restore_logging()
                 self._rich = None

@@ -114,6 +114,7 @@ class TrainResult:
     log: list  # metric dicts written this session
     resumed_from: Optional[int] = None  # checkpoint step this session started from
     training_sae: object = None  # the trained sae-lens TrainingSAE (None when the run had already finished)
+    reused: bool = False  # True: ``out`` already held this finished run, returned without training
 
 
 def make_training_sae(cfg: TrainConfig, d_in: int):
@@ -259,7 +260,7 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
             if progress and rank == 0:
                 _say(progress, f"reusing the finished SAE in {out} (same data and settings; pass resume=False / "
                                "--no-resume to train it again)")
-            return TrainResult(load_sae(out, device=cfg.device), out, done.get("summary", {}), [], None)
+            return TrainResult(load_sae(out, device=cfg.device), out, done.get("summary", {}), [], None, reused=True)
     import sae_lens  # noqa: F401 - imported before the clock starts (it takes seconds)
 
     t_start = time.perf_counter()

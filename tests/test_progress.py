@@ -102,3 +102,39 @@ def test_disabled_counts_but_prints_nothing(capsys):
         echo("shown")  # a disabled bar does not swallow messages
     out = capsys.readouterr()
     assert out.out == "shown\n" and out.err == ""
+
+
+def test_gate_toy_says_what_it_wrote_and_shows_progress(tmp_path, monkeypatch):
+    """``interp gate toy`` passes progress on and ends naming the report and the per-model folders."""
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+    from steering.narrow_gate.toy import demo
+
+    seen = {}
+
+    def fake(**kw):
+        seen.update(kw)
+        return {"written": [tmp_path / "o" / "report.md", tmp_path / "o" / "gated" / "flow.csv"], "gated": {}, "free": {}}
+
+    monkeypatch.setattr(demo, "run_toy_world", fake)
+    monkeypatch.setattr(demo, "print_report", lambda res, con: None)
+    r = CliRunner().invoke(app, ["gate", "toy", "--out", str(tmp_path / "o")], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert seen["progress"] is True and seen["out"] == tmp_path / "o"
+    assert f"wrote 2 files: {(tmp_path / 'o' / 'report.md').resolve()}" in text
+    assert str((tmp_path / "o" / "gated").resolve()) in text and str((tmp_path / "o" / "free").resolve()) in text
+
+
+def test_nested_bars_share_one_live_display():
+    console, buf = _terminal()
+    with progress("outer", total=2, unit="stages", console=console) as outer:
+        with progress("inner", total=3, unit="proteins") as inner:  # joins the outer display as a second row
+            assert inner._rich is outer._rich and len(outer._rich.tasks) == 2
+            inner.advance(3)
+            outer._rich.refresh()
+        assert len(outer._rich.tasks) == 1 and active() is outer
+        outer.advance(2)
+    text = ANSI.sub("", buf.getvalue())
+    assert "3/3 proteins" in text and "2/2 stages" in text and active() is None

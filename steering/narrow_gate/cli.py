@@ -203,11 +203,12 @@ def toy(n: int = typer.Option(400, help="test examples generated per table"), se
     from .toy.demo import print_report, run_toy_world
 
     try:
-        res = run_toy_world(n=n, seed=seed, n_pairs=pairs, out=out, geometry=geometry)
+        res = run_toy_world(n=n, seed=seed, n_pairs=pairs, out=out, geometry=geometry, progress=True)
     except _errors() as e:
         _fail(str(e))
     print_report(res, _console())
-    _console().print(f"wrote {out}")
+    _console().print(f"wrote {len(res['written'])} files: {Path(out).resolve() / 'report.md'} and the per-model "
+                     f"CSV/PNG files in {', '.join(str(Path(out).resolve() / k) for k in ('gated', 'free') if k in res)}")
 
 
 def train_gate_models_cmd(out: Path = typer.Option(None, help="directory (default: the shipped toy_models/)"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 
+@torch.no_grad()
 def encode(sae, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """``sae.encode`` over the rows of ``x`` in chunks of ``chunk`` rows (on the SAE's device and
     dtype), returned as float32 on the CPU."""
