@@ -68,6 +68,7 @@ class Progress:
         self._rich = self._task = None
         self._t0 = self._last_line_t = 0.0
         self._next_tenth = 1
+        self._printed_at = None  # the count shown by the last plain line
         self._handlers: list = []
         self._nested = False
 
@@ -139,11 +140,13 @@ class Progress:
         tenth = None
         if self.total:
             tenth = int(10 * (self.completed - self.start) / max(self.total - self.start, 1e-12))
+        if force and self._printed_at == self.completed:
+            return  # the closing line would repeat the last one
         due = force or (tenth is not None and tenth >= self._next_tenth) or now - self._last_line_t >= self.interval_s
         if due:
             if tenth is not None:
                 self._next_tenth = max(self._next_tenth, tenth + 1)
-            self._last_line_t = now
+            self._last_line_t, self._printed_at = now, self.completed
             self._print(self.line())
 
     # -- terminal mode -------------------------------------------------------------------------

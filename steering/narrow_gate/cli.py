@@ -219,7 +219,7 @@ def train_gate_models_cmd(out: Path = typer.Option(None, help="directory (defaul
 
     kw = {} if steps is None else {"steps": steps}
     try:
-        stats = train_gate_models(out or TOY_MODEL_DIR, seed=seed, log=_console().print, **kw)
+        stats = train_gate_models(out or TOY_MODEL_DIR, seed=seed, log=_console().print, progress=True, **kw)
     except _errors() as e:
         _fail(str(e))
     for kind, s in stats.items():

@@ -110,7 +110,7 @@ def train_protein_model(
                      n_eval=n_eval, eval_every=eval_every, device=device, threads=threads)
     out = out or DEFAULT_DIR
     try:
-        result = train_toy_model(out, tc, log=_console().print, probe=probe)
+        result = train_toy_model(out, tc, log=_console().print, probe=probe, progress=True)
     except ValueError as e:
         _fail(str(e))
     if results_md is not None:

@@ -303,7 +303,7 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
         train_seqs = window_sequences(train_seqs, int(max_len) - 2, window_stride)
     res = saes.train_sae(hm, train_seqs, site, positions="residues", out=out / "sae", seed=seed,
                          progress=progress, **kw)
-    if res.reused:
+    if res.reused and not progress:  # with progress on, saes.train_sae has said so itself
         log(f"reusing the SAE in {out / 'sae'}: an earlier run finished it with the same data and settings "
             f"(delete {out / 'sae'} to retrain)")
     elif res.resumed_from:
@@ -353,7 +353,7 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
     else:
         if n_steer:
             log(f"no {steer_track} annotations in this dataset: steering skipped")
-        bar.advance(1)
+        bar.advance(1, description="protein pipeline: steering skipped")
 
     t = time.time()
     from .pipeline_report import write_report
