@@ -89,8 +89,8 @@ def test_not_a_terminal_prints_plain_periodic_lines():
     assert "\x1b" not in buf.getvalue() and "━" not in buf.getvalue()  # no bar, no cursor codes
     assert lines[0].startswith("harvest: 20/100 tok (20%)")
     progress_lines = [ln for ln in lines if ln.startswith("harvest:")]
-    # start, one per tenth of the remaining work, and the end (which repeats the last tenth)
-    assert len(progress_lines) == 1 + 10 + 1
+    # the start and one per tenth of the remaining work (the closing line would repeat the last: left out)
+    assert len(progress_lines) == 1 + 10
     assert progress_lines[-1].startswith("harvest: 100/100 tok (100%)") and "tok/s" in progress_lines[-1]
     assert "loss 0.5" in progress_lines[-1] and "a message" in lines
 
