@@ -86,15 +86,20 @@ class Progress:
     def line(self) -> str:
         """The plain status line (also what the non-terminal mode prints)."""
         done = _number(self.completed)
-        parts = [f"{self.description}: {done}/{_number(self.total)} {self.unit} ({100 * self.completed / self.total:.0f}%)"
-                 if self.total else f"{self.description}: {done} {self.unit}"]
+        if self.total:
+            share = 100 * self.completed / self.total
+            parts = [f"{self.description}: {done}/{_number(self.total)} {self.unit} ({share:.0f}%)"]
+        else:
+            parts = [f"{self.description}: {done} {self.unit}"]
         r, eta = self.rate(), self.eta_s()
         if r is not None:
             parts.append(f"{_number(r)} {self.unit}/s")
         if eta is not None:
             parts.append(f"{_duration(eta)} left")
-        parts += [f"{k} {_number(v) if isinstance(v, (int, float)) else v}" for k, v in self.fields.items()]
-        return " · ".join(parts)
+        return " · ".join(parts + ([self._fields_text()] if self.fields else []))
+
+    def _fields_text(self) -> str:
+        return " · ".join(f"{k} {_number(v) if isinstance(v, (int, float)) else v}" for k, v in self.fields.items())
 
     # -- moving it -----------------------------------------------------------------------------
     def advance(self, n: float = 1, **fields) -> None:
@@ -113,7 +118,7 @@ class Progress:
         if not self.enabled:
             return
         if self._rich is not None:
-            extra = "· " * bool(self.fields) + " · ".join(f"{k} {_number(v) if isinstance(v, (int, float)) else v}" for k, v in self.fields.items())
+            extra = "· " + self._fields_text() if self.fields else ""
             self._rich.update(self._task, completed=self.completed, total=self.total, description=self.description,
                               extra=extra)
         else:

@@ -300,7 +300,8 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
                     f.write(json.dumps(row) + "\n")
         shown = {"step": f"{step}/{cfg.steps}"}
         if row is not None:
-            shown.update({name: row[key] for key, name in (("metrics/l0", "L0"), ("losses/mse_loss", "mse")) if key in row})
+            shown.update({name: row[key] for key, name in (("metrics/l0", "L0"), ("losses/mse_loss", "mse"))
+                          if key in row})
         bar.update(completed=step * cfg.batch_size, **shown)
         if on_step is not None:
             on_step(step, row)
@@ -330,7 +331,8 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
 
         wandb.init(project=cfg.wandb_project, config={"train": cfg.to_dict(), **ident["store"]}, resume="allow")
     bar = progress_display("training SAE", cfg.steps * cfg.batch_size, unit="tok", start=(start or 0) * cfg.batch_size,
-                           console=None if isinstance(progress, bool) else progress, enabled=bool(progress) and rank == 0)
+                           console=None if isinstance(progress, bool) else progress,
+                           enabled=bool(progress) and rank == 0)
     try:
         with bar:
             if start:

@@ -207,8 +207,9 @@ def toy(n: int = typer.Option(400, help="test examples generated per table"), se
     except _errors() as e:
         _fail(str(e))
     print_report(res, _console())
+    folders = ", ".join(str(Path(out).resolve() / k) for k in ("gated", "free") if k in res)
     _console().print(f"wrote {len(res['written'])} files: {Path(out).resolve() / 'report.md'} and the per-model "
-                     f"CSV/PNG files in {', '.join(str(Path(out).resolve() / k) for k in ('gated', 'free') if k in res)}")
+                     f"CSV/PNG files in {folders}")
 
 
 def train_gate_models_cmd(out: Path = typer.Option(None, help="directory (default: the shipped toy_models/)"),
