@@ -193,6 +193,9 @@ def atomic_directory(path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        from .permissions import as_umask_allows
+
+        as_umask_allows(tmp)  # mkdtemp made it 0700, safetensors' files 0600
         if path.exists():
             old = path.with_name(f".{path.name}.old{os.getpid()}")
             os.replace(path, old)

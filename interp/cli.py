@@ -149,7 +149,7 @@ def demo(
             raise ValueError("--device/--dtype apply to a --model you name (an HF id, local dir or fair-esm .pt); "
                              "the shipped toy model runs on cpu in float32. Drop them or pass --model.")
         summary = run_protein_pipeline(model or "toy", proteins, out, layer=layer, n_steer=n_steer, seed=seed,
-                                       n_seeds=n_seeds, log=_console().print)
+                                       n_seeds=n_seeds, log=_console().print, progress=True)
     except (ValueError, FileNotFoundError, hooks.HookError) as e:
         _fail(str(e))
     _print_demo(summary, out)

@@ -36,14 +36,14 @@ def print_demo(summary: dict, out: Path):
     """The annotation → latent table and the steering headline of ``interp demo``."""
     from rich.table import Table
 
-    from .plot_style import format_q as _format_q
+    from hooks.formatting import format_q
 
     t = Table(title="Annotations → best SAE latent (test split)")
     for c in ("annotation", "latent", "F1", "chance F1", "FDR q"):
         t.add_column(c, justify="right")
     for name, a in summary.get("annotations", {}).items():
         t.add_row(name, str(a["latent"]), f"{a['f1']:.3f}", f"{a.get('chance_f1', float('nan')):.3f}"
-                  + ("" if a.get("beats_chance", True) else " (not beaten)"), _format_q(a["fdr_q"]))
+                  + ("" if a.get("beats_chance", True) else " (not beaten)"), format_q(a["fdr_q"]))
     console().print(t)
     if "residue_coverage" in summary:
         console().print(f"test residues scored: {100 * summary['residue_coverage']:.1f}%")

@@ -42,9 +42,9 @@ def run_demo(out: Path, *, seed: int = 0, console=None) -> dict:
         res = compare(hm, data, ivs, batch_size=16, progress=False)
         results[name] = res["summary"]
         if console:
-            from .cli import _print_summary
+            from .cli_tables import print_summary
 
-            _print_summary(res["summary"], name)
+            print_summary(res["summary"], name)
         else:
             log(name, res["summary"])
     summary = {"model": str(model_dir), "examples": len(data), "results": results, "seconds": time.time() - t0}

@@ -152,7 +152,9 @@ def register(app) -> None:
                 out.mkdir(parents=True, exist_ok=True)
                 tmp = out / ".reps.safetensors.tmp"
                 save_file({k: v.contiguous() for k, v in reps.items()}, str(tmp))
-                tmp.replace(out / "reps.safetensors")
+                from hooks.permissions import as_umask_allows
+
+                as_umask_allows(tmp).replace(out / "reps.safetensors")  # safetensors writes 0600
             dev = None if (geometry_device or device) == "auto" else (geometry_device or device)
             ids = id_profile(reps, fraction=fraction, decimation=decimation, device=dev, seed=seed)
             df = layer_profile(reps, lab, device=dev)

@@ -44,7 +44,9 @@ def write_shard(root: Path, name: str, parts: list) -> str:
 
     tmp = root / f".{name}.tmp{os.getpid()}"
     save_file({"activations": torch.cat(parts).contiguous()}, str(tmp))
-    os.replace(tmp, root / name)
+    from hooks.permissions import as_umask_allows
+
+    os.replace(as_umask_allows(tmp), root / name)  # safetensors writes 0600
     return _sha256(root / name)
 
 

@@ -55,6 +55,9 @@ def save_checkpoint(root, step: int, trainer, store, run: dict, keep: int = 2) -
         write_json_atomic(tmp / RUN, {**run, "step": step, "store": st["meta"]})
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
+        from hooks.permissions import as_umask_allows
+
+        as_umask_allows(tmp)  # mkdtemp made it 0700, safetensors' files 0600
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -67,6 +67,11 @@ def _existing_data(value):
     raise typer.BadParameter(f"data file {value!r} does not exist (nothing was loaded); check the path.")
 
 
+def _opt_dtype(help: str = "model dtype: float32, bfloat16, float16 (default: the checkpoint's own)"):
+    """``--dtype`` as in the shared grammar (``steering.cli_common.opt_dtype``; saes cannot import it)."""
+    return typer.Option(None, "--dtype", help=help)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``sae`` sub-command group (``train``, ``eval``) to ``app``."""
     sae_app = typer.Typer(no_args_is_help=True, help="Train and evaluate sparse autoencoders on any hooked model.")
@@ -91,6 +96,8 @@ def register(app: typer.Typer) -> None:
         l0_coefficient: float = typer.Option(1.0, help="L0 sparsity coefficient (--arch jumprelu)"),
         device: Optional[str] = typer.Option(None, help="device the model runs on: cpu, cuda, cuda:1, mps (default: "
                                              "cuda when available, else cpu)"),
+        dtype: Optional[str] = _opt_dtype("model dtype: float32, bfloat16, float16 (default: the checkpoint's own; "
+                                          "the SAE itself trains in float32)"),
         seed: int = typer.Option(0, help="random seed (sampling, shuffles, initialisation)"),
         checkpoint_every: int = typer.Option(1000, help="steps between checkpoints (0: none)"),
         log_every: int = typer.Option(10, help="steps between metrics.jsonl lines"),
@@ -114,7 +121,7 @@ def register(app: typer.Typer) -> None:
         with D.process_group():
             dev = str(D.device()) if D.world() > 1 and device is None else _device(device)
             try:
-                hm = hooks.load(model, device=dev)
+                hm = hooks.load(model, device=dev, dtype=dtype)
                 res = train_sae(hm, data, site, positions=_positions(positions), out=out, text_key=text_key,
                                 cache_dir=cache_dir, model_name=model, resume=resume, arch=arch, k=k, latents=latents,
                                 tokens=tokens, batch_size=batch_size, buffer_size=buffer_size,
@@ -150,6 +157,8 @@ def register(app: typer.Typer) -> None:
         downstream: bool = typer.Option(True, help="also splice the SAE in and measure the LM loss"),
         device: Optional[str] = typer.Option(None, help="device the model runs on: cpu, cuda, cuda:1, mps (default: "
                                              "cuda when available, else cpu)"),
+        dtype: Optional[str] = _opt_dtype("model dtype: float32, bfloat16, float16 (default: the checkpoint's own; "
+                                          "the SAE keeps its saved dtype)"),
         seed: int = typer.Option(0, help="random seed (sampling, shuffles, initialisation)"),
         text_key: Optional[str] = typer.Option(None, help="jsonl/csv/parquet column holding the text (default: "
                                                "picked from text, prompt, sequence, ...)"),
@@ -165,7 +174,7 @@ def register(app: typer.Typer) -> None:
         dev = _device(device)
         try:
             s = load_sae(sae, device=dev)
-            hm = hooks.load(model, device=dev)
+            hm = hooks.load(model, device=dev, dtype=dtype)
             m = evaluate_sae(s, hm, data, site=site, positions=_positions(positions), batch_size=batch_size,
                              max_examples=limit, seed=seed, text_key=text_key, downstream=downstream, progress=True)
         except (ValueError, FileNotFoundError) as e:

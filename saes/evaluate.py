@@ -66,6 +66,7 @@ def evaluate_sae(sae, model, data, *, site: Optional[str] = None, positions=None
                  progress: bool = False) -> dict:
     """Metrics of ``sae`` on ``model`` over ``data`` (see the module docstring)."""
     from hooks import Ablate, Cache, Edit
+    from hooks.progress import progress as progress_display
 
     site = site or site_of(sae)
     if not site:
@@ -80,38 +81,31 @@ def evaluate_sae(sae, model, data, *, site: Optional[str] = None, positions=None
     examples = iter_examples(data, text_key=text_key)
     if max_examples is not None:
         examples = itertools.islice(examples, max_examples)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc="evaluating", unit="batch", leave=False)
-    for i in itertools.count():
-        batch = list(itertools.islice(examples, batch_size))
-        if not batch:
-            break
-        with model_lock(model):
-            inputs = model.prepare(batch)
-            sel = resolve_positions(model, inputs, positions, described)
-            res = model.run(inputs, [Cache(site, sel, device=None, layout="flat")])
-            if not res.cache:
-                continue
-            acts = next(iter(res.cache.values()))
-            x = acts.reshape(acts.shape[0], -1).to(dev, dt)
-            f = sae.encode(x)
-            rec.add(x, sae.decode(f), f)
-            if downstream:
-                run_inputs, targets, where = lm_targets(model, inputs, seed + i)
-                sel_run = resolve_positions(model, run_inputs, positions, described) if mlm else sel
-                clean = model.run(run_inputs).logits if mlm else res.logits
-                spliced = model.run(run_inputs, [Edit(site, sel_run, SAESplice(sae, error_term=False))]).logits
-                zeroed = model.run(run_inputs, [Ablate(site, sel_run, how="zero")]).logits
-                for name, logits in (("clean", clean), ("sae", spliced), ("zero", zeroed)):
-                    ce[name] += float(token_nll(logits, targets)[where].double().sum())
-                n_ce += int(where.sum())
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+    with progress_display("evaluating SAE", max_examples, unit="examples", enabled=bool(progress)) as bar:
+        for i in itertools.count():
+            batch = list(itertools.islice(examples, batch_size))
+            if not batch:
+                break
+            with model_lock(model):
+                inputs = model.prepare(batch)
+                sel = resolve_positions(model, inputs, positions, described)
+                res = model.run(inputs, [Cache(site, sel, device=None, layout="flat")])
+                if not res.cache:
+                    continue
+                acts = next(iter(res.cache.values()))
+                x = acts.reshape(acts.shape[0], -1).to(dev, dt)
+                f = sae.encode(x)
+                rec.add(x, sae.decode(f), f)
+                if downstream:
+                    run_inputs, targets, where = lm_targets(model, inputs, seed + i)
+                    sel_run = resolve_positions(model, run_inputs, positions, described) if mlm else sel
+                    clean = model.run(run_inputs).logits if mlm else res.logits
+                    spliced = model.run(run_inputs, [Edit(site, sel_run, SAESplice(sae, error_term=False))]).logits
+                    zeroed = model.run(run_inputs, [Ablate(site, sel_run, how="zero")]).logits
+                    for name, logits in (("clean", clean), ("sae", spliced), ("zero", zeroed)):
+                        ce[name] += float(token_nll(logits, targets)[where].double().sum())
+                    n_ce += int(where.sum())
+            bar.advance(len(batch), tokens=rec.n)
     if rec.n == 0:
         raise DataError("No tokens to evaluate: the data is empty or no example has a selected position.")
     out = {"site": site, **rec.metrics()}

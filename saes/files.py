@@ -66,6 +66,9 @@ def save_sae(sae, path, *, metadata: Optional[dict] = None, sparsity=None) -> Pa
             sae.save_model(tmp)
         if sparsity is not None:
             save_file({"sparsity": sparsity.detach().cpu().contiguous()}, str(tmp / SPARSITY))
+        from hooks.permissions import as_umask_allows
+
+        as_umask_allows(tmp)  # mkdtemp made it 0700, safetensors' files 0600
         _install(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -114,6 +114,7 @@ class TrainResult:
     log: list  # metric dicts written this session
     resumed_from: Optional[int] = None  # checkpoint step this session started from
     training_sae: object = None  # the trained sae-lens TrainingSAE (None when the run had already finished)
+    reused: bool = False  # True: ``out`` already held this finished run, returned without training
 
 
 def make_training_sae(cfg: TrainConfig, d_in: int):
@@ -162,6 +163,22 @@ def _trainer(cfg: TrainConfig, sae, store, after_step: Callable, save_fn: Callab
             after_step(self, out)
             return out
 
+        def fit(self):
+            # sae-lens's own tqdm bar moves once every 100 steps and starts over on resume; ours
+            # (hooks.progress, moved in after_step) moves every step, so theirs is switched off.
+            from functools import partial
+
+            from sae_lens.training import sae_trainer as M
+
+            theirs = getattr(M, "tqdm", None)
+            if theirs is not None:
+                M.tqdm = partial(theirs, disable=True)
+            try:
+                return super().fit()
+            finally:
+                if theirs is not None:
+                    M.tqdm = theirs
+
     tcfg = SAETrainerConfig(
         total_training_samples=cfg.steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size, lr=cfg.lr,
         lr_end=cfg.lr / 10, lr_scheduler_name=cfg.lr_scheduler, lr_warm_up_steps=cfg.lr_warm_up_steps,
@@ -203,9 +220,25 @@ def _trim_log(path: Path, step: int) -> None:
     C.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
 
 
+def _say(progress, message: str) -> None:
+    """One line for the user: on ``progress`` when it is a rich Console, else above any bar / stdout."""
+    from hooks.progress import echo
+
+    if isinstance(progress, bool):
+        echo(message)
+    else:
+        progress.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bool = True, metadata: Optional[dict] = None,
-            on_step: Optional[Callable] = None, **overrides) -> TrainResult:
-    """Train on any :class:`~saes.store.ActivationStore`; see :func:`train_sae`."""
+            on_step: Optional[Callable] = None, progress=True, **overrides) -> TrainResult:
+    """Train on any :class:`~saes.store.ActivationStore`; see :func:`train_sae`.
+
+    ``progress``: show the training progress (tokens, rate, time left; :mod:`hooks.progress`),
+    False for none, or a rich ``Console`` to draw it on.
+    """
+    from hooks.progress import progress as progress_display
+
     from . import ddp as DDP
     from . import distributed as D
     from .files import CFG, load_sae, save_sae
@@ -224,7 +257,10 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
         except json.JSONDecodeError:  # a damaged final config: train (or resume) again and rewrite it
             done = {}
         if done.get("run_hash") == run_hash:  # this exact run already finished
-            return TrainResult(load_sae(out, device=cfg.device), out, done.get("summary", {}), [], None)
+            if progress and rank == 0:
+                _say(progress, f"reusing the finished SAE in {out} (same data and settings; pass resume=False / "
+                               "--no-resume to train it again)")
+            return TrainResult(load_sae(out, device=cfg.device), out, done.get("summary", {}), [], None, reused=True)
     import sae_lens  # noqa: F401 - imported before the clock starts (it takes seconds)
 
     t_start = time.perf_counter()
@@ -262,6 +298,11 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
             if log_path is not None and rank == 0:
                 with open(log_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
+        shown = {"step": f"{step}/{cfg.steps}"}
+        if row is not None:
+            shown.update({name: row[key] for key, name in (("metrics/l0", "L0"), ("losses/mse_loss", "mse"))
+                          if key in row})
+        bar.update(completed=step * cfg.batch_size, **shown)
         if on_step is not None:
             on_step(step, row)
 
@@ -289,8 +330,14 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
         import wandb
 
         wandb.init(project=cfg.wandb_project, config={"train": cfg.to_dict(), **ident["store"]}, resume="allow")
+    bar = progress_display("training SAE", cfg.steps * cfg.batch_size, unit="tok", start=(start or 0) * cfg.batch_size,
+                           console=None if isinstance(progress, bool) else progress,
+                           enabled=bool(progress) and rank == 0)
     try:
-        trained = trainer.fit()
+        with bar:
+            if start:
+                bar.log(f"resuming from step {start} of {cfg.steps} (checkpoint {last})")
+            trained = trainer.fit()
     finally:
         for h in grad_hooks:
             h.remove()
@@ -328,14 +375,15 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
 
 def train_sae(model, data, site: str, *, positions="auto", out=None, config: Optional[TrainConfig] = None,
               text_key=None, cache_dir=None, model_name: Optional[str] = None, resume: bool = True,
-              on_step: Optional[Callable] = None, progress: bool = True, **overrides) -> TrainResult:
+              on_step: Optional[Callable] = None, progress=True, **overrides) -> TrainResult:
     """Train an SAE on ``site`` activations of ``model`` over ``data`` and save it to ``out``.
 
     ``positions``: ``"auto"`` (ESM residues; LLM tokens without BOS/special tokens and
     padding; see :mod:`saes.activations`) or any registry selector. ``overrides`` are
     :class:`TrainConfig` fields (``arch``, ``k``, ``latents``, ``tokens``, ``lr``, ...).
     ``cache_dir`` caches activations on disk first (:mod:`saes.cache`). ``on_step(step, row)``
-    is called after every step (``row``: the metrics line, on logging steps).
+    is called after every step (``row``: the metrics line, on logging steps). ``progress``: the
+    harvest and training progress (tokens, rate, time left), False for none, or a rich Console.
     """
     from .files import hook_name_for
     from .store import ActivationStore
@@ -350,9 +398,9 @@ def train_sae(model, data, site: str, *, positions="auto", out=None, config: Opt
         model, data, site, positions, batch_size=cfg.batch_size, buffer_size=cfg.buffer_size,
         model_batch_size=cfg.model_batch_size, seed=cfg.seed, device=cfg.device, text_key=text_key,
         cache_dir=cache_dir, max_rows=cfg.steps * cfg.batch_size if cache_dir is not None else None,
-        model_name=model_name, progress=progress,
+        model_name=model_name, progress=bool(progress),
         prefetch=cfg.prefetch if cfg.prefetch is not None else torch.device(cfg.device).type == "cuda")
     desc = store.describe()
     md = {"model_name": desc["model"]["name"], "hook_name": hook_name_for(model, desc["site"]),
           "dataset_path": desc["dataset"].get("source")}
-    return fit_sae(store, cfg, out=out, resume=resume, metadata=md, on_step=on_step)
+    return fit_sae(store, cfg, out=out, resume=resume, metadata=md, on_step=on_step, progress=progress)

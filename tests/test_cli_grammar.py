@@ -27,8 +27,6 @@ EXEMPT = {
     ("toy train-protein-model", "batch_size"): "training sequences per step",
     ("steer protein", "batch_size"): "proteins generated per forward (100: a whole arm)",
 }
-# Commands that load a model but whose body another engineer owns (saes/cli.py): no --dtype yet.
-NO_DTYPE = {"sae train", "sae eval"}
 # Commands that read --data without --limit: landscape samples --per-subject (the paper's protocol),
 # sae train stops at --tokens, dashboard sae at --max-tokens, demo reads a protein set it splits.
 NO_LIMIT = {"demo", "landscape", "sae train", "dashboard sae"}
@@ -73,8 +71,7 @@ def test_shared_options_and_defaults(name, cmd):
     # a command that loads a model takes --device and --dtype (and --seed); one that reads --data takes --limit
     if "model" in opts:
         assert "device" in opts, f"`interp {name}` loads a model but has no --device"
-        if name not in NO_DTYPE:
-            assert "dtype" in opts, f"`interp {name}` loads a model but has no --dtype"
+        assert "dtype" in opts, f"`interp {name}` loads a model but has no --dtype"
         assert "seed" in opts or name in ("sites", "dashboard attention"), f"`interp {name}` has no --seed"
     flags = {f for p in opts.values() for f in p.opts}
     if "model" in opts and "data" in opts and name not in NO_LIMIT:
@@ -212,3 +209,22 @@ def test_demo_table_prints_an_underflowed_q_as_below_1e300(capsys):
     print_demo({"annotations": {"ZN_FING": {"latent": 3, "f1": 0.9, "chance_f1": 0.1, "fdr_q": 0.0}}}, Path("x"))
     out = capsys.readouterr().out
     assert "< 1e-300" in out and "0.00e+00" not in out
+
+
+@pytest.mark.parametrize("cmd", [["sae", "train", "--site", "resid_post.0"], ["sae", "eval", "--sae", "s"]])
+def test_sae_commands_load_the_model_in_the_dtype_given(cmd, tmp_path, monkeypatch):
+    import hooks
+
+    seen = {}
+
+    def fake_load(name, **kw):
+        seen.update(kw)
+        raise ValueError("stopped after the load")
+
+    monkeypatch.setattr(hooks, "load", fake_load)
+    monkeypatch.setattr("saes.files.load_sae", lambda *a, **k: None)
+    (tmp_path / "d.txt").write_text("a b c\n")
+    r = CliRunner().invoke(app, cmd + ["--model", "m", "--data", str(tmp_path / "d.txt"), "--dtype", "bfloat16",
+                                       "--device", "cpu", "--out", str(tmp_path / "o")][: None if cmd[1] == "train" else -2])
+    assert r.exit_code == 2 and "stopped after the load" in r.output
+    assert seen == {"device": "cpu", "dtype": "bfloat16"}

@@ -153,7 +153,9 @@ def save_representations(path, reps: Representations) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"meta": json.dumps(reps.meta, default=str)})
-        os.replace(tmp, path)
+        from hooks.permissions import as_umask_allows
+
+        os.replace(as_umask_allows(tmp), path)  # mkstemp / safetensors: 0600
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -73,7 +73,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        os.replace(tmp, path)
+        from hooks.permissions import as_umask_allows
+
+        os.replace(as_umask_allows(tmp), path)  # mkstemp made it 0600
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

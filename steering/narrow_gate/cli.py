@@ -203,11 +203,13 @@ def toy(n: int = typer.Option(400, help="test examples generated per table"), se
     from .toy.demo import print_report, run_toy_world
 
     try:
-        res = run_toy_world(n=n, seed=seed, n_pairs=pairs, out=out, geometry=geometry)
+        res = run_toy_world(n=n, seed=seed, n_pairs=pairs, out=out, geometry=geometry, progress=True)
     except _errors() as e:
         _fail(str(e))
     print_report(res, _console())
-    _console().print(f"wrote {out}")
+    folders = ", ".join(str(Path(out).resolve() / k) for k in ("gated", "free") if k in res)
+    _console().print(f"wrote {len(res['written'])} files: {Path(out).resolve() / 'report.md'} and the per-model "
+                     f"CSV/PNG files in {folders}")
 
 
 def train_gate_models_cmd(out: Path = typer.Option(None, help="directory (default: the shipped toy_models/)"),
@@ -218,7 +220,7 @@ def train_gate_models_cmd(out: Path = typer.Option(None, help="directory (defaul
 
     kw = {} if steps is None else {"steps": steps}
     try:
-        stats = train_gate_models(out or TOY_MODEL_DIR, seed=seed, log=_console().print, **kw)
+        stats = train_gate_models(out or TOY_MODEL_DIR, seed=seed, log=_console().print, progress=True, **kw)
     except _errors() as e:
         _fail(str(e))
     for kind, s in stats.items():

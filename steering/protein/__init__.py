@@ -21,7 +21,7 @@ _EXPORTS = {
     "fetch_uniprot": "fetch",
     "make_toy_world": "toy_world", "toy_records": "toy_world", "find_ps00028": "toy_world", "PLANTED": "toy_world",
     "WorldConfig": "toy_world",
-    "load_toy_model": "toy_model", "train_toy_model": "toy_model", "TrainConfig": "toy_model",
+    "load_toy_model": "toy_model", "train_toy_model": "train_loop", "TrainConfig": "toy_model",
     "evaluate_mlm": "toy_model", "toy_model_path": "toy_model",
     "esm_tokenizer": "alphabet",
     "ProteinDataError": "errors",

@@ -33,7 +33,7 @@ def always_on_f1(n_pos, n_tokens) -> float:
 def _shuffled_stream(sae, cache: list, seed: int):
     from saes.annotation_stats import StatBatch
 
-    from .pipeline import encode
+    from .latents import encode
 
     def it():
         g = torch.Generator().manual_seed(seed)

@@ -99,7 +99,8 @@ def train_protein_model(
     probe: bool = typer.Option(True, help="fit linear probes per layer after training"),
 ):
     """Train the toy ESM-2-architecture masked LM on the synthetic protein world (seeded)."""
-    from .toy_model import DEFAULT_DIR, TrainConfig, train_toy_model
+    from .toy_model import DEFAULT_DIR, TrainConfig
+    from .train_loop import train_toy_model
 
     device = resolve_device(device)
     if steps is None and minutes is None:
@@ -109,7 +110,7 @@ def train_protein_model(
                      n_eval=n_eval, eval_every=eval_every, device=device, threads=threads)
     out = out or DEFAULT_DIR
     try:
-        result = train_toy_model(out, tc, log=_console().print, probe=probe)
+        result = train_toy_model(out, tc, log=_console().print, probe=probe, progress=True)
     except ValueError as e:
         _fail(str(e))
     if results_md is not None:

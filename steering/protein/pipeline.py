@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from .errors import ProteinDataError
+from .latents import encode, latent_stream  # noqa: F401 - encode: also public here
 from .steer_arm import auto_window, data_motif_rate, latent_layout, steer_candidates_of  # noqa: F401
 
 DEFAULT_SAE = {"arch": "topk", "k": 16, "latents": None, "tokens": 200_000, "batch_size": 1024, "lr": 2e-3,
@@ -183,21 +184,8 @@ def coverage(cache: list) -> dict:
             "proteins": int(sum(len(c["n_res"]) for c in cache)), "windows": int(sum(c["n_windows"] for c in cache))}
 
 
-@torch.no_grad()
-def encode(sae, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    dev, dt = sae.W_dec.device, sae.W_dec.dtype
-    return torch.cat([sae.encode(x[i:i + chunk].to(dev, dt)).float().cpu() for i in range(0, len(x), chunk)])
-
-
-def latent_stream(sae, cache: list):
-    """A re-iterable of :class:`StatBatch` es for :func:`saes.annotation_stats.annotation_stats`."""
-    from saes.annotation_stats import StatBatch
-
-    return lambda: (StatBatch(encode(sae, c["x"]), c["labels"], c["domains"]) for c in cache)
-
-
 def _steer(hm, sae, site, table, cache_va, track, out, *, n_steer, length, multiples, candidates, pilot_n, window,
-           mode, decodings, steer_seeds, n_secondary, n_control, pattern, pppl_n, seed, log) -> dict:
+           mode, decodings, steer_seeds, n_secondary, n_control, pattern, pppl_n, seed, log, progress=False) -> dict:
     """Pilot (seed + 7919) over the track's top latents × clamp multiples, then the confirmatory
     runs (:func:`.steer_arm.steering_arm`) over ``steer_seeds`` × ``decodings`` with controls."""
     from .steer_arm import steering_arm
@@ -206,7 +194,7 @@ def _steer(hm, sae, site, table, cache_va, track, out, *, n_steer, length, multi
                                          candidates=candidates, window=window, mode=mode)
     st = steering_arm(hm, sae, site, cands, out=out / "steering", seeds=steer_seeds, n=n_steer, length=length,
                       pilot_n=pilot_n, pilot_seed=seed + 7919, decodings=decodings, n_secondary=n_secondary,
-                      n_control=n_control, mode=mode, pattern=pattern, pppl_n=pppl_n, log=log)
+                      n_control=n_control, mode=mode, pattern=pattern, pppl_n=pppl_n, log=log, progress=progress)
     return {"track": track, "layout": layouts[st["latent"]], **st}
 
 
@@ -218,7 +206,8 @@ def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, la
                          steer_seeds=None, n_seeds: int = 5, decodings: Optional[dict] = None,
                          n_secondary: Optional[int] = 50, n_control: Optional[int] = 50,
                          window_stride: Optional[int] = None, pattern: Optional[str] = None, pppl_n: int = 32,
-                         batch_size: int = 64, top: int = 5, threads: Optional[int] = 1, log=print) -> dict:
+                         batch_size: int = 64, top: int = 5, threads: Optional[int] = 1, log=print,
+                         progress=False) -> dict:
     """Run the whole protein pipeline and write its outputs to ``out_dir``; returns ``summary.json``'s dict.
 
     ``model``: a ``hooks.HookedModel``, a path / HF id, or ``"toy"``/None (the shipped toy model);
@@ -232,28 +221,39 @@ def run_protein_pipeline(model=None, dataset=None, out_dir="runs/protein", *, la
     context (default half a window). ``pppl_n``: proteins per arm scored by pseudo-perplexity
     (first seed). ``threads``: torch CPU threads while the pipeline runs (restored after; None:
     leave as is). The default 1 is deliberate: on a shared 2-core machine the SAE's small steps
-    ran 4× slower with 2 threads (1.7 s vs 6.3 s for 97 steps).
+    ran 4× slower with 2 threads (1.7 s vs 6.3 s for 97 steps). ``progress``: show the stages, the
+    SAE's training tokens and the proteins generated as they go, with rate and time left
+    (:mod:`hooks.progress`; a bar on a terminal, plain lines elsewhere), or a rich Console to draw on.
+    An SAE already finished in ``out_dir/sae`` with the same data and settings is reused (and
+    ``log`` says so); an interrupted one resumes from its newest checkpoint.
     """
+    from hooks.progress import progress as progress_display
+
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     if steer_seeds is None:
         steer_seeds = [seed + i for i in range(int(n_seeds))]
+    stages = ["data", "sae", "statistics", "chance", "steering", "report"]
+    bar = progress_display("protein pipeline", len(stages), unit="stages", enabled=bool(progress),
+                           console=None if isinstance(progress, bool) else progress)
     try:
-        return _run(model, dataset, out_dir, layer=layer, sae_kwargs=sae_kwargs, n_steer=n_steer, seed=seed,
-                    n_proteins=n_proteins, splits=splits, tracks=tracks, min_positives=min_positives,
-                    steer_track=steer_track, steer_length=steer_length, clamp_multiples=clamp_multiples,
-                    steer_candidates=steer_candidates, pilot_n=pilot_n, steer_window=steer_window,
-                    steer_mode=steer_mode, steer_seeds=list(steer_seeds), decodings=decodings,
-                    n_secondary=n_secondary, n_control=n_control, window_stride=window_stride, pattern=pattern,
-                    pppl_n=pppl_n, batch_size=batch_size, top=top, log=log)
+        with bar:
+            return _run(model, dataset, out_dir, layer=layer, sae_kwargs=sae_kwargs, n_steer=n_steer, seed=seed,
+                        n_proteins=n_proteins, splits=splits, tracks=tracks, min_positives=min_positives,
+                        steer_track=steer_track, steer_length=steer_length, clamp_multiples=clamp_multiples,
+                        steer_candidates=steer_candidates, pilot_n=pilot_n, steer_window=steer_window,
+                        steer_mode=steer_mode, steer_seeds=list(steer_seeds), decodings=decodings,
+                        n_secondary=n_secondary, n_control=n_control, window_stride=window_stride, pattern=pattern,
+                        pppl_n=pppl_n, batch_size=batch_size, top=top, log=log, progress=progress, bar=bar)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_proteins, splits, tracks, min_positives,
          steer_track, steer_length, clamp_multiples, steer_candidates, pilot_n, steer_window, steer_mode, steer_seeds,
-         decodings, n_secondary, n_control, window_stride, pattern, pppl_n, batch_size, top, log) -> dict:
+         decodings, n_secondary, n_control, window_stride, pattern, pppl_n, batch_size, top, log, progress,
+         bar) -> dict:
     import saes
     from saes.annotation_stats import annotation_stats, best_pairs
 
@@ -267,6 +267,7 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
     def lap(name, t):
         timings[name] = round(time.time() - t, 2)
         log(f"[{time.time() - t0:6.1f}s] {name} done in {timings[name]:.1f}s")
+        bar.advance(1, description=f"protein pipeline: {name} done")
 
     t = time.time()
     hm, ds = load_inputs(model, dataset, n_proteins=n_proteins, seed=seed)
@@ -301,7 +302,12 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
 
         train_seqs = window_sequences(train_seqs, int(max_len) - 2, window_stride)
     res = saes.train_sae(hm, train_seqs, site, positions="residues", out=out / "sae", seed=seed,
-                         progress=False, **kw)
+                         progress=progress, **kw)
+    if res.reused and not progress:  # with progress on, saes.train_sae has said so itself
+        log(f"reusing the SAE in {out / 'sae'}: an earlier run finished it with the same data and settings "
+            f"(delete {out / 'sae'} to retrain)")
+    elif res.resumed_from:
+        log(f"SAE training resumed from step {res.resumed_from} of {res.summary['steps']} (checkpoint in {out / 'sae'})")
     sae = res.sae
     lap("sae", t)
 
@@ -341,11 +347,13 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
                           multiples=clamp_multiples, candidates=steer_candidates, pilot_n=pilot_n,
                           window=steer_window, mode=steer_mode, decodings=decodings, steer_seeds=steer_seeds,
                           n_secondary=n_secondary, n_control=n_control, pattern=pattern or PS00028,
-                          pppl_n=pppl_n, seed=seed, log=log)
+                          pppl_n=pppl_n, seed=seed, log=log, progress=progress)
         steering["data_motif_rate"] = data_motif_rate(list(ds["sequence"]), pattern or PS00028)
         lap("steering", t)
-    elif n_steer:
-        log(f"no {steer_track} annotations in this dataset: steering skipped")
+    else:
+        if n_steer:
+            log(f"no {steer_track} annotations in this dataset: steering skipped")
+        bar.advance(1, description="protein pipeline: steering skipped")
 
     t = time.time()
     from .pipeline_report import write_report

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hooks.formatting import format_q
+from hooks.permissions import as_umask_allows
+
 
 def _atomic_df(df, path: Path, kind: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,7 +26,7 @@ def _atomic_df(df, path: Path, kind: str) -> None:
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False) if kind == "parquet" else df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        os.replace(as_umask_allows(tmp), path)  # mkstemp made it 0600
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -37,7 +40,7 @@ def _runs(mask: np.ndarray) -> list:
 def profiles_for(summary: dict, sae, cache: list, tracks: list, per_track: int = 1) -> list:
     """Activation profiles of each annotation's best latent on test proteins carrying the annotation
     (shaded: every track's annotated runs on that protein)."""
-    from .pipeline import encode
+    from .latents import encode
 
     out = []
     for ti, t in enumerate(tracks):
@@ -89,7 +92,7 @@ def render(summary: dict, table) -> str:
     rows = [[t, latent(a["latent"]), f"{a['threshold']:g}", f"{a['val_f1']:.3f}", f"**{a['f1']:.3f}**",
              f"{a.get('chance_always_on_f1', float('nan')):.3f}", f"{a.get('chance_random_latent_f1', float('nan')):.3f}",
              "yes" if a.get("beats_chance") else "**no**", f"{a['precision']:.3f}",
-             f"{a['recall_domain']:.3f}", f"{a['f1_residue']:.3f}", f"{a['fdr_q']:.1e}"]
+             f"{a['recall_domain']:.3f}", f"{a['f1_residue']:.3f}", format_q(a["fdr_q"])]
             for t, a in s["annotations"].items()]
     L += _md_table(rows, ["annotation", "latent", "threshold", "val F1", "test F1", "chance: always on",
                           "chance: best shuffled latent", "beats chance", "precision", "recall (domain)",
@@ -165,7 +168,7 @@ def steering_section(st) -> list:
     for name, d in st["decodings"].items():
         for p in d["per_seed"]:
             rows.append([name, p["seed"], p["n"], f"{p['baseline_rate']:.3f}", f"{p['steered_rate']:.3f}",
-                         f"{p['p_value']:.2g}"])
+                         format_q(p["p_value"])])
     L += _md_table(rows, ["decoding", "seed", "n per arm", "unsteered rate", "steered rate", "Fisher p (one-sided)"])
     L += ["", "| decoding | median unsteered | median steered | steered range | seeds p < 0.01 |",
           "|---|---:|---:|---:|---:|"]
@@ -181,7 +184,7 @@ def steering_section(st) -> list:
         for k, c in st["controls"].items():
             L.append(f"| {k} | {c['what']} | {c['rate']:.3f} | {c['rate_range'][0]:.3f}–{c['rate_range'][1]:.3f} "
                      f"| {c['n']} | {c.get('steered_pooled_rate', float('nan')):.3f} | "
-                     f"{c.get('p_steered_greater', float('nan')):.2g} |")
+                     f"{format_q(c.get('p_steered_greater'))} |")
         fx = st["controls"].get("fixed_residue")
         if fx and fx["rate"] >= 0.5 * st["median_steered_rate"] > 0:
             L += ["", f"**Fixing that one residue without the SAE already gives {_pct(fx['rate'])}** (steered median "

@@ -46,7 +46,7 @@ DECODINGS = {"confidence_t0.5": {"order": "confidence", "temperature": 0.5, "per
 def latent_layout(sae, cache: list, latent: int, track: str) -> dict:
     """Where ``latent`` fires inside ``track`` domains (validation): its largest activation on the
     track's residues, the most common offset of its peak from the domain start, the median length."""
-    from .pipeline import encode
+    from .latents import encode
 
     best, offsets, lengths = 0.0, [], []
     for c in cache:
@@ -140,11 +140,14 @@ def pick_pilot(trials: list) -> int:
 def steering_arm(hm, sae, site: str, candidates: list, *, out, seeds: Sequence[int], n: int, length: int,
                  pilot_n: int, pilot_seed: int, decodings: Optional[dict] = None, n_secondary: Optional[int] = None,
                  n_control: Optional[int] = None, mode: str = "clamp", pattern: str, pppl_n: int = 32,
-                 exclude_random: Sequence[int] = (), log=print) -> dict:
+                 exclude_random: Sequence[int] = (), log=print, progress=False) -> dict:
     """Pilot over ``candidates`` (dicts with ``latents``, ``window``, ``latent``, ``rank``,
     ``clamp_multiple``), then every seed × decoding, then the controls. ``n_secondary`` /
     ``n_control``: proteins per arm and seed for the other decodings / the controls (default ``n``).
-    Writes ``<decoding>/seed<s>/{steered,unsteered}.fasta`` and the control FASTAs under ``out``."""
+    Writes ``<decoding>/seed<s>/{steered,unsteered}.fasta`` and the control FASTAs under ``out``.
+    ``progress``: show the proteins generated so far, their rate and the time left (:mod:`hooks.progress`)."""
+    from hooks.progress import progress as progress_display
+
     from .generate import GenerationConfig, generate
     from .scoring import prosite_to_regex, pseudo_perplexity, score_sequences, write_fasta, compare_rates
     from .steer import check_sae, pilot, steering_interventions
@@ -170,45 +173,54 @@ def steering_arm(hm, sae, site: str, candidates: list, *, out, seeds: Sequence[i
     rng = np.random.default_rng(pilot_seed + 1)
     settings, examples, quality = {}, [], {}
     ctrl_fix, ctrl_rand = [], []
-    for di, name in enumerate(names):
-        per = []
-        for s in seeds:
-            cfg = replace(GenerationConfig(**decodings[name]), seed=s).validate()
-            m = n if di == 0 else n2
-            log(f"{name}, seed {s}: {m} steered + {m} unsteered proteins")
-            steered = generate(hm, n=m, length=length, interventions=ivs, config=cfg)
-            plain = generate(hm, n=m, length=length, config=cfg)
-            (k1, r1), (k0, r0) = _rate(steered, rx), _rate(plain, rx)
-            test = compare_rates(k1, m, k0, m)
-            per.append({"seed": s, "n": m, "baseline_rate": r0, "steered_rate": r1, "p_value": test["p_value"]})
-            d = out / name / f"seed{s}"
-            write_fasta(d / "steered.fasta", steered, [f"steered_{i:04d}" for i in range(m)])
-            write_fasta(d / "unsteered.fasta", plain, [f"unsteered_{i:04d}" for i in range(m)])
-            if di == 0:
-                if not examples:
-                    examples = [q for q in steered if rx.search(q)][:5]
-                    sc = {a: score_sequences(q, pattern=pattern)["summary"] for a, q in (("steered", steered),
-                                                                                           ("unsteered", plain))}
-                    quality = {"tm_rate_steered": sc["steered"]["tm_rate"], "tm_rate_unsteered": sc["unsteered"]["tm_rate"]}
-                    if pppl_n:
-                        quality["pppl_steered"] = float(np.mean(pseudo_perplexity(hm, steered[:pppl_n])))
-                        quality["pppl_unsteered"] = float(np.mean(pseudo_perplexity(hm, plain[:pppl_n])))
-                        quality["pppl_n"] = min(pppl_n, m)
-                if nc and win is not None and win[1] - win[0] == 1:
-                    cfg_c = replace(cfg, seed=s + 104_729)
-                    tmpl, aa = fixed_residue_template(steered, win[0], length)
-                    fixed = generate(hm, [tmpl], n=nc, config=cfg_c)
-                    ctrl_fix.append({"seed": s, "amino_acid": aa, "n": nc, "motifs": _rate(fixed, rx)[0]})
-                    write_fasta(out / "controls" / f"fixed_residue_seed{s}.fasta", fixed,
-                                [f"fixed_{aa}{win[0]}_{i:04d}" for i in range(nc)])
-                if nc and len(pool):
-                    r_lat = int(rng.choice(pool))
-                    r_ivs = steering_interventions(sae, {r_lat: value}, mode=mode, site=site, window=win)
-                    rand = generate(hm, n=nc, length=length, interventions=r_ivs, config=replace(cfg, seed=s + 104_729))
-                    ctrl_rand.append({"seed": s, "latent": r_lat, "n": nc, "motifs": _rate(rand, rx)[0]})
-                    write_fasta(out / "controls" / f"random_latent_seed{s}.fasta", rand,
-                                [f"random_latent{r_lat}_{i:04d}" for i in range(nc)])
-        settings[name] = {"generation": decodings[name], **_summ(per)}
+    fix_ok = bool(nc and win is not None and win[1] - win[0] == 1)  # the fixed-residue control applies
+    total = len(seeds) * (2 * n + nc * (fix_ok + bool(len(pool))) + 2 * n2 * (len(names) - 1))
+    with progress_display("steering", total, unit="proteins", enabled=bool(progress),
+                          console=None if isinstance(progress, bool) else progress) as bar:
+        for di, name in enumerate(names):
+            per = []
+            for s in seeds:
+                cfg = replace(GenerationConfig(**decodings[name]), seed=s).validate()
+                m = n if di == 0 else n2
+                log(f"{name}, seed {s}: {m} steered + {m} unsteered proteins")
+                bar.update(description=f"steering: {name}, seed {s}")
+                steered = generate(hm, n=m, length=length, interventions=ivs, config=cfg)
+                bar.advance(m)
+                plain = generate(hm, n=m, length=length, config=cfg)
+                bar.advance(m)
+                (k1, r1), (k0, r0) = _rate(steered, rx), _rate(plain, rx)
+                test = compare_rates(k1, m, k0, m)
+                per.append({"seed": s, "n": m, "baseline_rate": r0, "steered_rate": r1, "p_value": test["p_value"]})
+                d = out / name / f"seed{s}"
+                write_fasta(d / "steered.fasta", steered, [f"steered_{i:04d}" for i in range(m)])
+                write_fasta(d / "unsteered.fasta", plain, [f"unsteered_{i:04d}" for i in range(m)])
+                if di == 0:
+                    if not examples:
+                        examples = [q for q in steered if rx.search(q)][:5]
+                        sc = {a: score_sequences(q, pattern=pattern)["summary"] for a, q in (("steered", steered),
+                                                                                               ("unsteered", plain))}
+                        quality = {"tm_rate_steered": sc["steered"]["tm_rate"], "tm_rate_unsteered": sc["unsteered"]["tm_rate"]}
+                        if pppl_n:
+                            quality["pppl_steered"] = float(np.mean(pseudo_perplexity(hm, steered[:pppl_n])))
+                            quality["pppl_unsteered"] = float(np.mean(pseudo_perplexity(hm, plain[:pppl_n])))
+                            quality["pppl_n"] = min(pppl_n, m)
+                    if fix_ok:
+                        cfg_c = replace(cfg, seed=s + 104_729)
+                        tmpl, aa = fixed_residue_template(steered, win[0], length)
+                        fixed = generate(hm, [tmpl], n=nc, config=cfg_c)
+                        bar.advance(nc)
+                        ctrl_fix.append({"seed": s, "amino_acid": aa, "n": nc, "motifs": _rate(fixed, rx)[0]})
+                        write_fasta(out / "controls" / f"fixed_residue_seed{s}.fasta", fixed,
+                                    [f"fixed_{aa}{win[0]}_{i:04d}" for i in range(nc)])
+                    if nc and len(pool):
+                        r_lat = int(rng.choice(pool))
+                        r_ivs = steering_interventions(sae, {r_lat: value}, mode=mode, site=site, window=win)
+                        rand = generate(hm, n=nc, length=length, interventions=r_ivs, config=replace(cfg, seed=s + 104_729))
+                        bar.advance(nc)
+                        ctrl_rand.append({"seed": s, "latent": r_lat, "n": nc, "motifs": _rate(rand, rx)[0]})
+                        write_fasta(out / "controls" / f"random_latent_seed{s}.fasta", rand,
+                                    [f"random_latent{r_lat}_{i:04d}" for i in range(nc)])
+            settings[name] = {"generation": decodings[name], **_summ(per)}
     controls = {}
     head_rows = settings[names[0]]["per_seed"]
     k_st = int(round(sum(r["steered_rate"] * r["n"] for r in head_rows)))

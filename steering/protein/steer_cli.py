@@ -18,6 +18,7 @@ from typing import Optional
 
 import typer
 
+from hooks.formatting import format_q
 from steering.cli_common import console as _console, fail as _fail, subcommand_group as _group
 from steering.cli_common import opt_device, opt_dtype, opt_model, opt_out, opt_seed, resolve_device
 
@@ -103,7 +104,7 @@ def _print(res: dict, out: Path):
     if "pppl_mean" in st:
         t.add_row("pseudo-perplexity", f"{un['pppl_mean']:.2f}", f"{st['pppl_mean']:.2f}")
     _console().print(t)
-    _console().print(f"Fisher's exact (one-sided, steered > unsteered): p = {res['test']['p_value']:.3g}; "
+    _console().print(f"Fisher's exact (one-sided, steered > unsteered): p = {format_q(res['test']['p_value'])}; "
                      f"n = {res['n']} per arm. Wrote {out}/steered.fasta, unsteered.fasta, summary.json")
 
 

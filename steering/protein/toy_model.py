@@ -1,7 +1,7 @@
 """A small ESM-2-architecture masked LM trained on the toy protein world, shipped as the default.
 
     hm = load_toy_model()                            # hooks.HookedModel over the shipped weights
-    log = train_toy_model("runs/toy_prot", TrainConfig(steps=300))    # seeded, reproducible
+    log = train_toy_model("runs/toy_prot", TrainConfig(steps=300))    # .train_loop; seeded, reproducible
     interp toy train-protein-model --device cuda --minutes 5 --batch-size 256 --n-train 50000 --warmup 500
 
 Architecture: HF ``EsmForMaskedLM`` (Lin et al. 2023): pre-LN blocks, rotary positions, the
@@ -172,10 +172,3 @@ def build_model(tc: TrainConfig):
 
     torch.manual_seed(tc.seed)
     return EsmForMaskedLM(esm_config(tc))
-
-
-def train_toy_model(out=None, tc: TrainConfig | None = None, *, log=print, probe: bool = True) -> dict:
-    """Train on the toy world and save model + tokenizer + ``training_log.json`` into ``out``."""
-    from .train_loop import run_training
-
-    return run_training(Path(out) if out is not None else DEFAULT_DIR, tc or TrainConfig(), log=log, probe=probe)

@@ -1,4 +1,5 @@
-"""The training loop behind :func:`steering.protein.toy_model.train_toy_model` (seeded, logged).
+"""The toy protein model's training loop, :func:`train_toy_model` (seeded, logged; the model
+and its data in :mod:`steering.protein.toy_model`).
 
 Reproducibility: weights are initialised on the CPU from ``seed``; batches and masks come
 from a CPU ``torch.Generator`` seeded with ``seed``, so a ``--steps`` run is the same data
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .alphabet import background_entropy, esm_tokenizer, write_vocab
-from .toy_model import (EVAL_SEED_OFFSET, LOG_NAME, TrainConfig, _lr, build_model, encode_records,
+from .toy_model import (DEFAULT_DIR, EVAL_SEED_OFFSET, LOG_NAME, TrainConfig, _lr, build_model, encode_records,
                         evaluate_mlm, mask_batch)
 from .toy_world import WorldConfig, toy_records
 
@@ -30,19 +31,28 @@ def _total_steps(tc: TrainConfig, elapsed: float, t_step: float) -> int:
     return CALIBRATION[1] + max(1, int(left / max(t_step, 1e-5)))
 
 
-def run_training(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -> dict:
+def train_toy_model(out=None, tc: TrainConfig | None = None, *, log=print, probe: bool = True, progress=False) -> dict:
+    """Train on the toy world and save model + tokenizer + ``training_log.json`` into ``out``
+    (default: the shipped ``toy_model/`` directory). ``progress``: show the steps, rate, time left
+    and loss (:mod:`hooks.progress`), or a rich Console to draw on."""
+    return run_training(Path(out) if out is not None else DEFAULT_DIR, tc or TrainConfig(), log=log, probe=probe,
+                        progress=progress)
+
+
+def run_training(out: Path, tc: TrainConfig, *, log=print, probe: bool = True, progress=False) -> dict:
     old = torch.get_num_threads()
     if tc.threads:
         torch.set_num_threads(tc.threads)
     try:
-        return _run(out, tc, log=log, probe=probe)
+        return _run(out, tc, log=log, probe=probe, progress=progress)
     finally:
         torch.set_num_threads(old)
 
 
-def _run(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -> dict:
+def _run(out: Path, tc: TrainConfig, *, log=print, probe: bool = True, progress=False) -> dict:
     from hooks.io import write_json_atomic
     from hooks.loading import save_pretrained_atomic
+    from hooks.progress import progress as progress_display
 
     if tc.steps is None and tc.minutes is None:
         raise ValueError("TrainConfig needs steps or minutes.")
@@ -66,40 +76,44 @@ def _run(out: Path, tc: TrainConfig, *, log=print, probe: bool = True) -> dict:
     curve, evals, run_loss, run_n = [], [], 0.0, 0
     total, step, stopped_early, t_cal = tc.steps, 0, False, None
     t_train = time.time()
-    while True:
-        if total is None and step == CALIBRATION[0]:
-            t_cal = time.time()
-        if total is None and step == CALIBRATION[1]:
-            now = time.time()
-            total = _total_steps(tc, now - t_train, (now - t_cal) / (CALIBRATION[1] - CALIBRATION[0]))
-            log(f"calibrated: {total} steps fit in {tc.minutes} min")
-        if total is not None and step >= total:
-            break
-        if tc.minutes is not None and time.time() - t_train > tc.minutes * 60 and tc.steps is not None:
-            stopped_early = True
-            log(f"time budget of {tc.minutes} min reached at step {step}/{total}")
-            break
-        lr = _lr(step, total or 10 ** 9, tc)   # (still in warm-up while calibrating)
-        for pg in opt.param_groups:
-            pg["lr"] = lr
-        idx = torch.randint(0, len(ids), (tc.batch_size,), generator=g)
-        P = int(res[idx].sum(1).max()) + 2
-        x, labels = mask_batch(ids[idx, :P], res[idx, :P], tc.mask_rate, g)
-        model.train()
-        loss = model(input_ids=x.to(dev), attention_mask=(x != 1).long().to(dev), labels=labels.to(dev)).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        run_loss, run_n = run_loss + loss.item(), run_n + 1
-        if step % tc.log_every == 0 or step == total:
-            curve.append({"step": step, "loss": run_loss / run_n, "lr": lr, "seconds": time.time() - t_train})
-            log(f"step {step:6d}  loss {run_loss / run_n:.4f}  lr {lr:.2e}  ({time.time() - t_train:.0f}s)")
-            run_loss, run_n = 0.0, 0
-        if tc.eval_every and step % tc.eval_every == 0 and step != total:
-            evals.append({"step": step, **_short(evaluate_mlm(model, eval_recs[:256], seed=tc.seed))})
-            log(f"  eval@{step}: {_fmt(evals[-1])}")
+    bar = progress_display("training toy protein model", total, unit="steps", enabled=bool(progress),
+                           console=None if isinstance(progress, bool) else progress)
+    with bar:
+        while True:
+            if total is None and step == CALIBRATION[0]:
+                t_cal = time.time()
+            if total is None and step == CALIBRATION[1]:
+                now = time.time()
+                total = _total_steps(tc, now - t_train, (now - t_cal) / (CALIBRATION[1] - CALIBRATION[0]))
+                log(f"calibrated: {total} steps fit in {tc.minutes} min")
+            if total is not None and step >= total:
+                break
+            if tc.minutes is not None and time.time() - t_train > tc.minutes * 60 and tc.steps is not None:
+                stopped_early = True
+                log(f"time budget of {tc.minutes} min reached at step {step}/{total}")
+                break
+            lr = _lr(step, total or 10 ** 9, tc)   # (still in warm-up while calibrating)
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+            idx = torch.randint(0, len(ids), (tc.batch_size,), generator=g)
+            P = int(res[idx].sum(1).max()) + 2
+            x, labels = mask_batch(ids[idx, :P], res[idx, :P], tc.mask_rate, g)
+            model.train()
+            loss = model(input_ids=x.to(dev), attention_mask=(x != 1).long().to(dev), labels=labels.to(dev)).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            run_loss, run_n = run_loss + loss.item(), run_n + 1
+            bar.update(completed=step, total=total, loss=round(loss.item(), 4))
+            if step % tc.log_every == 0 or step == total:
+                curve.append({"step": step, "loss": run_loss / run_n, "lr": lr, "seconds": time.time() - t_train})
+                log(f"step {step:6d}  loss {run_loss / run_n:.4f}  lr {lr:.2e}  ({time.time() - t_train:.0f}s)")
+                run_loss, run_n = 0.0, 0
+            if tc.eval_every and step % tc.eval_every == 0 and step != total:
+                evals.append({"step": step, **_short(evaluate_mlm(model, eval_recs[:256], seed=tc.seed))})
+                log(f"  eval@{step}: {_fmt(evals[-1])}")
     train_seconds = time.time() - t_train
     model.eval()
     final = evaluate_mlm(model, eval_recs, seed=tc.seed)

@@ -26,7 +26,8 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """2 layers, d=32, 120 steps on 300 toy proteins (seconds on a CPU; knows little, but is a real MLM)."""
-    from steering.protein.toy_model import TrainConfig, train_toy_model
+    from steering.protein.toy_model import TrainConfig
+    from steering.protein.train_loop import train_toy_model
 
     out = tmp_path_factory.mktemp("tiny_protein_model") / "model"
     tc = TrainConfig(seed=0, layers=2, d_model=32, heads=2, ffn=64, steps=120, batch_size=32, lr=3e-3, warmup=10,

@@ -179,3 +179,20 @@ def test_report_links_latent_pages_that_exist(run):
         page = out / "dashboard" / "latents" / f"{f:06d}.html"
         if f in {a["latent"] for a in summary["annotations"].values()}:  # best latents fire on test proteins
             assert f"]({page.relative_to(out)})" in report and page.exists()
+
+
+def test_report_prints_underflowed_q_and_p_values_as_below_1e300(run):
+    """A q or p below the float minimum is stored as 0.0; the report prints "< 1e-300", not "0.0e+00"."""
+    import copy
+
+    from steering.protein.pipeline_report import render
+
+    summary, out, _ = run
+    s = copy.deepcopy(summary)
+    first = next(iter(s["annotations"]))
+    s["annotations"][first]["fdr_q"] = 0.0
+    s["steering"]["decodings"][next(iter(s["steering"]["decodings"]))]["per_seed"][0]["p_value"] = 5e-324
+    text = render(s, pd.read_parquet(out / "stats" / "top_latents.parquet"))
+    row = next(ln for ln in text.splitlines() if ln.startswith(f"| {first} |"))
+    assert row.rstrip(" |").endswith("< 1e-300")
+    assert text.count("< 1e-300") >= 2 and "0.0e+00" not in text

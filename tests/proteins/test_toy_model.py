@@ -6,8 +6,8 @@ import torch
 from typer.testing import CliRunner
 
 from steering.protein.alphabet import ESM_VOCAB, MASK_ID, background_probs
-from steering.protein.toy_model import (DEFAULT_DIR, LOG_NAME, TrainConfig, evaluate_mlm, load_toy_model,
-                                        mask_batch, train_toy_model)
+from steering.protein.toy_model import DEFAULT_DIR, LOG_NAME, TrainConfig, evaluate_mlm, load_toy_model, mask_batch
+from steering.protein.train_loop import train_toy_model
 from steering.protein.toy_world import toy_records
 
 TINY = dict(layers=1, d_model=16, heads=2, ffn=32, batch_size=4, n_train=40, n_eval=16, eval_every=0,

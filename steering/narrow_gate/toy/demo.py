@@ -18,49 +18,80 @@ from . import world as W
 
 def run_toy_world(n: int = 400, seed: int = 1, n_pairs: int = 100, out=None, kinds=W.MODEL_KINDS,
                   batch_size: int = 100, flow_examples: int = 200, models: dict = None, geometry: bool = False,
-                  n_draws: int = 5) -> dict:
+                  n_draws: int = 5, progress=False) -> dict:
     """Flow, ablation table and EOI patching for each toy model; ``models`` overrides the shipped ones.
 
     ``n_draws``: random draws averaged in the ``random`` row (the authors' 5).
     ``geometry=True`` adds the modality gap and the label overlap at the gate (``interp.geometry``).
-    ``out``: per-model CSV/PNG files and ``report.md``.
+    ``out``: per-model CSV/PNG files and ``report.md`` (``res["written"]``: the paths).
+    ``progress``: show the stages (model × flow / ablation / patching / geometry) as they run
+    (:mod:`hooks.progress`: a bar on a terminal, plain lines elsewhere), or a rich Console to draw on.
     """
+    from hooks.progress import progress as progress_display
+
+    from .. import report
+
+    examples = W.make_examples(n, seed=seed)
+    pairs = W.make_pairs(n_pairs, seed=seed + 1)
+    res = {"n": n, "seed": seed, "chance": W.chance(examples), "written": []}
+    stages = ["flow", "ablation table", "patching"] + (["geometry"] if geometry else [])
+    bar = progress_display("gate toy", len(kinds) * len(stages), unit="stages",
+                           console=None if isinstance(progress, bool) else progress, enabled=bool(progress))
+    with bar:
+        for kind in kinds:
+            _one_model(res, kind, examples, pairs, stages, bar, seed=seed, batch_size=batch_size,
+                       flow_examples=flow_examples, models=models, n_draws=n_draws, out=out)
+        if out is not None:
+            res["written"].append(report.write_text(Path(out) / "report.md", markdown_report(res)))
+    return res
+
+
+def _one_model(res, kind, examples, pairs, stages, bar, *, seed, batch_size, flow_examples, models, n_draws, out):
+    """Flow, ablation table, patching (and geometry) of one toy model into ``res[kind]``; files under ``out/kind``."""
     from ..ablations import ablation_table, standard_ablations
     from ..flow import attention_flow
     from ..patching import patch_gate
     from .. import report
 
-    examples = W.make_examples(n, seed=seed)
-    pairs = W.make_pairs(n_pairs, seed=seed + 1)
-    res = {"n": n, "seed": seed, "chance": W.chance(examples)}
-    for kind in kinds:
-        hm = (models or {}).get(kind) or W.load_toy_model(kind)
-        flow = attention_flow(hm, examples[:flow_examples], batch_size=batch_size, task="classify")
-        table = ablation_table(hm, {"accuracy": (examples, "classify"), "answer": (examples, "vqa")},
-                               standard_ablations(hm.n_layers, seed=seed, n_draws=n_draws), batch_size=batch_size)
-        table = table.rename(columns={"accuracy accuracy": "accuracy", "answer vqa_accuracy": "generated"})
-        patch = patch_gate(hm, pairs, layers=list(range(1, hm.n_layers)), batch_size=batch_size)
-        res[kind] = {"flow": flow, "gate": flow.gate(), "table": table, "patch": patch}
-        if geometry:
-            from ..gap import modality_gap
-            from ..semantic import semantic_localisation
+    def stage(name):
+        bar.update(description=f"gate toy: {kind} {name}")
 
-            res[kind]["gap"] = modality_gap(hm, examples[:100], tokens_per_example=16, batch_size=batch_size,
-                                            task="classify", seed=seed)
-            cls = W.make_examples(200, seed=seed + 2, questions=("class",))
-            res[kind]["semantic"] = semantic_localisation(hm, cls, k=30, batch_size=batch_size)
-        if out is not None:
-            d = Path(out) / kind
-            flow.save(d)
-            patch.save(d)
-            report.write_frame(table, d / "ablation.csv")
-            report.write_text(d / "ablation.md", report.markdown_table(table.drop(columns="ablation"), "ablation"))
-            for name in ("gap", "semantic"):
-                if name in res[kind]:
-                    report.write_frame(res[kind][name], d / f"{name}.csv")
+    def done(name):
+        bar.advance(1, description=f"gate toy: {kind} {name} done")
+
+    hm = (models or {}).get(kind) or W.load_toy_model(kind)
+    stage("flow")
+    flow = attention_flow(hm, examples[:flow_examples], batch_size=batch_size, task="classify")
+    done("flow")
+    stage("ablation table")
+    table = ablation_table(hm, {"accuracy": (examples, "classify"), "answer": (examples, "vqa")},
+                           standard_ablations(hm.n_layers, seed=seed, n_draws=n_draws), batch_size=batch_size)
+    table = table.rename(columns={"accuracy accuracy": "accuracy", "answer vqa_accuracy": "generated"})
+    done("ablation table")
+    stage("patching")
+    patch = patch_gate(hm, pairs, layers=list(range(1, hm.n_layers)), batch_size=batch_size)
+    done("patching")
+    res[kind] = {"flow": flow, "gate": flow.gate(), "table": table, "patch": patch}
+    if "geometry" in stages:
+        stage("geometry")
+        from ..gap import modality_gap
+        from ..semantic import semantic_localisation
+
+        res[kind]["gap"] = modality_gap(hm, examples[:100], tokens_per_example=16, batch_size=batch_size,
+                                        task="classify", seed=seed)
+        cls = W.make_examples(200, seed=seed + 2, questions=("class",))
+        res[kind]["semantic"] = semantic_localisation(hm, cls, k=30, batch_size=batch_size)
+        done("geometry")
     if out is not None:
-        report.write_text(Path(out) / "report.md", markdown_report(res))
-    return res
+        d = Path(out) / kind
+        res["written"] += flow.save(d) + patch.save(d)
+        res["written"].append(report.write_frame(table, d / "ablation.csv"))
+        res["written"].append(report.write_text(d / "ablation.md",
+                                                report.markdown_table(table.drop(columns="ablation"), "ablation")))
+        for name in ("gap", "semantic"):
+            if name in res[kind]:
+                res["written"].append(report.write_frame(res[kind][name], d / f"{name}.csv"))
+        bar.log(f"{kind}: wrote {d.resolve()}/ (flow, ablation and patching CSV/PNG files)")
 
 
 def markdown_report(res: dict) -> str:

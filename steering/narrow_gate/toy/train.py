@@ -61,10 +61,12 @@ def register_keys(ids: torch.Tensor) -> torch.Tensor:
     return block & (ids != v[W.REG])
 
 
-def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
+def train_gate_model(kind: str, *, seed: int = 0, log=print, progress=False, **overrides):
     """Train one toy model; returns ``(HookedModel, stats)``. ``kind``: ``"gated"``, ``"free"``, ``"register"``,
-    or the LLaVA-layout ``"llava_gated"`` (:mod:`.llava_world`; the gated recipe on a LLaVA)."""
+    or the LLaVA-layout ``"llava_gated"`` (:mod:`.llava_world`; the gated recipe on a LLaVA). ``progress``:
+    show the steps, their rate, the time left and the loss (:mod:`hooks.progress`), or a rich Console to draw on."""
     import hooks
+    from hooks.progress import progress as progress_display
     from transformers import ChameleonForConditionalGeneration, LlavaForConditionalGeneration
 
     from ..errors import NarrowGateError
@@ -96,49 +98,53 @@ def train_gate_model(kind: str, *, seed: int = 0, log=print, **overrides):
         rng = random.Random(seed)
         mrng = torch.Generator().manual_seed(seed)
         t0, hist = time.time(), []
-        for step in range(cfg["steps"]):
-            if llava:
-                inputs, labels = LW.batch(rng, cfg["batch_size"])
-            else:
-                inputs, labels = _batch(rng, cfg["batch_size"], register=kind == "register")
-            ivs, pen = [], None
-            if kind in ("gated", "register", "llava_gated"):
-                if kind == "register":
-                    keys = register_keys(inputs["input_ids"])
+        bar = progress_display(f"training toy {kind}", cfg["steps"], unit="steps", enabled=bool(progress),
+                               console=None if isinstance(progress, bool) else progress)
+        with bar:
+            for step in range(cfg["steps"]):
+                if llava:
+                    inputs, labels = LW.batch(rng, cfg["batch_size"])
+                else:
+                    inputs, labels = _batch(rng, cfg["batch_size"], register=kind == "register")
+                ivs, pen = [], None
+                if kind in ("gated", "register", "llava_gated"):
+                    if kind == "register":
+                        keys = register_keys(inputs["input_ids"])
+                    else:
+                        lay = image_layout(hm, inputs)
+                        keys = lay.side & ~lay.gate
+                    ivs.append(hooks.Cache("attn_pattern.*", positions="text", layout="flat", device=None))
+                    if step < cfg["mask_fraction"] * cfg["steps"]:  # phase 1: the only way to the image is [EOI]
+                        ivs.append(hooks.Knockout("all", queries="text", keys=keys, mode="mask"))
                 else:
                     lay = image_layout(hm, inputs)
-                    keys = lay.side & ~lay.gate
-                ivs.append(hooks.Cache("attn_pattern.*", positions="text", layout="flat", device=None))
-                if step < cfg["mask_fraction"] * cfg["steps"]:  # phase 1: the only way to the image is [EOI]
-                    ivs.append(hooks.Knockout("all", queries="text", keys=keys, mode="mask"))
-            else:
-                lay = image_layout(hm, inputs)
-                drop = torch.rand(labels.shape[0], generator=mrng) < cfg["eoi_dropout"]
-                ivs.append(hooks.Knockout("all", queries="text", keys=lay.gate & drop[:, None], mode="mask"))
-            with hm.trace(inputs, grad=True) as tr:
-                caches = [tr.add(iv) for iv in ivs]
-            logits = tr.logits[:, :-1].float()
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
-            total = loss
-            if kind in ("gated", "register", "llava_gated"):
-                c = caches[0]
-                m = c.masks["attn_pattern.0"]  # (B, P) text queries, same for every layer
-                rows = torch.arange(m.shape[0]).repeat_interleave(m.sum(1))
-                km = keys[rows][:, None, :].float()  # (N, 1, K)
-                mass = torch.stack([(c[k] * km).sum(-1).mean() for k in c])  # per layer
-                pen = mass.sum()
-                total = loss + cfg["penalty"] * pen
-            opt.zero_grad()
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            if step % 100 == 0 or step == cfg["steps"] - 1:
-                row = {"step": step, "loss": round(loss.item(), 4), "seconds": round(time.time() - t0, 1)}
-                if pen is not None:
-                    row["side_mass"] = round(pen.item(), 5)
-                hist.append(row)
-                log(f"{kind}: " + "  ".join(f"{k} {v}" for k, v in row.items()))
+                    drop = torch.rand(labels.shape[0], generator=mrng) < cfg["eoi_dropout"]
+                    ivs.append(hooks.Knockout("all", queries="text", keys=lay.gate & drop[:, None], mode="mask"))
+                with hm.trace(inputs, grad=True) as tr:
+                    caches = [tr.add(iv) for iv in ivs]
+                logits = tr.logits[:, :-1].float()
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+                total = loss
+                if kind in ("gated", "register", "llava_gated"):
+                    c = caches[0]
+                    m = c.masks["attn_pattern.0"]  # (B, P) text queries, same for every layer
+                    rows = torch.arange(m.shape[0]).repeat_interleave(m.sum(1))
+                    km = keys[rows][:, None, :].float()  # (N, 1, K)
+                    mass = torch.stack([(c[k] * km).sum(-1).mean() for k in c])  # per layer
+                    pen = mass.sum()
+                    total = loss + cfg["penalty"] * pen
+                opt.zero_grad()
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                bar.advance(1, loss=round(loss.item(), 4))
+                if step % 100 == 0 or step == cfg["steps"] - 1:
+                    row = {"step": step, "loss": round(loss.item(), 4), "seconds": round(time.time() - t0, 1)}
+                    if pen is not None:
+                        row["side_mass"] = round(pen.item(), 5)
+                    hist.append(row)
+                    log(f"{kind}: " + "  ".join(f"{k} {v}" for k, v in row.items()))
         model.eval()
     finally:
         torch.set_num_threads(threads)
@@ -163,12 +169,14 @@ def save_toy_model(hm, stats: dict, path) -> Path:
     return path
 
 
-def train_gate_models(out=W.TOY_MODEL_DIR, *, seed: int = 0, kinds=W.MODEL_KINDS, log=print, **overrides) -> dict:
+def train_gate_models(out=W.TOY_MODEL_DIR, *, seed: int = 0, kinds=W.MODEL_KINDS, log=print, progress=False,
+                      **overrides) -> dict:
     """Train and save both toy models under ``out/gated`` and ``out/free``; returns their stats."""
     out = Path(out)
     res = {}
     for i, kind in enumerate(kinds):
-        hm, stats = train_gate_model(kind, seed=seed + i, log=log, **overrides)
+        hm, stats = train_gate_model(kind, seed=seed + i, log=log, progress=progress, **overrides)
         save_toy_model(hm, stats, out / kind)
+        log(f"{kind}: saved to {(out / kind).resolve()}")
         res[kind] = stats
     return res
