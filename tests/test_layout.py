@@ -29,15 +29,7 @@ ALLOWED = {
 # undo; the lead removes each entry once its fix is merged. The test fails on any cycle not listed
 # here and on an entry whose cycle is gone (or has changed: then list what is left, or fix it).
 KNOWN_CYCLES = [
-    # protein/pipeline.py <-> pipeline_report.py: all three import ``encode`` from pipeline
-    {"steering.protein.pipeline", "steering.protein.pipeline_report", "steering.protein.chance",
-     "steering.protein.steer_arm"},
-    {"steering.protein.toy_model", "steering.protein.train_loop"},
-    {"interp.cli", "interp.demo"},
     {"hooks.loading", "hooks.adapters.fair_esm", "hooks.adapters.transformer_lens"},
-    # not in the list, found by this test: saes/dashboard/__init__.py (attention_view)
-    # <-> attention.py (``from . import HTMLView``)
-    {"saes.dashboard", "saes.dashboard.attention"},
 ]
 
 

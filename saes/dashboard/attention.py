@@ -132,7 +132,7 @@ class AttentionView:
         self.path, self.data, self.html = Path(path), data, html
 
     def _repr_html_(self) -> str:
-        from . import HTMLView
+        from .view import HTMLView
 
         return HTMLView(render_attention(self.data, assets=None))._repr_html_()
 
