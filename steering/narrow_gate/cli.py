@@ -110,7 +110,7 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate
                                seed=seed)
             report.write_frame(gdf, out / "modality_gap.csv")
             report.plot_layers(gdf, out / "modality_gap.png", [c for c in ("cos_median", "homogeneity") if c in gdf],
-                               "modality gap", "value")
+                               "modality gap", "value", model=model, positions="text and image tokens")
             con.print(_table(gdf, "modality gap"))
         labelled = sum(e.get("label") is not None for e in examples)
         if semantic and labelled and labelled < len(examples):
@@ -123,7 +123,8 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate
 
             sdf = semantic_localisation(hm, examples, layers=lay, batch_size=batch_size)
             report.write_frame(sdf, out / "semantic_overlap.csv")
-            report.plot_layers(sdf, out / "semantic_overlap.png", list(sdf.columns), "label overlap (k=30)", "overlap")
+            report.plot_layers(sdf, out / "semantic_overlap.png", list(sdf.columns), "label overlap (k=30)", "overlap",
+                               model=model)
             con.print(_table(sdf, "label overlap (k=30)"))
     except _errors() as e:
         _fail(str(e))
