@@ -48,6 +48,9 @@ def test_to_markdown_renders_every_output_kind():
     nb = new_notebook(cells=[
         new_markdown_cell("# Title\nSome *text*."),
         new_code_cell("print('hi')", outputs=[new_output("stream", name="stdout", text="\x1b[31mhi\x1b[0m\n")]),
+        new_code_cell("bar", outputs=[new_output("stream", name="stderr", text="\rload   0%"),
+                                      new_output("stream", name="stderr", text="\rload 100%\n"),
+                                      new_output("stream", name="stderr", text="done\n")]),
         new_code_cell("df", outputs=[new_output("execute_result", data={"text/html": "<table><tr><td>1</td></tr></table>",
                                                                         "text/plain": "   a\n0  1"}, execution_count=2)]),
         new_code_cell("img", outputs=[new_output("display_data", data={"image/png": png, "text/plain": "<Image>"})]),
@@ -61,4 +64,5 @@ def test_to_markdown_renders_every_output_kind():
     assert "<table><tr><td>1</td></tr></table>" in md and "   a\n0  1" not in md      # HTML preferred over plain
     assert images == {"nb_0.png": b"\x89PNG fake"} and "![output 1](nb_0.png)" in md
     assert "```text\n42\n```" in md and "ZeroDivisionError: division by zero" in md
-    assert md.count('<div class="nb-output" markdown="1">') == 5
+    assert "```text\nload 100%\ndone\n```" in md and "load   0%" not in md  # one stream block, progress bar's last state
+    assert md.count('<div class="nb-output" markdown="1">') == 6

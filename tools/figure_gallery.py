@@ -145,7 +145,7 @@ def _resave(src: Path, dst: Path, width: int) -> None:
     img = Image.open(src)
     if img.width > width:
         img = img.resize((width, max(1, round(img.height * width / img.width))), Image.LANCZOS)
-    img.save(dst, optimize=True)
+    img.convert("RGB").quantize(256).save(dst, optimize=True)
 
 
 if __name__ == "__main__":

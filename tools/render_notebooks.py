@@ -9,8 +9,9 @@ time, without executing anything).
 
 Execution uses the small settings the notebook tests use (``INTERP_NOTEBOOK_SMALL=1``, one thread,
 Agg backend), runs in the repository root, writes outputs that notebook 02 saves to a temporary
-folder (``INTERP_NOTEBOOK_OUT``), drops per-cell timing metadata (stable diffs) and replaces the
-notebook atomically. A notebook that fails is reported and left unchanged (exit status 1).
+folder (``INTERP_NOTEBOOK_OUT``), drops per-cell timing metadata (stable diffs), downscales PNG
+outputs wider than 900 px (256-colour palette) and replaces the notebook atomically. A notebook
+that fails is reported and left unchanged (exit status 1).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ NOTEBOOKS = ROOT / "notebooks"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 ENV = {"INTERP_NOTEBOOK_SMALL": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
        "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+MAX_WIDTH = 900   # stored PNG outputs are downscaled to this width (pixels)
 
 
 def execute(path: Path, timeout: int = 1200) -> float:
@@ -52,6 +54,42 @@ def execute(path: Path, timeout: int = 1200) -> float:
                     os.environ[k] = v
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+    shrink_images(nb)
+    write(nb, path)
+    return time.time() - t0
+
+
+def shrink_images(nb, width: int = MAX_WIDTH) -> int:
+    """Downscale stored PNG outputs wider than ``width`` pixels and store them with a 256-colour
+    palette when that is smaller (keeps the committed notebooks small); returns how many changed."""
+    import io
+
+    from PIL import Image
+
+    n = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" not in data:
+                continue
+            raw = base64.b64decode(data["image/png"])
+            img = Image.open(io.BytesIO(raw)).convert("RGB")
+            if img.width > width:
+                img = img.resize((width, max(1, round(img.height * width / img.width))), Image.LANCZOS)
+            buf = io.BytesIO()
+            img.quantize(256).save(buf, format="png", optimize=True)
+            if len(buf.getvalue()) < len(raw):
+                data["image/png"] = base64.b64encode(buf.getvalue()).decode()
+                n += 1
+    return n
+
+
+def write(nb, path: Path) -> None:
+    """Write ``nb`` to ``path`` atomically (temp file, then rename), cell ids filled in."""
+    import nbformat
+    from nbformat.validator import normalize
+
+    nb = nbformat.from_dict(normalize(nb)[1]) if nb.get("nbformat_minor", 0) >= 5 else nb
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         nbformat.write(nb, tmp)
@@ -59,7 +97,6 @@ def execute(path: Path, timeout: int = 1200) -> float:
     finally:
         if tmp.exists():
             tmp.unlink()
-    return time.time() - t0
 
 
 def _text(x) -> str:
@@ -69,6 +106,27 @@ def _text(x) -> str:
 def _fence(text: str, lang: str = "text") -> list:
     ticks = "```" if "```" not in text else "````"
     return [f'{ticks}{lang}', text, ticks, ""]
+
+
+def _merge_streams(outputs) -> list:
+    """Consecutive outputs of one stream joined, and carriage returns applied as a terminal shows
+    them (a progress bar's last state only)."""
+    merged = []
+    for out in outputs:
+        if out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream" \
+                and merged[-1].get("name") == out.get("name"):
+            merged[-1] = {**merged[-1], "text": _text_raw(merged[-1]["text"]) + _text_raw(out.get("text", ""))}
+        else:
+            merged.append(dict(out))
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = "\n".join(line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r")
+                                    for line in _text_raw(out["text"]).split("\n"))
+    return merged
+
+
+def _text_raw(x) -> str:
+    return "".join(x) if isinstance(x, list) else str(x)
 
 
 def to_markdown(nb, stem: str) -> tuple[str, dict]:
@@ -83,11 +141,12 @@ def to_markdown(nb, stem: str) -> tuple[str, dict]:
         if cell.cell_type != "code" or not cell.source.strip():
             continue
         lines += _fence(_text(cell.source), "python")
-        for out in cell.get("outputs", []):
+        for out in _merge_streams(cell.get("outputs", [])):
             body = []
             kind = out.get("output_type")
             if kind == "stream":
-                body = _fence(_text(out.get("text", "")))
+                text = _text(out.get("text", ""))
+                body = _fence(text) if text.strip() else []
             elif kind == "error":
                 body = _fence(_text(out.get("traceback", [out.get("evalue", "")])))
             else:
