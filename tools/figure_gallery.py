@@ -2,7 +2,7 @@
 seconds on a CPU): the before/after images of ``docs/figures.md`` and the inputs that
 ``tests/test_plot_style.py`` checks the shared style on.
 
-    python tools/figure_gallery.py docs/figures/before_after --suffix after --width 560
+    python tools/figure_gallery.py docs/figures/before_after --suffix after --width 720
 
 Each figure is drawn by the repository's own plotting function; the inputs carry the metadata a
 real run records (model, site, positions in ``DataFrame.attrs`` / ``params``), so the titles can
@@ -152,7 +152,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
     ap.add_argument("--suffix", default="")
-    ap.add_argument("--width", type=int, default=560, help="largest width in pixels")
+    ap.add_argument("--width", type=int, default=720, help="largest width in pixels")
     a = ap.parse_args()
     for k, v in render_all(a.out, a.suffix, a.width).items():
         print(k, v, v.stat().st_size)

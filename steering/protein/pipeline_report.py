@@ -70,6 +70,8 @@ def _md_table(rows: list, header: list) -> list:
 
 
 def render(summary: dict, table) -> str:
+    from hooks.plot_style import format_q
+
     from .pipeline_dashboard import latent_page
 
     s = summary
@@ -90,7 +92,7 @@ def render(summary: dict, table) -> str:
     rows = [[t, latent(a["latent"]), f"{a['threshold']:g}", f"{a['val_f1']:.3f}", f"**{a['f1']:.3f}**",
              f"{a.get('chance_always_on_f1', float('nan')):.3f}", f"{a.get('chance_random_latent_f1', float('nan')):.3f}",
              "yes" if a.get("beats_chance") else "**no**", f"{a['precision']:.3f}",
-             f"{a['recall_domain']:.3f}", f"{a['f1_residue']:.3f}", f"{a['fdr_q']:.1e}"]
+             f"{a['recall_domain']:.3f}", f"{a['f1_residue']:.3f}", format_q(a["fdr_q"])]
             for t, a in s["annotations"].items()]
     L += _md_table(rows, ["annotation", "latent", "threshold", "val F1", "test F1", "chance: always on",
                           "chance: best shuffled latent", "beats chance", "precision", "recall (domain)",
