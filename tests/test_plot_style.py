@@ -5,6 +5,7 @@ rules checked on the figures the repository's own plotting functions draw (tools
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import os
 import re
@@ -87,11 +88,11 @@ def test_heatmap_layer_ticks_at_rows():
 
 # --- every figure goes through the style module -------------------------------------------------------------------
 
-def _sources():
-    for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).rglob("*.py")):
-            if path != STYLE:
-                yield path, ast.parse(path.read_text(), str(path))
+@functools.lru_cache(maxsize=1)
+def _sources() -> tuple:
+    """``((path, ast), ...)`` of every Python file of the packages and tools except the style module."""
+    return tuple((path, ast.parse(path.read_text(), str(path))) for pkg in PACKAGES
+                 for path in sorted((ROOT / pkg).rglob("*.py")) if path != STYLE)
 
 
 def test_no_figure_is_drawn_or_saved_outside_the_style_module():
