@@ -49,6 +49,7 @@ HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
 SMALLEST = 1e-300
 FIGURE_FUNCTIONS: dict = {}   # "module.function" -> function, filled by @styled
 _CAPTURED: list | None = None
+_DRAWING: list = []           # names of the @styled functions running (innermost last)
 
 
 def format_q(q, digits: int = 1) -> str:
@@ -84,14 +85,20 @@ def line_styles(n: int | None = None, *, fill: bool = True, nested: bool = False
 def styled(fn):
     """Decorator for a function that draws figures: runs it under the shared rc style (:data:`RC`)
     and lists it in :data:`FIGURE_FUNCTIONS`."""
+    name = f"{fn.__module__}.{fn.__qualname__}"
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         import matplotlib
 
-        with matplotlib.rc_context(RC):
-            return fn(*args, **kwargs)
+        _DRAWING.append(name)
+        try:
+            with matplotlib.rc_context(RC):
+                return fn(*args, **kwargs)
+        finally:
+            _DRAWING.pop()
 
-    FIGURE_FUNCTIONS[f"{fn.__module__}.{fn.__qualname__}"] = wrapper
+    FIGURE_FUNCTIONS[name] = wrapper
     return wrapper
 
 
@@ -201,8 +208,9 @@ def legend_outside(ax, *args, where: str = "right", **kw):
 
 @contextlib.contextmanager
 def capture():
-    """Collect ``(path, fig)`` of every figure :func:`save_figure` writes inside the block (the
-    figures stay open for inspection); for tests of the style rules."""
+    """Collect ``(path, fig, function)`` of every figure :func:`save_figure` writes inside the block
+    (``function``: the :func:`styled` function drawing it, ``None`` outside one; the figures stay
+    open for inspection); for tests of the style rules."""
     global _CAPTURED
     prev, _CAPTURED = _CAPTURED, []
     try:
@@ -225,7 +233,7 @@ def save_figure(fig, path, *, close: bool = True, mode: int = 0o644, dpi: float 
         if tmp.exists():
             tmp.unlink()
         if _CAPTURED is not None:
-            _CAPTURED.append((path, fig))
+            _CAPTURED.append((path, fig, _DRAWING[-1] if _DRAWING else None))
         elif close and fig.canvas.manager is not None:     # a pyplot figure: free pyplot's reference
             import matplotlib.pyplot as plt
 

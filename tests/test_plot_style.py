@@ -148,9 +148,10 @@ def drawn(tmp_path_factory):
     gallery = _gallery()
     with capture() as figs:
         gallery.render_all(tmp_path_factory.mktemp("gallery"))
-    for _, fig in figs:
+        gallery.render_more(tmp_path_factory.mktemp("more"))
+    for _, fig, _ in figs:
         fig.canvas.draw()
-    return gallery, [(p.name, fig) for p, fig in figs]
+    return gallery, [(p.name, fig) for p, fig, _ in figs], {fn for _, _, fn in figs}
 
 
 def _plot_axes(fig):
@@ -162,26 +163,31 @@ def _titles(fig):
                     + [ax.get_title(loc="left") for ax in fig.axes])
 
 
-def test_the_gallery_covers_the_figure_functions(drawn):
-    _, figs = drawn
-    assert len(figs) >= 12
-    for name in ("interp.landscape.plots.plot_landscape", "interp.patching.plots.heatmaps",
-                 "interp.topology.report.plot_results", "saes.annotation_plots.plot_profiles",
-                 "steering.narrow_gate.report.plot_patch"):
-        assert name in FIGURE_FUNCTIONS
+def test_the_gallery_covers_every_figure_function(drawn):
+    """Each ``@styled`` function of the repository drew at least one figure in the gallery (so the rules below are
+    checked on it): a new figure function must be added to tools/figure_gallery.py."""
+    _, figs, drawers = drawn
+    assert len(figs) >= 18
+    for path, tree in _sources():
+        for fn in ast.walk(tree):
+            if isinstance(fn, ast.FunctionDef) and any(getattr(d, "id", "") == "styled" for d in fn.decorator_list):
+                mod = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+                assert f"{mod}.{fn.name}" in drawers, f"{mod}.{fn.name} is not drawn by tools/figure_gallery.py"
+    assert "interp.geometry.profile._plot_profile" in drawers and drawers <= set(FIGURE_FUNCTIONS)
 
 
 def test_titles_name_model_site_and_positions(drawn):
-    gallery, figs = drawn
+    gallery, figs, _ = drawn
     for name, fig in figs:
         text = _titles(fig)
         assert text.strip(), name
-        if name.startswith("profiles"):
+        if name.startswith(("profiles", "f1")):
             assert "esm2" in text and "resid_post.4" in text, (name, text)
             continue
-        model = "toy gated VLM" if name.startswith("patch") else gallery.MODEL
+        model = "toy gated VLM" if name.startswith(("patch", "flow", "ablation", "modality")) else gallery.MODEL
         assert model in text and "positions" in text, (name, text)
-        assert any(s in text for s in ("input_norm", "resid_pre", "post_attention_layernorm")), (name, text)
+        assert any(s in text for s in ("input_norm", "resid_pre", "resid_post", "post_attention_layernorm",
+                                       "attn_pattern", "head_out")), (name, text)
 
 
 def _each_axes(drawn):

@@ -100,6 +100,68 @@ def protein_profiles():
              "spans": [(20, 43, "ZN_FING"), (60, 80, "TRANSMEM")]}]
 
 
+def gate_flow_result():
+    import pandas as pd
+
+    L = pd.Index(range(6), name="layer")
+    eoi = np.array([.1, .5, .7, .8, .8, .75])
+    shares = pd.DataFrame({"special": .05, "image": (1 - eoi - .05) * .8, "last_image": (1 - eoi - .05) * .2,
+                           "eoi": eoi, "side_mass": np.linspace(.6, .3, 6)}, index=L)
+    return SimpleNamespace(shares=shares, meta={"model": "toy gated VLM"})
+
+
+def gate_tables():
+    import pandas as pd
+
+    abl = pd.DataFrame({"accuracy": [.92, .26, .9, .91], "generated": [.88, .25, .86, .87]},
+                       index=["none", "[EOI]", "img→text", "random"])
+    abl.attrs.update({"model": "toy gated VLM"})
+    gap = pd.DataFrame({"cos_median": np.linspace(.1, .6, 6), "homogeneity": np.linspace(.9, .3, 6)},
+                       index=pd.Index(range(6), name="layer"))
+    gap.attrs.update({"model": "toy gated VLM", "site": "resid_post", "positions": "text and image tokens"})
+    return abl, gap
+
+
+def annotation_counts():
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    concepts = ["ZN_FING", "TRANSMEM", "COILED"]
+    f1 = rng.uniform(0, .3, (3, 16, 4))            # concept × latent × threshold
+    for c in range(3):
+        f1[c, 4 * c:4 * c + 3] += .6
+    counts = SimpleNamespace(concepts=concepts, metrics=lambda: {"f1": f1})
+    table = pd.DataFrame([{"concept": c, "rank": r + 1, "latent": 4 * i + r} for i, c in enumerate(concepts)
+                          for r in range(3)])
+    return counts, table
+
+
+def patching_head_frame():
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame([{"site": "head_out", "layer": L, "head": h, "position": p, "effect": float(rng.normal(0, .2))}
+                       for L in (2, 3) for h in range(4) for p in range(5)])
+    df.attrs.update({"metric": "logit_diff", "direction": "noising", "model": MODEL})
+    return df
+
+
+def render_more(out_dir) -> list:
+    """The other figure functions (not in the before/after page), for the tests of the style rules."""
+    from interp.patching.plots import heatmaps
+    from saes.annotation_plots import plot_f1_heatmap
+    from steering.narrow_gate.report import plot_ablation, plot_flow, plot_layers
+
+    out = Path(out_dir)
+    abl, gap = gate_tables()
+    counts, table = annotation_counts()
+    return [plot_flow(gate_flow_result(), out / "flow.png"),
+            plot_ablation(abl, out / "ablation.png"),
+            plot_layers(gap, out / "modality_gap.png", list(gap.columns), "Modality gap", "value"),
+            plot_f1_heatmap(counts, counts, table, out / "f1.png", model="esm2", site="resid_post.4"),
+            *heatmaps(patching_head_frame(), out / "heads")]
+
+
 def render_all(out_dir, suffix: str = "", width: int | None = None) -> dict:
     """``{name: png path}`` for the gallery figures, written to ``out_dir/<name>{_suffix}.png``."""
     from interp.geometry.profile import plot_profile

@@ -97,6 +97,7 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate
         examples, t = load_data(data, n=n, seed=seed, task=task)
         lay = _ints(layers)
         res = attention_flow(hm, examples, layers=lay, batch_size=batch_size, task=t, progress=True)
+        res.meta["model"] = model  # gate.json and the figure title name it
         res.save(out)
         con = _console()
         con.print(_table(res.shares, f"attention flow — {model}"))
@@ -191,6 +192,7 @@ def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gat
         res = patch_gate(hm, pairs, layers=_ints(layers), mode=mode, batch_size=batch_size)
     except _errors() as e:
         _fail(str(e))
+    res.summary.attrs["model"] = model  # the figure title names it
     res.save(out)
     _console().print(_table(res.summary, f"gate patching ({mode}) — {model}"))
     _console().print(f"wrote {out}")

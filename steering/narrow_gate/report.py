@@ -74,7 +74,7 @@ def _meta(obj, **kw) -> dict:
 def plot_flow(res, path, *, model=None) -> Path:
     """Stacked shares of the four key groups per layer, and the text→image-side mass."""
     df = res.shares
-    meta = _meta(df, model=model or getattr(res, "model", None), site="attn_pattern.*",
+    meta = _meta(df, model=model or getattr(res, "meta", {}).get("model"), site="attn_pattern.*",
                  positions="text queries → image-side keys")
     fig, (a, b) = figure(1, 2, width=10.5, height=3.8)
     bottom = None
@@ -103,7 +103,8 @@ def plot_ablation(df, path, title: str = "", *, model=None) -> Path:
     ax.set_xticks([m + 0.4 - w / 2 for m in range(len(metrics))], metrics)
     ax.set(ylabel="score", xlabel="metric")
     ax.set_title(title_from("Attention knockout" + (f" — {title}" if title else ""),
-                            _meta(df, model=None if title else model), positions="text queries → knocked-out keys"))
+                            _meta(df, model=None if title else model), site="attn_pattern.* (all layers)",
+                            positions="text queries → knocked-out keys"))
     legend_outside(ax, title="ablation")
     return save_figure(fig, path)
 
@@ -118,7 +119,7 @@ def plot_patch(res, path, *, model=None) -> Path:
     ax.plot(s.index, s["overlap"], label="overlap with base", **st[1])
     ax.set(ylim=(0, 1.02), ylabel="fraction of pairs")
     layer_axis(ax, list(s.index), label="patched layer")
-    ax.set_title(title_from(f"Gate patching ({res.mode})", _meta(s, model=model or getattr(res, "model", None)),
+    ax.set_title(title_from(f"Gate patching ({res.mode})", _meta(s, model=model),
                             site="resid_pre", positions="[EOI]" if res.mode == "eoi" else res.mode))
     legend_outside(ax)
     return save_figure(fig, path)
