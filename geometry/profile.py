@@ -284,48 +284,57 @@ def _prominent_peaks(y: np.ndarray, min_prom: float) -> list[int]:
     return peaks
 
 
-def plot_profile(df, out_dir: str | Path, chosen: Sequence | None = None) -> list[Path]:
-    """Save ``id_profile.png`` (and ``ari_profile.png`` when labels were given).
-
-    Uses matplotlib's Agg canvas directly (no pyplot, no global backend change).
+def plot_profile(df, out_dir: str | Path, chosen: Sequence | None = None, *, model=None, site=None,
+                 positions=None) -> list[Path]:
+    """Save ``id_profile.png`` (and ``ari_profile.png`` when labels were given) in the shared style
+    (:mod:`hooks.plot_style`): integer layer ticks (the number that changes between layer names; unnumbered
+    names such as the final norm come after the last block), titles naming model, site and positions
+    (keywords, else ``df.attrs``), legends outside the axes.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from hooks.plot_style import styled
+
+    return styled(_plot_profile)(df, out_dir, chosen, model=model, site=site, positions=positions)
+
+
+def _plot_profile(df, out_dir, chosen, *, model, site, positions) -> list[Path]:
+    from hooks.plot_style import figure, layer_axis, layer_numbers, legend_outside, line_styles, save_figure, title_from
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    x = np.arange(len(df))
-    names = [str(n) for n in df["layer"]]
+    nums, extra = layer_numbers(list(df["layer"]))
+    x = np.asarray(nums)
+    label = "layer" + "".join(f"  ({k} = {v})" for k, v in extra.items())
+    meta = dict(model=model, site=site, positions=positions)
+    st = line_styles(2, fill=False)
     paths = []
 
-    fig = Figure(figsize=(max(5.0, 0.35 * len(df) + 3), 3.6), tight_layout=True)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(x, df["id_twonn"], "o-", label="TwoNN")
-    ax.errorbar(x, df["id_gride"], yerr=df["id_gride_err"], fmt="s--", ms=3, label="Gride")
+    fig, ax = figure(width=max(5.0, 0.3 * len(df) + 3))
+    ax.plot(x, df["id_twonn"], label="TwoNN", **st[0])
+    ax.errorbar(x, df["id_gride"], yerr=df["id_gride_err"], capsize=2, label="Gride (± err)", **st[1])
     for c in chosen or []:
-        if str(c) in names:
-            ax.axvline(names.index(str(c)), color="tab:red", alpha=0.3, lw=6)
-    ax.set_xticks(x, names, rotation=60 if len(x) > 8 else 0, fontsize=8)
-    ax.set_xlabel("layer")
+        if str(c) in map(str, df["layer"]):
+            ax.axvline(x[list(map(str, df["layer"])).index(str(c))], color="0.5", alpha=0.25, lw=6,
+                       label="chosen layer")
+    layer_axis(ax, x, label=label)
     ax.set_ylabel("intrinsic dimension")
-    ax.legend()
-    paths.append(out / "id_profile.png")
-    fig.savefig(paths[-1], dpi=120)
+    ax.set_title(title_from("Intrinsic dimension per layer", df.attrs, n=_n(df), **meta))
+    legend_outside(ax)
+    paths.append(save_figure(fig, out / "id_profile.png"))
 
     if df["ari"].notna().any():
-        fig = Figure(figsize=(max(5.0, 0.35 * len(df) + 3), 3.6), tight_layout=True)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        ax.plot(x, df["ari"], "o-", label="ARI (ADP vs labels)")
-        ax.plot(x, df["label_overlap"], "s--", label="label overlap")
-        ax.set_xticks(x, names, rotation=60 if len(x) > 8 else 0, fontsize=8)
+        fig, ax = figure(width=max(5.0, 0.3 * len(df) + 3))
+        ax.plot(x, df["ari"], label="ARI (ADP vs labels)", **st[0])
+        ax.plot(x, df["label_overlap"], label="label overlap", **st[1])
         ax.set_ylim(-0.05, 1.05)
-        ax.set_xlabel("layer")
-        ax.legend()
-        paths.append(out / "ari_profile.png")
-        fig.savefig(paths[-1], dpi=120)
+        layer_axis(ax, x, label=label)
+        ax.set_ylabel("agreement with the labels")
+        ax.set_title(title_from("Clusters vs labels per layer", df.attrs, n=_n(df), **meta))
+        legend_outside(ax)
+        paths.append(save_figure(fig, out / "ari_profile.png"))
     return paths
+
+
+def _n(df):
+    return int(df["n_points"].iloc[0]) if "n_points" in df and len(df) else None
 
 
 def save_profile(df, out_dir: str | Path, chosen: Sequence | None = None) -> list[Path]:

@@ -160,6 +160,8 @@ def register(app) -> None:
             df = layer_profile(reps, lab, device=dev)
             df["id"], df["id_err"] = ids["id"].to_numpy(), ids["id_err"].to_numpy()
             df.attrs["protocol"] = {"site": site, "pool": pool, "fraction": fraction, "decimation": decimation}
+            df.attrs.update(model=str(model), site=site,
+                            positions="last" if pool == "last" else f"{positions or 'all'}, {pool}-pooled")
             chosen, why = select_layers_by_id(df, return_reason=True)
             paths = save_profile(df, out, chosen) if out is not None else []
             print_profile(df, chosen, paths)

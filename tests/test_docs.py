@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +79,20 @@ def test_concept_and_analysis_pages_are_in_the_nav():
                  "concepts/attention.md", "concepts/saes.md", "concepts/geometry.md", "analyses/run-and-sweep.md",
                  "analyses/id-profile.md", "analyses/landscape.md", "analyses/zigzag-and-prune.md",
                  "analyses/narrow-gate.md", "analyses/protein-demo.md", "analyses/dashboards.md", "spec.md",
-                 "cli.md", "errors/index.md"):
+                 "cli.md", "errors/index.md", "figures.md"):
         assert (DOCS / page).exists() and page in nav, page
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"notebooks/{nb.stem}.md" in nav, f"{nb.name} is not in the mkdocs nav"
+
+
+def test_before_after_figures_come_in_pairs():
+    pngs = {p.name for p in (DOCS / "figures" / "before_after").glob("*.png")}
+    names = {n.rsplit("_", 1)[0] for n in pngs}
+    assert len(names) >= 4
+    text = (DOCS / "figures.md").read_text()
+    for n in names:
+        assert {f"{n}_before.png", f"{n}_after.png"} <= pngs, n
+        assert f"figures/before_after/{n}_before.png" in text and f"figures/before_after/{n}_after.png" in text, n
 
 
 def test_the_cli_page_lists_every_command():
@@ -104,6 +117,18 @@ def test_docs_build_strict(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (tmp_path / "site" / "errors" / "hooks.errors.UnknownSiteError" / "index.html").exists()
     assert "UnknownSiteError" in (tmp_path / "site" / "api" / "hooks" / "index.html").read_text()
+    # the notebooks, rendered with their stored outputs (tools/mkdocs_notebooks.py)
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        page = tmp_path / "site" / "notebooks" / nb.stem / "index.html"
+        assert page.exists(), f"no page for {nb.name}"
+        html = page.read_text()
+        assert html.count('class="nb-output"') >= 1, f"{nb.name}: no output rendered (run tools/render_notebooks.py)"
+        for img in re.findall(r'src="\.\./([^"]+\.png)"', html):
+            assert (tmp_path / "site" / "notebooks" / img).stat().st_size > 0
+    # the before/after figures
+    figures = (tmp_path / "site" / "figures" / "index.html").read_text()
+    for png in sorted((DOCS / "figures" / "before_after").glob("*.png")):
+        assert png.name in figures and (tmp_path / "site" / "figures" / "before_after" / png.name).exists()
 
 
 def test_the_cli_page_documents_the_shared_defaults():

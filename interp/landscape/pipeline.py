@@ -241,7 +241,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
     from .plots import plot_landscape
 
     files["table"] = write_text_atomic(out / "landscape.csv", table.to_csv(index=False))
-    files["figures"] = plot_landscape(table, out / "figures")
+    files["figures"] = plot_landscape(table, out / "figures", model=mid, site=site, positions="last")
     summary = {
         "model": mid, "data": str(data), "n_questions": len(test), "subjects": subjects,
         "per_subject": per_subject, "seed": seed, "shots": ks, "letter_ids": ids,

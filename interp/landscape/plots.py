@@ -11,20 +11,17 @@ paper's layer label (:mod:`interp.landscape.sites`).
     from interp.landscape.plots import plot_landscape
     paths = plot_landscape(table, "runs/x/figures")     # ari_subjects.png, ari_letters.png, ...
 
-Matplotlib's Agg canvas is used directly (no pyplot state, no global backend change); each
-file is written atomically.
+Drawn in the shared style (:mod:`hooks.plot_style`: Agg canvas, no pyplot state; integer layer
+ticks; legends outside the axes; each file written atomically).
 """
 from __future__ import annotations
 
-import io
-import os
 import re
 from pathlib import Path
 
-__all__ = ["FIGURES", "plot_landscape", "condition_label"]
+from hooks.plot_style import figure, layer_axis, legend_outside, line_styles, save_figure, styled, title_from
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-STYLES = ("-", "--", ":", "-.")
+__all__ = ["FIGURES", "plot_landscape", "condition_label"]
 
 FIGURES = {
     "ari_subjects": ("ARI (ADP clusters vs subjects)", (-0.05, 1.05)),
@@ -47,32 +44,16 @@ def _shots(cond: str):
     return int(m.group(1)) if m else None
 
 
-def _save_atomic(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def plot_landscape(table, out_dir, metrics=None) -> list:
-    """Write one figure per metric (see :data:`FIGURES`) into ``out_dir``; returns the paths."""
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
+@styled
+def plot_landscape(table, out_dir, metrics=None, *, model=None, site=None, positions=None) -> list:
+    """Write one figure per metric (see :data:`FIGURES`) into ``out_dir``; returns the paths. Titles
+    name model, site and positions (keywords, else ``table.attrs``)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     conds = list(dict.fromkeys(table["condition"]))
     icl = sorted([c for c in conds if _shots(c) is not None], key=_shots)
     other = [c for c in conds if _shots(c) is None]
-    cmap = colormaps["viridis"]
+    styles = dict(zip(icl + other, line_styles(len(icl) + len(other), fill=False, nested=True)))
+    meta = dict(model=model, site=site, positions=positions)
     paths = []
     for metric in metrics or FIGURES:
         title, ylim = FIGURES.get(metric, (metric, None))
@@ -80,10 +61,7 @@ def plot_landscape(table, out_dir, metrics=None) -> list:
         if sub.empty:
             continue
         err = table[table["metric"] == f"{metric}_err"]
-        fig = Figure(figsize=(9.0, 3.6), tight_layout=True)
-        FigureCanvasAgg(fig)
-        ax_icl = fig.add_subplot(1, 2, 1)
-        ax_sft = fig.add_subplot(1, 2, 2, sharey=ax_icl)
+        fig, (ax_icl, ax_sft) = figure(1, 2, width=10.0, height=3.8, sharey=True)
 
         def curve(ax, cond, **kw):
             d = sub[sub["condition"] == cond].sort_values("layer")
@@ -94,22 +72,20 @@ def plot_landscape(table, out_dir, metrics=None) -> list:
             else:
                 ax.plot(d["layer"], d["value"], label=condition_label(cond), **kw)
 
-        for i, c in enumerate(icl):
-            curve(ax_icl, c, marker=MARKERS[i % len(MARKERS)], ms=4, ls=STYLES[i % len(STYLES)], mfc="none",
-                  color=cmap(i / max(1, len(icl) - 1) * 0.85))
+        for c in icl:
+            curve(ax_icl, c, **styles[c])
         if "0shot" in icl and other:
-            curve(ax_sft, "0shot", color="0.6", ls="--", marker="o", ms=3, mfc="none")
-        for j, c in enumerate(other):
-            curve(ax_sft, c, marker=MARKERS[(j + 1) % len(MARKERS)], ms=4, ls=STYLES[j % len(STYLES)],
-                  color=("tab:red", "tab:purple", "tab:brown")[j % 3])
+            curve(ax_sft, "0shot", **{**styles["0shot"], "color": "0.6"}, alpha=0.8)
+        for c in other:
+            curve(ax_sft, c, **styles[c])
         for ax, name in ((ax_icl, "ICL (few-shot)"), (ax_sft, "SFT (LoRA, 0-shot prompt)")):
-            ax.set_title(name, fontsize=10)
-            ax.set_xlabel("layer (blocks passed; L: final norm, L+1: logits)")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_title(name)
+            layer_axis(ax, sorted(set(sub["layer"])), label="layer (blocks passed; L: final norm, L+1: logits)")
             if ax.lines:
-                ax.legend(fontsize=8)
+                legend_outside(ax)
         ax_icl.set_ylabel(title)
         if ylim is not None:
             ax_icl.set_ylim(*ylim)
-        paths.append(_save_atomic(fig, out / f"{metric}.png"))
+        fig.suptitle(title_from(title, table.attrs, **meta))
+        paths.append(save_figure(fig, out / f"{metric}.png"))
     return paths

@@ -77,7 +77,7 @@ def register(app):
         write_json_atomic(out / "sweep.json", {"model": model, "data": data, "sites": sites, "method": method,
                                                **df.attrs, "meta": run_meta(seeds=[seed])})
         ids = hm.prepare([clean[0]])["input_ids"][0]
-        pngs = heatmaps(df, out, tokens=str_tokens(hm, ids))
+        pngs = heatmaps(df, out, tokens=str_tokens(hm, ids), model=model)
         top = df.reindex(df["effect"].abs().sort_values(ascending=False).index).head(5)
         console().print(top.to_string(index=False))
         console().print(f"{len(df)} cells in {df.attrs.get('forwards', '?')} forward(s); wrote {out / 'sweep.csv'} and "

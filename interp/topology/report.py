@@ -13,11 +13,11 @@
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from hooks.plot_style import figure, layer_axis, legend_outside, line_styles, save_figure, styled, title_from
 from interp.io import write_csv_atomic, write_json_atomic
 
 __all__ = ["write_results", "plot_results"]
@@ -81,85 +81,79 @@ def write_results(res, out: Path, plan: dict | None = None, extra_params: dict |
                         f"{res.params.get('max_dim', 0) + 1} can fill them); H0..H{res.params.get('max_dim', 1) - 1} "
                         "are valid.", **(extra_params or {})}
     paths.append(write_json_atomic(out / "params.json", params))
-    paths += plot_results(res, out, plan)
+    paths += plot_results(res, out, plan, extra_params)
     return paths
 
 
-def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
-
-
-def _fig(w=6.0, h=4.0):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), tight_layout=True)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def plot_results(res, out: Path, plan: dict | None = None) -> list:
-    """The figures (matplotlib Agg canvas, no pyplot)."""
+@styled
+def plot_results(res, out: Path, plan: dict | None = None, meta: dict | None = None) -> list:
+    """The figures, in the shared style (:mod:`hooks.plot_style`); titles name model, site and
+    positions from ``meta`` (the CLI's ``extra_params``) or ``res.params``."""
     out = Path(out)
     S, P, L = res.betti.shape
     x = np.arange(L)
-    sub = f"{S} subset{'s' if S > 1 else ''} x {res.params.get('subset_size', '?')} points, " \
-          f"k={res.params.get('k')}, m={res.params.get('max_dim')}"
+    info = {**res.params, **(meta or {})}
+    sub = f"{S} subset{'s' if S > 1 else ''} × {info.get('subset_size', '?')} points, " \
+          f"k={info.get('k')}, m={info.get('max_dim')}"
+
+    def title(what):
+        return title_from(what, info) + f"\n{sub}"
+
     paths = []
     for p in range(P):
-        fig = _fig(5.2, 4.4)
-        ax = fig.add_subplot(1, 1, 1)
+        fig, ax = figure(width=5.4, height=4.6)
         im = ax.imshow(res.ps[:, p].mean(0), origin="lower", cmap="magma")
+        ax.grid(False)
         fig.colorbar(im, ax=ax, label=f"PS$_{p}$ (number of {p}-cycles alive throughout)")
-        ax.set_xlabel("layer $\\ell_2$")
-        ax.set_ylabel("layer $\\ell_1$")
-        ax.set_title(f"Persistence similarity H{p}{' (truncation artefacts)' if p == P - 1 else ''}\n{sub}",
-                     fontsize=8)
-        paths.append(_save(fig, out / f"ps_H{p}.png"))
-    fig = _fig()
-    ax = fig.add_subplot(1, 1, 1)
-    for p in range(1, P):
+        layer_axis(ax, x, label="layer $\\ell_2$", at=x)
+        layer_axis(ax, x, label="layer $\\ell_1$", axis="y", at=x)
+        ax.set_title(title(f"Persistence similarity H{p}{' (truncation artefacts)' if p == P - 1 else ''}"))
+        paths.append(save_figure(fig, out / f"ps_H{p}.png"))
+    fig, ax = figure()
+    for p, st in zip(range(1, P), line_styles(P)):
         med = np.median(res.betti[:, p], 0)
-        ax.plot(x, med, "o-", ms=3, label=f"$\\beta_{p}$" + (" (artefact)" if p == P - 1 else ""))
-        ax.fill_between(x, res.betti[:, p].min(0), res.betti[:, p].max(0), alpha=0.2)
-    ax.set_xlabel("layer")
+        ax.plot(x, med, label=f"$\\beta_{p}$" + (" (artefact)" if p == P - 1 else ""), **st)
+        ax.fill_between(x, res.betti[:, p].min(0), res.betti[:, p].max(0), color=st["color"], alpha=0.15)
+    layer_axis(ax, x)
     ax.set_ylabel("Betti number (median, range over subsets)")
-    ax.set_title(sub, fontsize=8)
-    ax.legend()
-    paths.append(_save(fig, out / "betti_profile.png"))
+    ax.set_title(title("Betti numbers per layer"))
+    legend_outside(ax)
+    paths.append(save_figure(fig, out / "betti_profile.png"))
     for name, data, ylabel in (("inter_layer_persistence", res.z_bar, "inter-layer persistence $\\bar Z_1$"),
                                ("births_frequency", res.births, "births' relative frequency (H1)")):
-        fig = _fig()
-        ax = fig.add_subplot(1, 1, 1)
-        for a, arr in data.items():
+        fig, ax = figure()
+        for (a, arr), st in zip(data.items(), line_styles(len(data))):
             v = arr[:, 1] if P > 1 else arr[:, 0]
-            ax.plot(x, v.mean(0), "-", label=f"$\\alpha$={a:g}")
-            ax.fill_between(x, v.mean(0) - v.std(0), v.mean(0) + v.std(0), alpha=0.2)
+            ax.plot(x, v.mean(0), label=f"$\\alpha$={a:g}", **st)
+            ax.fill_between(x, v.mean(0) - v.std(0), v.mean(0) + v.std(0), color=st["color"], alpha=0.15)
         if name == "births_frequency":
-            ax.axhline(1 / L, color="k", ls="--", lw=1, label="uniform")
-        ax.set_xlabel("layer (row = death layer, as the authors' pi_hist)" if name == "births_frequency" else "layer")
+            ax.axhline(1 / L, color="k", ls=":", lw=1, label="uniform")
+        layer_axis(ax, x, label="layer (row = death layer, as the authors' pi_hist)" if name == "births_frequency"
+                   else "layer")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"mean ± std over subsets; {sub}", fontsize=8)
-        ax.legend(fontsize=7)
-        paths.append(_save(fig, out / f"{name}.png"))
+        ax.set_title(title(f"{ylabel.split(' (')[0].split(' $')[0]} (mean ± std over subsets)"))
+        legend_outside(ax)
+        paths.append(save_figure(fig, out / f"{name}.png"))
     if plan is not None:
-        fig = _fig()
-        ax = fig.add_subplot(1, 1, 1)
+        fig, ax = figure()
         r = np.asarray(plan["zigzag_r"])
-        ax.plot(np.arange(len(r)), r, "o-", label="zigzag $r_i$ (H1)")
+        st = line_styles(2)
+        ax.plot(np.arange(len(r)), r, label="zigzag $r_i$ (H1)", **st[0])
         for p in plan["cuts"]:
-            ax.axhline(float(p) * r.max(), ls="--", lw=1, color="gray")
+            ax.axhline(float(p) * r.max(), ls=":", lw=1, color="gray")
             ax.text(0, float(p) * r.max(), f"p={p}", fontsize=7, va="bottom")
+        handles = ax.get_legend_handles_labels()
         if "block_influence" in plan:
             ax2 = ax.twinx()
-            ax2.plot(np.arange(len(plan["block_influence"])), plan["block_influence"], "s:", color="tab:red",
-                     ms=3, label="block influence (ShortGPT)")
-            ax2.set_ylabel("block influence", color="tab:red")
-        ax.set_xlabel("block (last point: final norm, never cut)")
+            ax2.plot(np.arange(len(plan["block_influence"])), plan["block_influence"],
+                     label="block influence (ShortGPT)", **st[1])
+            ax2.set_ylabel("block influence", color=st[1]["color"])
+            ax2.grid(False)
+            h2 = ax2.get_legend_handles_labels()
+            handles = (handles[0] + h2[0], handles[1] + h2[1])
+        layer_axis(ax, np.arange(len(r)), label="block (last point: final norm, never cut)")
         ax.set_ylabel("$r_i$ = mean$_j$ PS$_1$(i,j)/$\\beta_1$(j)")
-        ax.legend(fontsize=7, loc="lower left")
-        paths.append(_save(fig, out / "pruning_scores.png"))
+        ax.set_title(title("Pruning scores per block"))
+        legend_outside(ax, *handles, where="below", bbox_to_anchor=(0.5, -0.25))
+        paths.append(save_figure(fig, out / "pruning_scores.png"))
     return paths

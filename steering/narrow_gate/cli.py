@@ -97,6 +97,7 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate
         examples, t = load_data(data, n=n, seed=seed, task=task)
         lay = _ints(layers)
         res = attention_flow(hm, examples, layers=lay, batch_size=batch_size, task=t, progress=True)
+        res.meta["model"] = model  # gate.json and the figure title name it
         res.save(out)
         con = _console()
         con.print(_table(res.shares, f"attention flow — {model}"))
@@ -110,7 +111,7 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate
                                seed=seed)
             report.write_frame(gdf, out / "modality_gap.csv")
             report.plot_layers(gdf, out / "modality_gap.png", [c for c in ("cos_median", "homogeneity") if c in gdf],
-                               "modality gap", "value")
+                               "modality gap", "value", model=model, positions="text and image tokens")
             con.print(_table(gdf, "modality gap"))
         labelled = sum(e.get("label") is not None for e in examples)
         if semantic and labelled and labelled < len(examples):
@@ -123,7 +124,8 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate
 
             sdf = semantic_localisation(hm, examples, layers=lay, batch_size=batch_size)
             report.write_frame(sdf, out / "semantic_overlap.csv")
-            report.plot_layers(sdf, out / "semantic_overlap.png", list(sdf.columns), "label overlap (k=30)", "overlap")
+            report.plot_layers(sdf, out / "semantic_overlap.png", list(sdf.columns), "label overlap (k=30)", "overlap",
+                               model=model)
             con.print(_table(sdf, "label overlap (k=30)"))
     except _errors() as e:
         _fail(str(e))
@@ -190,6 +192,7 @@ def steer(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gat
         res = patch_gate(hm, pairs, layers=_ints(layers), mode=mode, batch_size=batch_size)
     except _errors() as e:
         _fail(str(e))
+    res.summary.attrs["model"] = model  # the figure title names it
     res.save(out)
     _console().print(_table(res.summary, f"gate patching ({mode}) — {model}"))
     _console().print(f"wrote {out}")

@@ -11,6 +11,9 @@ import math
 import os
 from pathlib import Path
 
+from hooks.plot_style import (COLOURS, HATCHES, figure, layer_axis, legend_outside, line_styles, save_figure, styled,
+                               title_from)
+
 
 def _atomic(path, write) -> Path:
     path = Path(path)
@@ -62,74 +65,74 @@ def markdown_table(df, index_name=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _savefig(fig, path) -> Path:
-    import matplotlib.pyplot as plt
-
-    def write(tmp):
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-
-    try:
-        return _atomic(path, write)
-    finally:
-        plt.close(fig)
+def _meta(obj, **kw) -> dict:
+    """model / site / positions for a title: keywords first, else the frame's ``attrs``."""
+    return {**getattr(obj, "attrs", {}), **{k: v for k, v in kw.items() if v is not None}}
 
 
-def _plt():
-    import matplotlib
-
-    if "MPLBACKEND" not in os.environ:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_flow(res, path) -> Path:
+@styled
+def plot_flow(res, path, *, model=None) -> Path:
     """Stacked shares of the four key groups per layer, and the text→image-side mass."""
-    plt = _plt()
     df = res.shares
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    meta = _meta(df, model=model or getattr(res, "meta", {}).get("model"), site="attn_pattern.*",
+                 positions="text queries → image-side keys")
+    fig, (a, b) = figure(1, 2, width=10.5, height=3.8)
     bottom = None
-    for col, color in zip(("special", "image", "last_image", "eoi"), ("#999999", "#4c72b0", "#55a868", "#c44e52")):
-        a.bar(df.index, df[col], bottom=bottom, label=col, color=color)
+    for col, color, hatch in zip(("special", "image", "last_image", "eoi"), COLOURS, HATCHES):
+        a.bar(df.index, df[col], bottom=bottom, label=col, color=color, hatch=hatch, edgecolor="white", lw=0.3)
         bottom = df[col] if bottom is None else bottom + df[col]
-    a.set(xlabel="layer", ylabel="share of text→image flow", title="cross-modal attention flow")
-    a.legend(fontsize=8)
-    b.plot(df.index, df["side_mass"], marker="o")
-    b.set(xlabel="layer", ylabel="text attention on image side", title="flow mass", ylim=(0, None))
-    return _savefig(fig, path)
+    a.set(ylabel="share of text→image flow", title="share per key group")
+    layer_axis(a, list(df.index))
+    legend_outside(a)
+    b.plot(df.index, df["side_mass"], **line_styles(1)[0])
+    b.set(ylabel="text attention on image side", title="flow mass", ylim=(0, None))
+    layer_axis(b, list(df.index))
+    fig.suptitle(title_from("Cross-modal attention flow", meta))
+    return save_figure(fig, path)
 
 
-def plot_ablation(df, path, title: str = "") -> Path:
-    """Grouped bars: one group per metric column, one bar per ablation."""
-    plt = _plt()
+@styled
+def plot_ablation(df, path, title: str = "", *, model=None) -> Path:
+    """Grouped bars: one group per metric column, one bar per ablation (colour and hatch differ)."""
     metrics = [c for c in df.columns if c != "ablation" and df[c].dtype.kind == "f"]
-    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(metrics) * max(1, len(df)) / 3), 3.5))
+    fig, ax = figure(width=max(4.5, 1.6 * len(metrics) * max(1, len(df)) / 3 + 1.5), height=3.6)
     w = 0.8 / max(len(df), 1)
     for i, (label, row) in enumerate(df.iterrows()):
-        ax.bar([m + i * w for m in range(len(metrics))], [row[c] for c in metrics], width=w, label=str(label))
+        ax.bar([m + i * w for m in range(len(metrics))], [row[c] for c in metrics], width=w, label=str(label),
+               color=COLOURS[i % len(COLOURS)], hatch=HATCHES[i % len(HATCHES)], edgecolor="white", lw=0.3)
     ax.set_xticks([m + 0.4 - w / 2 for m in range(len(metrics))], metrics)
-    ax.set(title=title or "attention knockout", ylabel="score")
-    ax.legend(fontsize=8)
-    return _savefig(fig, path)
+    ax.set(ylabel="score", xlabel="metric")
+    ax.set_title(title_from("Attention knockout" + (f" — {title}" if title else ""),
+                            _meta(df, model=None if title else model), site="attn_pattern.* (all layers)",
+                            positions="text queries → knocked-out keys"))
+    legend_outside(ax, title="ablation")
+    return save_figure(fig, path)
 
 
-def plot_patch(res, path) -> Path:
-    plt = _plt()
+@styled
+def plot_patch(res, path, *, model=None) -> Path:
+    """Flip rate and overlap with the base answer per patched layer."""
     s = res.summary
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(s.index, s["flip_rate"], marker="o", label="flip rate")
-    ax.plot(s.index, s["overlap"], marker="s", label="overlap with base")
-    ax.set(xlabel="layer", ylim=(0, 1.02), title=f"gate patching ({res.mode})")
-    ax.legend(fontsize=8)
-    return _savefig(fig, path)
+    st = line_styles(2)
+    fig, ax = figure(width=5.5, height=3.6)
+    ax.plot(s.index, s["flip_rate"], label="flip rate", **st[0])
+    ax.plot(s.index, s["overlap"], label="overlap with base", **st[1])
+    ax.set(ylim=(0, 1.02), ylabel="fraction of pairs")
+    layer_axis(ax, list(s.index), label="patched layer")
+    ax.set_title(title_from(f"Gate patching ({res.mode})", _meta(s, model=model),
+                            site="resid_pre", positions="[EOI]" if res.mode == "eoi" else res.mode))
+    legend_outside(ax)
+    return save_figure(fig, path)
 
 
-def plot_layers(df, path, columns, title: str, ylabel: str) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for c in columns:
-        ax.plot(df.index, df[c], marker="o", label=c)
-    ax.set(xlabel="layer", ylabel=ylabel, title=title)
-    ax.legend(fontsize=8)
-    return _savefig(fig, path)
+@styled
+def plot_layers(df, path, columns, title: str, ylabel: str, *, model=None, site=None, positions=None) -> Path:
+    """One line per column of ``df`` (indexed by layer)."""
+    fig, ax = figure(width=5.5, height=3.6)
+    for c, st in zip(columns, line_styles(len(columns))):
+        ax.plot(df.index, df[c], label=c, **st)
+    ax.set(ylabel=ylabel)
+    layer_axis(ax, list(df.index))
+    ax.set_title(title_from(title, _meta(df, model=model, site=site, positions=positions)))
+    legend_outside(ax)
+    return save_figure(fig, path)

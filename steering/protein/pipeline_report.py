@@ -54,7 +54,8 @@ def profiles_for(summary: dict, sae, cache: list, tracks: list, per_track: int =
                     continue
                 acts = encode(sae, c["x"])[:, lat] if acts is None else acts
                 spans = [(a, e, name) for j, name in enumerate(tracks) for a, e in _runs(lab[:, j])]
-                out.append({"title": f"latent {lat} (best for {t}) on {c['ids'][b]}",
+                where = " · ".join(str(summary[k]) for k in ("model", "site") if summary.get(k))
+                out.append({"title": f"SAE latent {lat} (best for {t}) on {c['ids'][b]}" + (f" — {where}" if where else ""),
                             "sequence": c["sequences"][b][:hi - lo], "activation": acts[lo:hi].numpy(),
                             "spans": spans})
                 found += 1
@@ -72,6 +73,8 @@ def _md_table(rows: list, header: list) -> list:
 
 
 def render(summary: dict, table) -> str:
+    from hooks.plot_style import format_q
+
     from .pipeline_dashboard import latent_page
 
     s = summary
@@ -211,7 +214,8 @@ def write_report(out: Path, summary: dict, val, test, table, sae, cache: list, t
     out = Path(out)
     _atomic_df(table, out / "stats" / "top_latents.parquet", "parquet")
     _atomic_df(table, out / "stats" / "top_latents.csv", "csv")
-    plot_f1_heatmap(val, test, table, out / "figures" / "heatmap.png")
+    plot_f1_heatmap(val, test, table, out / "figures" / "heatmap.png", model=summary.get("model"),
+                    site=summary.get("site"))
     prof = profiles_for(summary, sae, cache, tracks)
     if prof:
         plot_profiles(prof, out / "figures" / "profiles.png")
