@@ -106,3 +106,23 @@ def test_attribution_patching_ranks_the_same_top_heads(sweeps):
     in_l1 = agreement(act[act.layer == 1], atp[atp.layer == 1], k=1)
     assert in_l1["spearman"] >= 0.8 and in_l1["top_k_overlap"] == 1.0
     assert agreement(act, atp, k=1)["spearman"] > 0.5
+
+
+def test_demo_lm_writes_pairs_and_specs_and_its_ablation_moves_the_answer(demo_lm, tmp_path):
+    """`interp demo-lm` on the already-trained model (it reuses OUT/model): the pairs it writes feed
+    `interp run`/`interp sweep`; zero-ablating layer 1's attention (the induction heads) erases
+    the logit difference, the tiny layer-0 MLP does not matter."""
+    import json
+    import shutil
+
+    from interp.demo import SPECS, run_demo
+
+    shutil.copytree(demo_lm, tmp_path / "model")
+    summary = run_demo(tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert len(rows) == summary["examples"] == 64 and set(rows[0]) == {"clean", "corrupt", "answer", "distractor"}
+    assert all((tmp_path / f"{name}.yaml").exists() for name in SPECS)
+    ld = {k: v["metrics"]["logit_diff"] for k, v in summary["results"].items()}
+    assert ld["ablate_attn_out_1"]["clean"] > 5 and ld["ablate_attn_out_1"]["delta"] < -0.8 * ld["ablate_attn_out_1"]["clean"]
+    assert abs(ld["ablate_mlp_out_0"]["delta"]) < 0.1 * ld["ablate_mlp_out_0"]["clean"]
+    assert "logit diff clean" in (tmp_path / "report.md").read_text()
