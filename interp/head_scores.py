@@ -68,7 +68,8 @@ def attention_patterns(model, input_ids: torch.Tensor, attention_mask=None) -> l
 
 
 def previous_token_scores(patterns) -> torch.Tensor:
-    """``(layers, heads)``: mean attention from each position ``i >= 1`` to ``i - 1``."""
+    """``(layers, heads)``: mean attention from each position ``i >= 1`` to ``i - 1`` (every row
+    counts: use unpadded probes such as :func:`repeated_random_tokens`)."""
     return torch.stack([a.diagonal(-1, dim1=-2, dim2=-1).mean((0, 2)) for a in patterns])
 
 
@@ -76,6 +77,10 @@ def induction_scores(patterns, length: int, offset: int = 1) -> torch.Tensor:
     """``(layers, heads)`` on ``[bos] r r`` (``offset=1``; 0 without bos): mean attention from each
     position ``i`` of the second copy to ``i - length + 1``."""
     first = offset + length  # the second copy's first position
+    T = patterns[0].shape[-1]
+    if T != offset + 2 * length:
+        raise ValueError(f"Patterns cover {T} positions but [bos] r r with length {length} and offset {offset} has "
+                         f"{offset + 2 * length}; pass the length of r (and offset=0 when there is no bos).")
     return torch.stack([a.diagonal(-(length - 1), dim1=-2, dim2=-1)[..., first - (length - 1):].mean((0, 2))
                         for a in patterns])
 
@@ -98,7 +103,8 @@ def score_heads(model, symbols, *, bos: int | None = None, n: int = 64, length: 
     offset = 0 if bos is None else 1
     prev, ind = previous_token_scores(pats), induction_scores(pats, length, offset)
     L, H = prev.shape
-    df = pd.DataFrame({"layer": [l for l in range(L) for _ in range(H)], "head": [h for _ in range(L) for h in range(H)],
+    df = pd.DataFrame({"layer": [layer for layer in range(L) for _ in range(H)],
+                       "head": [h for _ in range(L) for h in range(H)],
                        "prev_token": prev.flatten().tolist(), "induction": ind.flatten().tolist()})
     df.attrs.update({f"chance_{k}": v for k, v in chance_levels(length, offset).items()})
     df.attrs.update({"length": length, "sequences": n})

@@ -66,7 +66,8 @@ def induction_sequences(n: int, seed: int = 0, *, segment=SEGMENT, prefix=PREFIX
     out = []
     for _ in range(n):
         p, L = _randint(*prefix, g), _randint(*segment, g)
-        pre, seg = torch.randint(0, n_symbols, (p,), generator=g).tolist(), torch.randint(0, n_symbols, (L,), generator=g).tolist()
+        pre = torch.randint(0, n_symbols, (p,), generator=g).tolist()
+        seg = torch.randint(0, n_symbols, (L,), generator=g).tolist()
         out.append((pre + seg + seg, p + L))
     return out
 
