@@ -62,6 +62,35 @@ def measure(model, tok, rows) -> dict:
     }
 
 
+def resampled(models, rows):
+    """The other corruption: the whole first copy resampled (no induction answer in the corrupt
+    run; distractor = the fresh token where the answer was). Top heads by |effect|, signed."""
+    import hooks
+    from interp.head_scores import leading_heads, score_heads
+    from interp.patching import activation_patching, attribution_patching
+    from interp.toy_lm import INDUCTION_SYMBOLS
+
+    print("\n| seed (resampled first copy) | logit diff clean / corrupt | L0 top head by abs effect: head, effect / gap "
+          "| = top prev-token score | L1 top head by abs effect: head, effect / gap | in the leading induction heads "
+          "| attribution top head by abs effect, L0 / L1 |")
+    print("|---|---|---|---|---|---|---|")
+    kw = dict(sites="head_out", by="layer,head", answers=[r["answer"] for r in rows],
+              distractors=[r["distractor"] for r in rows])
+    clean, corrupt = [r["clean"] for r in rows], [r["corrupt"] for r in rows]
+    for seed, (model, tok) in models.items():
+        sc = score_heads(model, range(3, 3 + INDUCTION_SYMBOLS), bos=1)
+        hm = hooks.wrap(model, tok)
+        act, atp = activation_patching(hm, clean, corrupt, **kw), attribution_patching(hm, clean, corrupt, **kw)
+        gap = act.attrs["metric_clean"] - act.attrs["metric_corrupt"]
+        top = lambda df, L: df[df.layer == L].assign(a=lambda d: d.effect.abs()).sort_values("a").iloc[-1]  # noqa: E731
+        t0, t1 = top(act, 0), top(act, 1)
+        prev_top = int(sc[sc.layer == 0].sort_values("prev_token").iloc[-1]["head"])
+        print(f"| {seed} | {act.attrs['metric_clean']:.2f} / {act.attrs['metric_corrupt']:.2f} "
+              f"| {int(t0['head'])}, {t0.effect / gap:+.2f} | {int(t0['head']) == prev_top} "
+              f"| {int(t1['head'])}, {t1.effect / gap:+.2f} | {int(t1['head']) in leading_heads(sc, 'induction', 1)} "
+              f"| {int(top(atp, 0)['head'])} / {int(top(atp, 1)['head'])} |")
+
+
 def main():
     from interp.toy_lm import INDUCTION_SYMBOLS, induction_pairs, make_tokenizer, toy_config, train_induction_lm
 
@@ -70,11 +99,11 @@ def main():
     seeds = [int(s) for s in ap.parse_args().seeds.split(",")]
     torch.set_num_threads(1)
     rows = induction_pairs(32)
-    res = {}
+    res, models = {}, {}
     for seed in seeds:
         t0, w0 = time.process_time(), time.time()
-        model, tok = train_induction_lm(seed=seed, log=lambda *a: None)
-        res[seed] = {"cpu": time.process_time() - t0, "wall": time.time() - w0, **measure(model, tok, rows)}
+        models[seed] = train_induction_lm(seed=seed, log=lambda *a: None)
+        res[seed] = {"cpu": time.process_time() - t0, "wall": time.time() - w0, **measure(*models[seed], rows)}
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -101,6 +130,7 @@ def main():
           f"L1 patching {agree('top1', 1)}/{len(res)}, L1 attribution {agree('top1', 2)}/{len(res)}")
     print(f"top head patching = attribution: L0 {sum(r['top0'][1] == r['top0'][2] for r in res.values())}/{len(res)}, "
           f"L1 {sum(r['top1'][1] == r['top1'][2] for r in res.values())}/{len(res)}")
+    resampled(models, induction_pairs(32, corrupt="resample"))
     print(f"torch {torch.__version__}, {__import__('transformers').__version__} transformers, 1 thread")
 
 

@@ -92,30 +92,37 @@ def induction_batch(n: int, seed: int = 0, **kw):
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def induction_pairs(n: int = 16, seed: int = 91, n_symbols: int = INDUCTION_SYMBOLS) -> list:
+def induction_pairs(n: int = 16, seed: int = 91, n_symbols: int = INDUCTION_SYMBOLS, corrupt: str = "swap") -> list:
     """Clean/corrupt prompts whose answer only an induction circuit can give.
 
     Clean: ``<bos> prefix x1..xn x1..xk`` (distinct symbols), answer ``y = x(k+1)``: the token
-    after the earlier occurrence of the last token ``x = xk``. Corrupt: the first copy with ``xk``
-    and ``x(m-1)`` swapped (``m > k+1``), so the earlier ``x`` is now followed by ``z = xm`` and
-    the induction answer becomes ``z`` (the distractor). Only two first-copy tokens move: the
-    previous-token head (keys) and the induction head (query/output) both carry the difference.
-    Rows: ``clean, corrupt, answer, distractor``, ``src`` (position of ``y`` in clean) and
-    ``src_corrupt`` (position of ``z``), positions counting ``<bos>`` as 0."""
+    after the earlier occurrence of the last token ``x = xk``. Corrupt (``"swap"``): the first
+    copy with ``xk`` and ``x(m-1)`` swapped (``m > k+1``), so the earlier ``x`` is now followed
+    by ``z = xm`` and the induction answer becomes ``z`` (the distractor). Only two first-copy
+    tokens move: the previous-token head (keys) and the induction head (query/output) both carry
+    the difference. ``"resample"``: every first-copy token replaced by a fresh symbol, so the
+    last token has no earlier occurrence and no induction answer; the distractor is the fresh
+    symbol where ``y`` was (what an induction head copies if given clean keys over corrupt
+    tokens). Rows: ``clean, corrupt, answer, distractor``, ``src`` (position of ``y`` in clean)
+    and ``src_corrupt`` (position of the distractor), positions counting ``<bos>`` as 0."""
+    if corrupt not in ("swap", "resample"):
+        raise ValueError(f"corrupt must be 'swap' or 'resample', got {corrupt!r}.")
     g = torch.Generator().manual_seed(seed)
     rows = []
     for _ in range(n):
         p, L = _randint(0, 4, g), _randint(6, 10, g)
-        syms = torch.randperm(n_symbols, generator=g)[: p + L].tolist()
-        pre, seg = syms[:p], syms[p:]
+        syms = torch.randperm(n_symbols, generator=g)[: p + 2 * L].tolist()
+        pre, seg, fresh = syms[:p], syms[p : p + L], syms[p + L :]
         k = _randint(2, L - 3, g)  # the prompt ends with seg[k-1]; answer seg[k]
-        m = _randint(k + 2, L - 1, g)  # corrupt: seg[k-1] moves to m-1, so it is followed by seg[m]
+        m = _randint(k + 2, L - 1, g)  # swap: seg[k-1] moves to m-1, so it is followed by seg[m]
         first = list(seg)
         first[k - 1], first[m - 1] = first[m - 1], first[k - 1]
+        if corrupt == "resample":
+            first, m = fresh, k
         words = lambda xs: " ".join(f"s{s}" for s in xs)  # noqa: E731
         tail = seg[:k]
         rows.append({"clean": f"<bos> {words(pre + seg + tail)}", "corrupt": f"<bos> {words(pre + first + tail)}",
-                     "answer": f"s{seg[k]}", "distractor": f"s{seg[m]}", "src": 1 + p + k, "src_corrupt": 1 + p + m})
+                     "answer": f"s{seg[k]}", "distractor": f"s{first[m]}", "src": 1 + p + k, "src_corrupt": 1 + p + m})
     return rows
 
 

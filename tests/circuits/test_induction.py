@@ -34,6 +34,22 @@ def _table(df, col):
     return {(int(r.layer), int(r.head)): float(getattr(r, col)) for r in df.itertuples()}
 
 
+def test_induction_pairs_put_the_answer_after_the_earlier_occurrence():
+    for corrupt in ("swap", "resample"):
+        for r in induction_pairs(20, seed=4, corrupt=corrupt):
+            c, x = r["clean"].split(), r["corrupt"].split()
+            assert len(c) == len(x) and c[-1] == x[-1] and c[r["src"]] == r["answer"] != r["distractor"]
+            assert [i for i, t in enumerate(c[:-1]) if t == c[-1]] == [r["src"] - 1]  # one earlier occurrence
+            assert x[r["src_corrupt"]] == r["distractor"]
+            before = [i for i, t in enumerate(x[:-1]) if t == x[-1]]
+            if corrupt == "swap":  # the earlier occurrence moved: now followed by the distractor
+                assert before == [r["src_corrupt"] - 1]
+            else:  # resampled: only the copy in the tail, no earlier occurrence to follow, no answer
+                assert all(i > r["src"] for i in before) and r["answer"] not in x
+    with pytest.raises(ValueError, match="'swap' or 'resample'"):
+        induction_pairs(1, corrupt="shuffle")
+
+
 def test_scores_on_planted_patterns():
     """Analytic cases: a head that always looks one back scores 1 as previous-token head, one that
     looks at the token after the earlier occurrence scores 1 as induction head, uniform causal
