@@ -49,7 +49,12 @@ def repeated_random_tokens(symbols, n: int = 64, length: int = 10, *, bos: int |
 
 def attention_patterns(model, input_ids: torch.Tensor, attention_mask=None) -> list:
     """Per-layer ``(B, heads, T, T)`` attention weights from transformers' eager attention.
-    ``model``: a directory saved with ``save_pretrained`` or an HF causal LM (copied, not changed)."""
+    ``model``: a directory saved with ``save_pretrained``, an HF causal LM or a
+    :class:`hooks.HookedModel` wrapping one (copied, not changed; our hooks are not used)."""
+    from hooks import HookedModel
+
+    if isinstance(model, HookedModel):
+        model = model.model
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         from transformers import AutoModelForCausalLM
 

@@ -96,7 +96,10 @@ def test_scores_equal_transformer_lens_head_detector_up_to_its_row_count(demo_lm
                 assert ours[key][L, h].item() == pytest.approx(sum(tl) / 4, abs=1e-5), (key, L, h)
 
 
-def test_attention_scores_find_a_previous_token_head_and_induction_heads(scores):
+def test_attention_scores_find_a_previous_token_head_and_induction_heads(scores, demo_lm):
+    from_hooked = score_heads(hooks.load(demo_lm), SYMBOLS, bos=1)  # a wrapped model: the same weights
+    assert from_hooked[["prev_token", "induction"]].to_numpy() == pytest.approx(
+        scores[["prev_token", "induction"]].to_numpy(), abs=1e-6)
     chance_prev, chance_ind = scores.attrs["chance_prev_token"], scores.attrs["chance_induction"]
     assert chance_ind == pytest.approx(chance_levels(10)["induction"]) and 0.05 < chance_ind < 0.07
     l0, l1 = scores[scores.layer == 0], scores[scores.layer == 1]
