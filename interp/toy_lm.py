@@ -139,7 +139,9 @@ def toy_config(vocab_size: int, *, hidden: int = 64, heads: int = 4, mlp: int = 
 def train_induction_lm(*, seed: int = 0, steps: int = STEPS, lr: float = LR, batch_size: int = BATCH,
                        warmup: int = WARMUP, log=print, **config):
     """Train the induction LM in memory; returns ``(model, tokenizer)``. AdamW, linear warm-up
-    then constant ``lr``; the loss is on the repeated segment only (:func:`induction_batch`)."""
+    then constant ``lr``; the loss is on the repeated segment only (:func:`induction_batch`):
+    with the loss on every token, or the others weighted 0.1, the circuit did not form within
+    600 steps in some seeds (bench/RESULTS_induction.md). ``config``: :func:`toy_config` sizes."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
