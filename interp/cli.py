@@ -157,7 +157,8 @@ def demo(
 
 @app.command("demo-lm")
 def demo_lm(out: Path = opt_out("demo-lm"), seed: int = opt_seed()):
-    """Offline shell-ablation job: train a tiny induction LM, then ablate its attention from specs."""
+    """Offline shell-ablation job: train a tiny induction LM (~10 s CPU), write specs and clean/corrupt
+    pairs.jsonl (for `interp run`/`interp sweep`), then ablate from the specs and report."""
     from .demo import run_demo
 
     run_demo(out, seed=seed, console=_console())

@@ -1,5 +1,5 @@
-"""Patching sweeps: batched equals one-forward-per-patch, known answers on the demo-lm induction
-model and on a model linear in its residual, and the `interp sweep` shell command."""
+"""Patching sweeps: batched equals one-forward-per-patch, the known answer on a model linear in its
+residual, and the `interp sweep` shell command (the demo-lm induction circuit: test_induction.py)."""
 import pandas as pd
 import pytest
 import torch
@@ -76,22 +76,6 @@ def _copy_scores(path, rows):
     src = torch.tensor([r["src"] for r in rows])
     ar = torch.arange(len(rows))
     return {(L, h): float(a[ar, h, last, src].mean()) for L, a in enumerate(att) for h in range(a.shape[1])}
-
-
-def test_demo_lm_head_sweep_finds_the_heads_that_copy_the_answer(hm, demo_lm):
-    rows = induction_pairs(16)
-    clean, corrupt, ans, dis = _split(rows)
-    df = activation_patching(hm, clean, corrupt, sites="head_out", by="layer,head", answers=ans, distractors=dis)
-    assert df.attrs["metric_clean"] > 1 > -1 > df.attrs["metric_corrupt"]  # the model copies; corruption flips it
-    scores = _copy_scores(demo_lm, rows)
-    by_attention = sorted(scores, key=scores.get, reverse=True)[:2]
-    by_patching = [(int(r.layer), int(r.head)) for r in df.sort_values("effect", ascending=False).head(2).itertuples()]
-    assert set(by_patching) == set(by_attention)
-    assert min(scores[c] for c in by_attention) > 2 * max(v for c, v in scores.items() if c not in by_attention)
-    atp = attribution_patching(hm, clean, corrupt, sites="head_out", by="layer,head", answers=ans, distractors=dis)
-    assert set((int(r.layer), int(r.head)) for r in atp.sort_values("effect", ascending=False).head(2).itertuples()) == set(by_patching)
-    ag = agreement(df, atp, k=2)
-    assert ag["spearman"] > 0.8 and ag["top_k_overlap"] == 1.0
 
 
 def _linear_tl(freeze_attention=True):
