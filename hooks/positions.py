@@ -224,6 +224,9 @@ def resolve(sel: Any, ctx: BatchContext, *, check: bool = True) -> torch.Tensor:
                             "check the input (one image per prompt, special tokens kept) or use a mask selector."
                         )
             return mask
+        why = getattr(spans, "absent", {}).get(sel)
+        if why:
+            raise SpecError(f"positions={sel!r}: this model has no {sel!r} span: {why}.")
         known = ["all", "last", *sorted(spans)]
         raise SpecError(
             f"Unknown position selector {sel!r}. This model knows {known}; token strings need token('...'), "
