@@ -174,8 +174,12 @@ def _merge_examples(batch: list) -> dict:
     return out
 
 
-def prepare(hm, batch) -> dict:
-    """hf_backend.prepare plus processor batches; pixel values cast to the model dtype."""
+def prepare(hm, batch, *, prepend_bos=None) -> dict:
+    """hf_backend.prepare plus processor batches; pixel values cast to the model dtype.
+
+    Texts through the processor keep the processor's BOS placement (PaliGemma puts BOS after the
+    image tokens, Emu3 prepends it, LLaVA's tokenizer adds it): ``prepend_bos`` applies to texts
+    tokenized without a processor (:mod:`hooks.hf_backend`)."""
     proc = getattr(hm, "processor", None)
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(b, dict) and "input_ids" not in b for b in batch):
         batch = _merge_examples(list(batch))
@@ -208,7 +212,7 @@ def prepare(hm, batch) -> dict:
             if tok is not None:
                 tok.padding_side = old
         batch = dict(enc)
-    inputs = hf_backend.prepare(hm, batch)
+    inputs = hf_backend.prepare(hm, batch, prepend_bos=prepend_bos)
     dt = _model_dtype(hm.model)
     if dt is not None:
         inputs = {
