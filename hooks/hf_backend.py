@@ -5,10 +5,11 @@ TransformerLens and fair-esm adapters provide their own versions of these four f
 BOS policy (``prepend_bos``, one convention on every backend; see docs/concepts/positions.md):
 texts are tokenized so that **position 0 is the BOS token whenever the tokenizer has one**
 (``prepend_bos=True``, the default), whether or not the tokenizer adds it itself. That is
-TransformerLens' convention (``cfg.default_prepend_bos=True``, ``HookedTransformer.to_tokens``),
-so a spec means the same tokens on an HF model and on a TransformerLens wrapping of the same
-weights, and GPT-2-style tokenizers (which add no BOS) get the sink token their SAEs and
-analyses are usually computed with (SAELens ``prepend_bos=True``). ``prepend_bos=False`` gives
+TransformerLens' convention (``default_prepend_bos: bool = True`` in
+transformer_lens/config/transformer_lens_config.py, used by ``HookedTransformer.to_tokens``), so a
+spec means the same tokens on an HF model and on a TransformerLens wrapping of the same weights,
+and GPT-2-style tokenizers (which add no BOS) get the attention-sink token that SAEs trained with
+SAELens' default (``prepend_bos: bool = True``, sae_lens/config.py) saw at position 0. ``prepend_bos=False`` gives
 no BOS at all: one the tokenizer added is removed (TransformerLens does the same), one written
 in the text is kept. Tokenizers without a BOS token (BERT, Qwen, ESM) are unaffected either way.
 Override per wrap (``hooks.wrap(model, tok, prepend_bos=False)`` or ``hm.prepend_bos = False``)
