@@ -47,8 +47,16 @@ def nnsight_resid(lm, text):
     return out.detach()
 
 
-def test_language_model_wrapped_with_its_own_tokenizer(saved):
-    lm = nnsight.LanguageModel(str(saved), device_map="cpu", dispatch=True)
+def load_nnsight(kind, path):
+    if kind == "LanguageModel":
+        return nnsight.LanguageModel(str(path), device_map="cpu", dispatch=True)
+    return nnsight.TransformersModel(str(path), task="text-generation", device_map="cpu", dispatch=True)
+
+
+@pytest.mark.filterwarnings("ignore:LanguageModel is deprecated")
+@pytest.mark.parametrize("kind", ["LanguageModel", "TransformersModel"])  # nnsight 0.8 renamed the first
+def test_language_model_wrapped_with_its_own_tokenizer(saved, kind):
+    lm = load_nnsight(kind, saved)
     hm = hooks.wrap(lm)
     assert hm.tokenizer is lm.tokenizer and hm.model is lm._module and hm.adapter.name == "gpt2"
     ref_model = transformers.GPT2LMHeadModel.from_pretrained(saved).eval()
@@ -60,6 +68,7 @@ def test_language_model_wrapped_with_its_own_tokenizer(saved):
     assert hm.prepare(["the cat"])["input_ids"][0, 0].item() == lm.tokenizer.bos_token_id  # the BOS policy
 
 
+@pytest.mark.filterwarnings("ignore:LanguageModel is deprecated")
 def test_our_cleanup_leaves_nnsight_tracing_intact(saved):
     lm = nnsight.LanguageModel(str(saved), device_map="cpu", dispatch=True)
     text = "the cat sat"
