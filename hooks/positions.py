@@ -13,7 +13,9 @@ over the padded batch. Accepted selectors::
     [[0, 2], [1]]              per-row real-token indices
     token("Answer"), token(42) positions holding that token (string or id)
     {"token": "Answer"}        the same, JSON/YAML form
-    "image", "text", "boi", "eoi"    modality spans of VLM adapters
+    "image", "text", "boi", "eoi"    modality spans of VLM adapters ("video" where the family has
+                                     one); a span the model lacks is an error saying why
+                                     (hooks/adapters/vlm_spans.py)
     "residues", "cls", "eos"         ESM spans (residues = real tokens minus CLS/EOS)
     torch.BoolTensor (B, P)    absolute mask over the padded batch
 

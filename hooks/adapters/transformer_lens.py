@@ -58,12 +58,11 @@ def prepare(hm, batch, *, padding_side=None, prepend_bos=None) -> dict:
     ``to_tokens`` with ``default_prepend_bos``), tokenized by the same function as HF models so
     a text has the same ids on both backends.
     """
-    model = hm.model
     if isinstance(batch, str):
         batch = [batch]
     rows = None
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(s, str) for s in batch):
-        if _tokenizer(hm) is None or getattr(model, "tokenizer", None) is None:
+        if _tokenizer(hm) is None:
             raise HookError("This HookedTransformer has no tokenizer; pass token ids (a LongTensor or "
                             "{'input_ids': ..., 'attention_mask': ...}) or build it with tokenizer=...")
         rows = [torch.tensor(r, dtype=torch.long)
