@@ -167,8 +167,10 @@ def test_mistral3_uses_the_pixtral_layout():
 
     m = tiny("mistral3")
     assert m.config.image_token_id == P.IMG
-    check_spans(hooks.wrap(m, P.tokenizer(), verify=False), [1, *P.image_block(1, 2), 20],
-                dict(image=[1, 2], eoi=[3], text=[0, 4]))
+    hm = hooks.wrap(m, P.tokenizer(), verify=False)
+    check_spans(hm, [1, *P.image_block(1, 2), 20], dict(image=[1, 2], eoi=[3], text=[0, 4]))
+    # 32×32 pixels, 8×8 patches merged 2×2: two rows of two [IMG]
+    assert_merge_matches(hm, [1, *P.image_block(2, 2), 20], (1, 3, 32, 32), image_sizes=torch.tensor([[32, 32]]))
 
 
 def test_llava_next_and_onevision_image_video_without_markers():
@@ -182,10 +184,14 @@ def test_llava_next_and_onevision_image_video_without_markers():
     got = check_spans(hm, ids, dict(image=range(1, 1 + n), text=[0, n + 1]))
     assert "no begin/end-of-image markers" in got.absent["eoi"]
     assert_merge_matches(hm, ids, (1, 2, 3, 32, 32), constant=m.model.image_newline.detach(), image_sizes=sizes)
-    ov = tiny("llava_onevision")
+    ov = tiny("llava_onevision", image_grid_pinpoints=[[32, 32]])
     c = ov.config
-    check_spans(hooks.wrap(ov, verify=False), [T[0], c.image_token_id, c.image_token_id, T[1], c.video_token_id],
+    hm = hooks.wrap(ov, verify=False)
+    check_spans(hm, [T[0], c.image_token_id, c.image_token_id, T[1], c.video_token_id],
                 dict(image=[1, 2], video=[4], text=[0, 3]))
+    n = sum(f.shape[0] for f in ov.model.get_image_features(pv, sizes).pooler_output)
+    assert_merge_matches(hm, [T[0], *[c.image_token_id] * n, T[1]], (1, 2, 3, 32, 32),
+                         constant=ov.model.image_newline.detach(), image_sizes=sizes)
 
 
 def test_mllama_has_no_image_positions_and_says_why():
