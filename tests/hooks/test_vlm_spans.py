@@ -230,3 +230,31 @@ def test_padded_batch_spans_per_row():
     assert sp["text"].sum(1).tolist() == [3, 2] and not sp["text"][1, 0]
     res = hm.run({"input_ids": ids, "attention_mask": am.long()}, [hooks.Cache("resid_post.1", positions="eoi")])
     assert res.cache["resid_post.1"].shape == (2, m.config.text_config.hidden_size)
+
+
+def test_idefics3_processor_layout_and_merge():
+    """The processor writes the layout (2×2 tiles + global image); ids come from its attributes."""
+    import numpy as np
+    from PIL import Image
+
+    m = tiny("idefics3", image_token_id=40)
+    special = {"<image>": 40, "<fake_token_around_image>": 30, "<global-img>": 31, "<end_of_utterance>": 36,
+               **{f"<row_{r}_col_{c}>": 31 + 2 * (r - 1) + c for r in (1, 2) for c in (1, 2)}}
+    ip_cls = getattr(transformers, "Idefics3ImageProcessorPil", transformers.Idefics3ImageProcessor)
+    proc = transformers.Idefics3Processor(image_processor=ip_cls(size={"longest_edge": 64},
+                                                                 max_image_size={"longest_edge": 32}),
+                                          tokenizer=word_tokenizer(special), image_seq_len=4)
+    rng = np.random.RandomState(0)
+    images = [Image.fromarray(rng.randint(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    hm = hooks.wrap(m, proc, verify=False)
+    enc = [hm.prepare({"text": ["w20 <image> w21"], "images": [[im]]}) for im in images]
+    ids, am = enc[0]["input_ids"], enc[0]["attention_mask"].bool()
+    assert torch.equal(ids, enc[1]["input_ids"]) and enc[0]["pixel_values"].shape[:2] == (1, 5)
+    sp = hm.spans(ids, am)
+    n = ids.shape[1]
+    image = (ids == 40) & am
+    assert int(image.sum()) == 5 * 4  # four tiles and the global image, 4 tokens each
+    assert sp["boi"][0].nonzero().flatten().tolist() == [1] and sp["eoi"][0].nonzero().flatten().tolist() == [n - 2]
+    assert sp["text"][0].nonzero().flatten().tolist() == [0, n - 1]
+    changed = merged_positions(hm, enc[0], enc[1])
+    assert torch.equal(changed, sp["image"]) and torch.equal(sp["image"], image)
