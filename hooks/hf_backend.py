@@ -107,10 +107,16 @@ def pad_sequences(hm, seqs: list) -> dict:
     return {"input_ids": ids, "attention_mask": am}
 
 
+# processor outputs from which the model builds its own multimodal (M-RoPE) positions, from the
+# attention mask (Qwen2-VL ``get_rope_index``): 1-D positions of ours would replace them
+MODEL_POSITIONS = ("image_grid_thw", "video_grid_thw")
+
+
 def forward(hm, inputs: dict, **kw):
     inputs = dict(inputs)
     am = inputs.get("attention_mask")
-    if hm.adapter.position_ids and am is not None and "position_ids" not in inputs and am.dim() == 2:
+    own = any(inputs.get(k) is not None for k in MODEL_POSITIONS)
+    if hm.adapter.position_ids and am is not None and "position_ids" not in inputs and am.dim() == 2 and not own:
         inputs["position_ids"] = (am.long().cumsum(-1) - 1).clamp(min=0)
     if hm.adapter.position_ids:  # decoder LMs: no KV cache for a plain forward
         kw.setdefault("use_cache", False)

@@ -104,7 +104,21 @@ def test_qwen2_vl_vision_start_end_and_merge():
     check_spans(hm, ids, dict(image=range(3, 7), boi=[2, 9], eoi=[7, 12], video=[10, 11],
                               text=[0, 1, 8, 13]))
     pv = 16, 3 * c.vision_config.temporal_patch_size * c.vision_config.patch_size ** 2
-    assert_merge_matches(hm, ids[:9], pv, image_grid_thw=torch.tensor([[1, 4, 4]]))
+    grid = torch.tensor([[1, 4, 4]])
+    types = (torch.tensor([ids[:9]]) == img).long()  # what the processor returns as mm_token_type_ids
+    assert_merge_matches(hm, ids[:9], pv, image_grid_thw=grid, mm_token_type_ids=types)
+    # with images the model builds its own 3-D (M-RoPE) positions from the mask: a run equals the model's
+    # forward, left padding included
+    row = torch.tensor(ids[:9])
+    batch = {"input_ids": torch.stack([row, torch.cat([torch.tensor([0]), row[:-1]])]),
+             "attention_mask": torch.tensor([[1] * 9, [0] + [1] * 8]),
+             "pixel_values": torch.randn(32, pv[1]), "image_grid_thw": grid.repeat(2, 1)}
+    batch["mm_token_type_ids"] = (batch["input_ids"] == img).long()
+    with torch.no_grad():
+        ref = m(**batch).logits
+    got = hm.run(batch).logits
+    real = batch["attention_mask"].bool()
+    assert (got - ref)[real].abs().max().item() < 1e-5
 
 
 def test_gemma3_start_end_of_image_and_merge():
