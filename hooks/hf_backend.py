@@ -8,10 +8,10 @@ texts are tokenized so that **position 0 is the BOS token whenever the tokenizer
 TransformerLens' convention (``default_prepend_bos: bool = True`` in
 transformer_lens/config/transformer_lens_config.py, used by ``HookedTransformer.to_tokens``), so a
 spec means the same tokens on an HF model and on a TransformerLens wrapping of the same weights,
-and GPT-2-style tokenizers (which add no BOS) get the attention-sink token that SAEs trained with
-SAELens' default (``prepend_bos: bool = True``, sae_lens/config.py) saw at position 0. ``prepend_bos=False`` gives
-no BOS at all: one the tokenizer added is removed (TransformerLens does the same), one written
-in the text is kept. Tokenizers without a BOS token (BERT, Qwen, ESM) are unaffected either way.
+and GPT-2-style tokenizers (which add no BOS) get the attention-sink token that SAEs trained
+with SAELens' default (``prepend_bos: bool = True``, sae_lens/config.py) saw at position 0.
+``prepend_bos=False`` gives no BOS at all: one the tokenizer added is removed (TransformerLens
+does the same), one written in the text is kept. Tokenizers without a BOS token (BERT, Qwen, ESM) are unaffected either way.
 Override per wrap (``hooks.wrap(model, tok, prepend_bos=False)`` or ``hm.prepend_bos = False``)
 or per call (``hm.run(texts, ..., prepend_bos=False)``, ``hm.prepare``, ``hm.trace``,
 ``hm.generate``). Token ids given as tensors, rows or dicts are never changed.

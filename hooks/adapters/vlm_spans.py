@@ -24,7 +24,7 @@ no image positions) is an error naming why.
 
 Families (``model_type``; ``SPECS`` keys)::
 
-    llava / llava_next / llava_next_video / llava_onevision / vipllava / aya_vision(*)
+    llava / llava_next / llava_next_video / llava_onevision / vipllava
                         <image> x N, no markers (LLaVA-NeXT's row newlines are image features
                         at <image> positions, so they are "image")
     pixtral             [IMG] rows separated by [IMG_BREAK], closed by [IMG_END] (= eoi); no boi.
@@ -39,8 +39,9 @@ Families (``model_type``; ``SPECS`` keys)::
     gemma3              <start_of_image> <image_soft_token> x N <end_of_image>
     llama4              <|image_start|> <|patch|> x N (tile separators inside) <|image_end|>
     internvl            <img> <IMG_CONTEXT> x N </img>
+    aya_vision          <|START_OF_IMG|> <|IMG_PATCH|> x N ... <|END_OF_IMG|> (marker ids from
+                        the processor/tokenizer)
     mllama              no image positions (cross-attention); <|image|> is in no span
-    (*) aya_vision: <|START_OF_IMG|> ... <|END_OF_IMG|> from its processor
 
 Any other VLM gets :data:`DEFAULT` (the config's ``image_token_id``/``image_token_index`` and
 its begin/end-of-image ids under the usual names). Chameleon, Emu3 and Janus keep their own
