@@ -11,7 +11,8 @@ spec means the same tokens on an HF model and on a TransformerLens wrapping of t
 and GPT-2-style tokenizers (which add no BOS) get the attention-sink token that SAEs trained
 with SAELens' default (``prepend_bos: bool = True``, sae_lens/config.py) saw at position 0.
 ``prepend_bos=False`` gives no BOS at all: one the tokenizer added is removed (TransformerLens
-does the same), one written in the text is kept. Tokenizers without a BOS token (BERT, Qwen, ESM) are unaffected either way.
+does the same), one written in the text is kept. Tokenizers without a BOS token (BERT, Qwen,
+ESM) are unaffected either way.
 Override per wrap (``hooks.wrap(model, tok, prepend_bos=False)`` or ``hm.prepend_bos = False``)
 or per call (``hm.run(texts, ..., prepend_bos=False)``, ``hm.prepare``, ``hm.trace``,
 ``hm.generate``). Token ids given as tensors, rows or dicts are never changed.
@@ -33,16 +34,22 @@ def bos_policy(hm, prepend_bos=None) -> bool:
     return pb
 
 
-def encode_texts(tok, texts, prepend_bos: bool) -> list:
-    """Token-id rows of ``texts`` under the BOS policy (see the module docstring)."""
-    rows = tok(list(texts), add_special_tokens=True)["input_ids"]
+def with_bos_policy(tok, texts, rows: list, prepend_bos: bool) -> list:
+    """``rows`` (the tokenizer's ids of ``texts``, special tokens included) under the BOS policy."""
     bos = getattr(tok, "bos_token_id", None)
     if bos is None:
         return [list(r) for r in rows]
     if prepend_bos:
         return [list(r) if r and r[0] == bos else [bos, *r] for r in rows]
+    if not any(r and r[0] == bos for r in rows):
+        return [list(r) for r in rows]
     plain = tok(list(texts), add_special_tokens=False)["input_ids"]  # what the text itself holds
     return [list(r[1:]) if r and r[0] == bos and not (p and p[0] == bos) else list(r) for r, p in zip(rows, plain)]
+
+
+def encode_texts(tok, texts, prepend_bos: bool) -> list:
+    """Token-id rows of ``texts`` under the BOS policy (see the module docstring)."""
+    return with_bos_policy(tok, texts, tok(list(texts), add_special_tokens=True)["input_ids"], prepend_bos)
 
 
 def tokenize_texts(hm, texts, prepend_bos=None) -> dict:
@@ -53,7 +60,6 @@ def tokenize_texts(hm, texts, prepend_bos=None) -> dict:
         raise HookError("This model has no tokenizer; pass token ids (a LongTensor or {'input_ids': ...}).")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
-    rows = encode_texts(tok, texts, bos_policy(hm, prepend_bos))
     side = hm.adapter.padding_side or getattr(tok, "padding_side", "right")
     old = tok.padding_side
     tok.padding_side = side
@@ -62,7 +68,9 @@ def tokenize_texts(hm, texts, prepend_bos=None) -> dict:
     finally:
         tok.padding_side = old
     ids, am = enc["input_ids"], enc["attention_mask"].bool()
-    if len(rows) == ids.shape[0] and all(ids[b][am[b]].tolist() == r for b, r in enumerate(rows)):
+    own = [ids[b][am[b]].tolist() for b in range(ids.shape[0])]
+    rows = with_bos_policy(tok, texts, own, bos_policy(hm, prepend_bos))
+    if rows == own:
         return enc  # the tokenizer's own output already follows the policy (keeps token_type_ids etc.)
     return pad_sequences(hm, [torch.tensor(r, dtype=torch.long) for r in rows])
 
