@@ -183,10 +183,12 @@ def resolve_id(hm, sources) -> Optional[int]:
     return None
 
 
-def _missing(sources) -> str:
+def _missing(sources, fam) -> str:
     names = [s.partition(".")[2] for s in sources if s.startswith("token.")]
-    what = names[0] if names else " / ".join(s.partition(".")[2] for s in sources)
-    return (f"the id of {what} is not in the model's config: wrap the model with its processor or tokenizer "
+    if not names:  # config attributes only (a family outside the table)
+        return (f"{fam!r} is not in hooks/adapters/vlm_spans.py's table and its config names no such id "
+                f"({', '.join(s.partition('.')[2] for s in sources)}); add the family to vlm_spans.SPECS")
+    return (f"the id of {names[0]} is not in the model's config: wrap the model with its processor or tokenizer "
             "(hooks.wrap(model, processor)) so the span can be found")
 
 
@@ -198,9 +200,9 @@ def resolve_ids(hm, spec: SpanSpec) -> tuple:
     for k in ("boi", "eoi"):
         src = spec.boi if spec.shared_marker else getattr(spec, k)
         if ids["boi" if spec.shared_marker else k] is None and k not in absent:
-            absent[k] = _missing(src) if src else f"{family(hm.model)} has no {k} marker in the table"
+            absent[k] = _missing(src, family(hm.model)) if src else f"{family(hm.model)} has no {k} marker in the table"
     if ids["image"] is None and "image" not in absent:
-        absent["image"] = _missing(spec.image)
+        absent["image"] = _missing(spec.image, family(hm.model))
     return ids, absent
 
 

@@ -272,3 +272,18 @@ def test_idefics3_processor_layout_and_merge():
     assert sp["text"][0].nonzero().flatten().tolist() == [0, n - 1]
     changed = merged_positions(hm, enc[0], enc[1])
     assert torch.equal(changed, sp["image"]) and torch.equal(sp["image"], image)
+
+
+def test_family_outside_the_table_uses_config_ids_and_says_what_is_missing(monkeypatch):
+    from hooks.adapters import vlm_spans
+
+    m = tiny("gemma3", mm_tokens_per_image=4)
+    c = m.config
+    monkeypatch.delitem(vlm_spans.SPECS, "gemma3")  # as if Gemma-3 were a new family: DEFAULT's config names
+    hm = hooks.wrap(m, verify=False)
+    ids = [T[0], c.boi_token_id, *[c.image_token_id] * 4, c.eoi_token_id, T[1]]
+    check_spans(hm, ids, dict(image=range(2, 6), boi=[1], eoi=[6], text=[0, 7]))  # boi/eoi_token_index found
+    monkeypatch.delitem(vlm_spans.SPECS, "llava_next")
+    nxt = tiny("llava_next", text_vocab=32064)
+    got = check_spans(hooks.wrap(nxt, verify=False), [T[0], nxt.config.image_token_id, T[1]], dict(image=[1], text=[0, 2]))
+    assert "'llava_next' is not in hooks/adapters/vlm_spans.py's table" in got.absent["boi"]
