@@ -1,6 +1,21 @@
 """How HookedModel talks to a transformers model: tokenizing, calling, reading outputs.
 
 TransformerLens and fair-esm adapters provide their own versions of these four functions.
+
+BOS policy (``prepend_bos``, one convention on every backend; see docs/concepts/positions.md):
+texts are tokenized so that **position 0 is the BOS token whenever the tokenizer has one**
+(``prepend_bos=True``, the default), whether or not the tokenizer adds it itself. That is
+TransformerLens' convention (``default_prepend_bos: bool = True`` in
+transformer_lens/config/transformer_lens_config.py, used by ``HookedTransformer.to_tokens``), so a
+spec means the same tokens on an HF model and on a TransformerLens wrapping of the same weights,
+and GPT-2-style tokenizers (which add no BOS) get the attention-sink token that SAEs trained
+with SAELens' default (``prepend_bos: bool = True``, sae_lens/config.py) saw at position 0.
+``prepend_bos=False`` gives no BOS at all: one the tokenizer added is removed (TransformerLens
+does the same), one written in the text is kept. Tokenizers without a BOS token (BERT, Qwen,
+ESM) are unaffected either way.
+Override per wrap (``hooks.wrap(model, tok, prepend_bos=False)`` or ``hm.prepend_bos = False``)
+or per call (``hm.run(texts, ..., prepend_bos=False)``, ``hm.prepare``, ``hm.trace``,
+``hm.generate``). Token ids given as tensors, rows or dicts are never changed.
 """
 from __future__ import annotations
 
@@ -8,25 +23,66 @@ import torch
 
 from .errors import HookError
 
+PREPEND_BOS = True  # the documented default (module docstring)
 
-def prepare(hm, batch) -> dict:
-    """Turn texts / token ids / a tokenized dict into model inputs on the model's device."""
+
+def bos_policy(hm, prepend_bos=None) -> bool:
+    """The BOS policy of one call: ``prepend_bos`` if given, else the wrap's (``hm.prepend_bos``)."""
+    pb = getattr(hm, "prepend_bos", PREPEND_BOS) if prepend_bos is None else prepend_bos
+    if not isinstance(pb, bool):
+        raise HookError(f"prepend_bos must be True or False (or None for the wrap's default), got {pb!r}.")
+    return pb
+
+
+def with_bos_policy(tok, texts, rows: list, prepend_bos: bool) -> list:
+    """``rows`` (the tokenizer's ids of ``texts``, special tokens included) under the BOS policy."""
+    bos = getattr(tok, "bos_token_id", None)
+    if bos is None:
+        return [list(r) for r in rows]
+    if prepend_bos:
+        return [list(r) if r and r[0] == bos else [bos, *r] for r in rows]
+    if not any(r and r[0] == bos for r in rows):
+        return [list(r) for r in rows]
+    plain = tok(list(texts), add_special_tokens=False)["input_ids"]  # what the text itself holds
+    return [list(r[1:]) if r and r[0] == bos and not (p and p[0] == bos) else list(r) for r, p in zip(rows, plain)]
+
+
+def encode_texts(tok, texts, prepend_bos: bool) -> list:
+    """Token-id rows of ``texts`` under the BOS policy (see the module docstring)."""
+    return with_bos_policy(tok, texts, tok(list(texts), add_special_tokens=True)["input_ids"], prepend_bos)
+
+
+def tokenize_texts(hm, texts, prepend_bos=None) -> dict:
+    """Padded ``input_ids``/``attention_mask`` (and the tokenizer's other outputs while the
+    policy changed nothing) of ``texts`` with ``hm``'s tokenizer."""
+    tok = hm.tokenizer
+    if tok is None:
+        raise HookError("This model has no tokenizer; pass token ids (a LongTensor or {'input_ids': ...}).")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    side = hm.adapter.padding_side or getattr(tok, "padding_side", "right")
+    old = tok.padding_side
+    tok.padding_side = side
+    try:
+        enc = dict(tok(list(texts), return_tensors="pt", padding=True))
+    finally:
+        tok.padding_side = old
+    ids, am = enc["input_ids"], enc["attention_mask"].bool()
+    own = [ids[b][am[b]].tolist() for b in range(ids.shape[0])]
+    rows = with_bos_policy(tok, texts, own, bos_policy(hm, prepend_bos))
+    if rows == own:
+        return enc  # the tokenizer's own output already follows the policy (keeps token_type_ids etc.)
+    return pad_sequences(hm, [torch.tensor(r, dtype=torch.long) for r in rows])
+
+
+def prepare(hm, batch, *, prepend_bos=None) -> dict:
+    """Turn texts / token ids / a tokenized dict into model inputs on the model's device.
+
+    Texts follow the BOS policy (module docstring); ``prepend_bos`` overrides the wrap's."""
     if isinstance(batch, str):
         batch = [batch]
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(b, str) for b in batch):
-        tok = hm.tokenizer
-        if tok is None:
-            raise HookError("This model has no tokenizer; pass token ids (a LongTensor or {'input_ids': ...}).")
-        side = hm.adapter.padding_side or getattr(tok, "padding_side", "right")
-        old = tok.padding_side
-        tok.padding_side = side
-        try:
-            if tok.pad_token is None:
-                tok.pad_token = tok.eos_token or tok.unk_token
-            enc = tok(list(batch), return_tensors="pt", padding=True)
-        finally:
-            tok.padding_side = old
-        inputs = dict(enc)
+        inputs = tokenize_texts(hm, batch, prepend_bos)
     elif isinstance(batch, torch.Tensor):
         ids = batch if batch.dim() == 2 else batch[None]
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -59,10 +115,16 @@ def pad_sequences(hm, seqs: list) -> dict:
     return {"input_ids": ids, "attention_mask": am}
 
 
+# processor outputs from which the model builds its own multimodal (M-RoPE) positions, from the
+# attention mask (Qwen2-VL ``get_rope_index``): 1-D positions of ours would replace them
+MODEL_POSITIONS = ("image_grid_thw", "video_grid_thw")
+
+
 def forward(hm, inputs: dict, **kw):
     inputs = dict(inputs)
     am = inputs.get("attention_mask")
-    if hm.adapter.position_ids and am is not None and "position_ids" not in inputs and am.dim() == 2:
+    own = any(inputs.get(k) is not None for k in MODEL_POSITIONS)
+    if hm.adapter.position_ids and am is not None and "position_ids" not in inputs and am.dim() == 2 and not own:
         inputs["position_ids"] = (am.long().cumsum(-1) - 1).clamp(min=0)
     if hm.adapter.position_ids:  # decoder LMs: no KV cache for a plain forward
         kw.setdefault("use_cache", False)

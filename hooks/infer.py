@@ -366,22 +366,6 @@ def _position_and_attention_policy(model, inputs, recorded, probed: bool):
     return close(with_pos, stock), close(stock, ref)
 
 
-BOI_KEYS = ("boi_token_id", "boi_token_index", "image_start_token_id", "vision_start_token_id",
-            "image_begin_token_id", "start_image_token_id", "begin_of_image_token_id")
-EOI_KEYS = ("eoi_token_id", "eoi_token_index", "image_end_token_id", "vision_end_token_id", "end_image_token_id",
-            "end_of_image_token_id")
-
-
-def _config_id(cfg, keys):
-    """The first integer id among ``keys`` on the config (or its text config), else None."""
-    for c in (cfg, getattr(cfg, "text_config", None)):
-        for k in keys:
-            v = getattr(c, k, None) if c is not None else None
-            if isinstance(v, int) and not isinstance(v, bool):
-                return v
-    return None
-
-
 def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     """An :class:`Adapter` for ``model`` from its module tree and one recording forward."""
     from . import attention
@@ -454,16 +438,11 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     kinds = sorted({c for c in comp})
     extra_vlm: dict = {}
     spans = None
-    image_id = getattr(model.config, "image_token_id", None)
-    if image_id is None:
-        image_id = getattr(model.config, "image_token_index", None)
     if vlm:  # processor batches and pixel values through the VLM backend; spans from the config's token ids
-        from .adapters import _vlm
+        from .adapters import _vlm, vlm_spans
 
         extra_vlm = {"backend": _vlm}
-        boi, eoi = _config_id(model.config, BOI_KEYS), _config_id(model.config, EOI_KEYS)
-        if isinstance(image_id, int):
-            spans = lambda hm, ids, am, i=image_id, b=boi, e=eoi: _vlm.image_spans(ids, am, [i], b, e)  # noqa: E731
+        spans = vlm_spans.spans  # the family's image/boi/eoi/text ids: hooks/adapters/vlm_spans.py's table
     return Adapter(
         name=name or f"inferred:{model.config.model_type}",
         layers=blocks_path,

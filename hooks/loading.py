@@ -23,11 +23,14 @@ from .model import HookedModel
 VLM_TYPES = ("llava", "chameleon", "janus", "emu3", "llava_next", "pixtral")
 
 
-def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, verify: bool = True) -> HookedModel:
+def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, verify: bool = True,
+         prepend_bos=None) -> HookedModel:
     """Wrap a built model (HF, TransformerLens, fair-esm, or a peft ``PeftModel``) in a :class:`HookedModel`.
 
     ``verify=True`` runs the load-time self-check (:mod:`hooks.verify`, one forward on a few
-    tokens): residual sites that disagree with the model's own hidden states are removed with a warning."""
+    tokens): residual sites that disagree with the model's own hidden states are removed with a warning.
+    ``prepend_bos``: this wrap's BOS policy for texts (default True: position 0 is BOS; see
+    :mod:`hooks.hf_backend`)."""
     from .adapters import rebase
 
     if type(model).__module__.startswith("nnsight") and isinstance(getattr(model, "_module", None), torch.nn.Module):
@@ -42,6 +45,10 @@ def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, v
     tok = tokenizer_or_processor
     hm = HookedModel(model, getattr(tok, "tokenizer", tok), adapter)
     hm.processor = tok if tok is not None and hasattr(tok, "tokenizer") else None
+    if prepend_bos is not None:
+        from .hf_backend import bos_policy
+
+        hm.prepend_bos = bos_policy(hm, prepend_bos)
     if verify:
         from .verify import self_check
 

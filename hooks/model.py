@@ -71,6 +71,7 @@ class HookedModel:
         self._gen: dict = {}
         self._prev_ids = None
         self._shapes = None
+        self.prepend_bos = hf_backend.PREPEND_BOS  # texts start with BOS (hooks.hf_backend); per call: prepend_bos=
 
     # -- info ----------------------------------------------------------------------
     def __repr__(self):
@@ -206,8 +207,12 @@ class HookedModel:
         return self.adapter.spans(self, input_ids, attention_mask.bool())
 
     # -- running --------------------------------------------------------------------
-    def prepare(self, batch) -> dict:
-        return self.backend.prepare(self, batch)
+    def prepare(self, batch, *, prepend_bos=None) -> dict:
+        """Model inputs of a batch; texts follow the BOS policy (``prepend_bos``: this call's, else
+        ``self.prepend_bos``; see :mod:`hooks.hf_backend`)."""
+        if prepend_bos is None:
+            return self.backend.prepare(self, batch)
+        return self.backend.prepare(self, batch, prepend_bos=prepend_bos)
 
     def forward(self, inputs: dict, **kw):
         return self.backend.forward(self, inputs, **kw)
@@ -250,7 +255,7 @@ class HookedModel:
             yield self.run(batch, ivs, grad=grad, stop_after=stop_after, **forward_kwargs)
 
     def cache_dataset(self, data, sites, positions="all", *, batch_size: int = 8, progress: bool = True,
-                      dtype=None, text_key=None) -> dict:
+                      dtype=None, text_key=None, prepend_bos=None) -> dict:
         """Selected activations over a whole dataset, flat ``(N, ...)`` per site, kept on CPU.
 
         Only the selected positions of each batch are moved to CPU, so device memory is
@@ -263,7 +268,7 @@ class HookedModel:
         offset = 0
         for res in self.iter_run(data, [Cache(sites, positions, layout="flat", dtype=dtype)], batch_size=batch_size,
                                  stop_after=self.deepest_site(sites),
-                                 progress=progress, text_key=text_key):
+                                 progress=progress, text_key=text_key, prepend_bos=prepend_bos):
             for k, v in res.cache.items():
                 parts.setdefault(k, []).append(v)
             m = next(iter(res.cache.masks.values()))
@@ -288,12 +293,13 @@ class HookedModel:
         if gen is not None:
             return gen(self, batch, interventions, max_new_tokens=max_new_tokens, do_sample=do_sample, **gen_kwargs)
         ivs = as_interventions(interventions)
+        prepend_bos = gen_kwargs.pop("prepend_bos", None)
         side = self.adapter.padding_side
         if self.tokenizer is not None and side is None:
             old = self.tokenizer.padding_side
             self.tokenizer.padding_side = "left"
         try:
-            inputs = self.prepare(batch)
+            inputs = self.prepare(batch, prepend_bos=prepend_bos)
         finally:
             if self.tokenizer is not None and side is None:
                 self.tokenizer.padding_side = old

@@ -13,7 +13,9 @@ over the padded batch. Accepted selectors::
     [[0, 2], [1]]              per-row real-token indices
     token("Answer"), token(42) positions holding that token (string or id)
     {"token": "Answer"}        the same, JSON/YAML form
-    "image", "text", "boi", "eoi"    modality spans of VLM adapters
+    "image", "text", "boi", "eoi"    modality spans of VLM adapters ("video" where the family has
+                                     one); a span the model lacks is an error saying why
+                                     (hooks/adapters/vlm_spans.py)
     "residues", "cls", "eos"         ESM spans (residues = real tokens minus CLS/EOS)
     torch.BoolTensor (B, P)    absolute mask over the padded batch
 
@@ -224,6 +226,9 @@ def resolve(sel: Any, ctx: BatchContext, *, check: bool = True) -> torch.Tensor:
                             "check the input (one image per prompt, special tokens kept) or use a mask selector."
                         )
             return mask
+        why = getattr(spans, "absent", {}).get(sel)
+        if why:
+            raise SpecError(f"positions={sel!r}: this model has no {sel!r} span: {why}.")
         known = ["all", "last", *sorted(spans)]
         raise SpecError(
             f"Unknown position selector {sel!r}. This model knows {known}; token strings need token('...'), "

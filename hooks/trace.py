@@ -143,8 +143,8 @@ class Trace:
         batch = self.batch if batch is None else batch
         if batch is None:
             raise HookError("tr.run() needs a batch (none was given to model.trace()).")
-        inputs = self.hm.prepare(batch)
         kw = {**self.forward_kwargs, **forward_kwargs}
+        inputs = self.hm.prepare(batch, prepend_bos=kw.pop("prepend_bos", None))  # the BOS policy of this call
         stop = self._stop_hook() if self.stop_after is not None else None
         try:
             with self.hm.lock, torch.set_grad_enabled(self.grad):

@@ -100,6 +100,34 @@ def image_spans(ids: torch.Tensor, am: torch.Tensor, image_ids, boi_id=None, eoi
     return out
 
 
+def shared_marker_spans(ids: torch.Tensor, am: torch.Tensor, image_ids, marker_id=None, block_ids=()) -> dict:
+    """Spans when one marker id opens, separates and closes image tiles (Idefics2/3, SmolVLM:
+    ``<fake_token_around_image>``).
+
+    The markers cut a row into segments (a marker up to the next one); a segment holding an
+    image token is inside an image block, with its trailing text-like tokens (Idefics3's
+    ``<row_i_col_j>`` tags, ``<global-img>`` and row newlines: in no span). ``boi`` is a marker
+    that opens a block after a non-image segment, ``eoi`` one that closes a block before a
+    non-image segment (a marker between two tiles is neither)."""
+    if marker_id is None:
+        return image_spans(ids, am, image_ids, block_ids=block_ids)
+    am = am.bool()
+    image = _isin(ids, image_ids) & am
+    mark = (ids == marker_id) & am
+    seg = mark.long().cumsum(1)  # segment k runs from the k-th marker up to the next one; 0 = before any
+    B, L = ids.shape
+    n_img = torch.zeros(B, L + 2, dtype=torch.long, device=ids.device)
+    n_img.scatter_add_(1, seg, image.long())
+    inside_seg = n_img > 0
+    inside_seg[:, 0] = False
+    inside = inside_seg.gather(1, seg)
+    inside_prev = inside_seg.gather(1, (seg - 1).clamp(min=0)) & (seg > 0)
+    boi = mark & inside & ~inside_prev
+    eoi = mark & inside_prev & ~inside
+    block = ((inside | (mark & inside_prev)) & am) | image | (_isin(ids, block_ids) & am)
+    return {"image": image, "boi": boi, "eoi": eoi, "text": am & ~block}
+
+
 def token_id(hm, name: str, attr: Optional[str] = None, vocab: Optional[dict] = None):
     """Id of a special token: from the tokenizer (``attr`` such as ``"boi_token"``, or the
     literal ``name``), else from the model's ``vocabulary_map``; None when unknown."""
@@ -146,8 +174,12 @@ def _merge_examples(batch: list) -> dict:
     return out
 
 
-def prepare(hm, batch) -> dict:
-    """hf_backend.prepare plus processor batches; pixel values cast to the model dtype."""
+def prepare(hm, batch, *, prepend_bos=None) -> dict:
+    """hf_backend.prepare plus processor batches; pixel values cast to the model dtype.
+
+    Texts through the processor keep the processor's BOS placement (PaliGemma puts BOS after the
+    image tokens, Emu3 prepends it, LLaVA's tokenizer adds it): ``prepend_bos`` applies to texts
+    tokenized without a processor (:mod:`hooks.hf_backend`)."""
     proc = getattr(hm, "processor", None)
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(b, dict) and "input_ids" not in b for b in batch):
         batch = _merge_examples(list(batch))
@@ -180,7 +212,7 @@ def prepare(hm, batch) -> dict:
             if tok is not None:
                 tok.padding_side = old
         batch = dict(enc)
-    inputs = hf_backend.prepare(hm, batch)
+    inputs = hf_backend.prepare(hm, batch, prepend_bos=prepend_bos)
     dt = _model_dtype(hm.model)
     if dt is not None:
         inputs = {

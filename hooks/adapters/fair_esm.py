@@ -172,8 +172,13 @@ def esm_spans(hm, ids, am):
 
 
 # -- backend -----------------------------------------------------------------------------
-def prepare(hm, batch) -> dict:
-    """Sequences / (label, seq) pairs / tokens -> ``{"input_ids", "attention_mask"}`` on the model's device."""
+def prepare(hm, batch, *, prepend_bos=None) -> dict:
+    """Sequences / (label, seq) pairs / tokens -> ``{"input_ids", "attention_mask"}`` on the model's device.
+
+    The alphabet always writes ``<cls>`` first (ESM's BOS, position 0): ``prepend_bos`` is accepted
+    for a backend-independent call signature and must not be False."""
+    if prepend_bos is False:
+        raise HookError("fair-esm sequences always start with <cls> (ESM's BOS); prepend_bos=False cannot apply.")
     alph = _tokenizer(hm).alphabet
     if isinstance(batch, str):
         batch = [batch]

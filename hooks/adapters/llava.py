@@ -10,36 +10,17 @@ family (Llama/Mistral/Qwen2/Qwen3, Gemma, Gemma 2/3-text), chosen by
 ``"text"`` (every other real token); LLaVA has no begin/end-of-image markers. Pixtral (a LLaVA
 whose ``vision_config.model_type`` is ``"pixtral"``) writes rows of ``[IMG]`` separated by
 ``[IMG_BREAK]`` and closes the image with ``[IMG_END]``: ``[IMG_END]`` is its ``"eoi"`` span,
-the breaks are inside the image block (not ``"text"``), ids read from the processor/tokenizer.
+the breaks are inside the image block (not ``"text"``), ids read from the processor/tokenizer
+(:mod:`hooks.adapters.vlm_spans`, the table of every family's image tokens).
 
 The vision tower and projector are reachable as raw module paths, e.g.
 ``"model.vision_tower.encoder.layers.3"`` or ``"model.multi_modal_projector"``.
 """
 from dataclasses import replace
 
-from . import _vlm
+from . import _vlm, vlm_spans
 from .gemma import GEMMA, GEMMA2
 from .llama import ADAPTER as LLAMA
-
-
-def _pixtral_ids(hm):
-    """``([IMG_BREAK], [IMG_END])`` ids of a Pixtral-class LLaVA (from its processor or tokenizer), else Nones."""
-    if getattr(getattr(hm.model.config, "vision_config", None), "model_type", None) != "pixtral":
-        return None, None
-    proc = getattr(hm, "processor", None)
-    brk = getattr(proc, "image_break_token_id", None)
-    end = getattr(proc, "image_end_token_id", None)
-    if brk is None:
-        brk = _vlm.token_id(hm, "[IMG_BREAK]")
-    if end is None:
-        end = _vlm.token_id(hm, "[IMG_END]")
-    return brk, end
-
-
-def llava_spans(hm, ids, am):
-    brk, end = _pixtral_ids(hm)
-    return _vlm.image_spans(ids, am, [hm.model.config.image_token_id], eoi_id=end,
-                            block_ids=[brk] if brk is not None else ())
 
 
 def _text_family(model_types):
@@ -58,7 +39,7 @@ def _variant(text_adapter, name):
         sites=sites,
         attention_backend="hf",
         n_heads=_vlm.text_heads,
-        spans=llava_spans,
+        spans=vlm_spans.spans,
         extra={"backend": _vlm},
         notes=f"LLaVA over a {text_adapter.name}-style language model",
     )

@@ -24,7 +24,8 @@ Sites and their TL semantics (TransformerLens 3.9):
   ``ln_final.hook_normalized`` is *before* them). ``logits`` = ``unembed`` output (before
   ``output_logits_soft_cap`` on the few models that have one).
 
-Padding: strings are tokenised one by one with ``model.to_tokens`` (TL's BOS convention) and
+Padding: strings are tokenised with the BOS policy shared with HF models
+(:func:`hooks.hf_backend.encode_texts`; BOS first by default, TL's ``default_prepend_bos``) and
 padded on the tokenizer's side (generation pads left); the explicit ``attention_mask`` is always
 passed, so TL computes absolute positions from it (``cumsum - 1``: the first real token is
 position 0 under left padding too) and masks padded keys. ``transformer_lens`` is imported only
@@ -36,6 +37,7 @@ import types
 
 import torch
 
+from .. import hf_backend
 from ..errors import HookError
 from .base import Adapter, Site
 
@@ -48,20 +50,23 @@ def _tokenizer(hm):
     return tok
 
 
-def prepare(hm, batch, *, padding_side=None) -> dict:
+def prepare(hm, batch, *, padding_side=None, prepend_bos=None) -> dict:
     """Texts / token ids (a (B, P) tensor or a list of rows) / ``{"input_ids", "attention_mask"}`` -> inputs.
 
     Texts and token rows are padded on ``padding_side`` (default: the tokenizer's, else right).
+    Texts follow the BOS policy of :mod:`hooks.hf_backend` (BOS first by default, as
+    ``to_tokens`` with ``default_prepend_bos``), tokenized by the same function as HF models so
+    a text has the same ids on both backends.
     """
-    model = hm.model
     if isinstance(batch, str):
         batch = [batch]
     rows = None
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(s, str) for s in batch):
-        if _tokenizer(hm) is None or getattr(model, "tokenizer", None) is None:
+        if _tokenizer(hm) is None:
             raise HookError("This HookedTransformer has no tokenizer; pass token ids (a LongTensor or "
                             "{'input_ids': ..., 'attention_mask': ...}) or build it with tokenizer=...")
-        rows = [model.to_tokens(s, move_to_device=False)[0] for s in batch]
+        rows = [torch.tensor(r, dtype=torch.long)
+                for r in hf_backend.encode_texts(_tokenizer(hm), batch, hf_backend.bos_policy(hm, prepend_bos))]
     elif isinstance(batch, (list, tuple)) and batch and all(
             (isinstance(b, torch.Tensor) and b.dim() == 1) or isinstance(b, (list, tuple)) for b in batch):
         rows = [torch.as_tensor(b, dtype=torch.long) for b in batch]
@@ -144,11 +149,12 @@ def generate(hm, batch, interventions=(), *, max_new_tokens: int = 20, do_sample
 
     from ..model import GenerateResult, as_interventions, merge_caches
 
+    prepend_bos = kw.pop("prepend_bos", None)
     if kw:
         raise HookError(f"Unsupported generate options for TransformerLens: {sorted(kw)}.")
     ivs = as_interventions(interventions)
     model = hm.model
-    inputs = prepare(hm, batch, padding_side="left")
+    inputs = prepare(hm, batch, padding_side="left", prepend_bos=prepend_bos)
     ids, am = inputs["input_ids"], inputs["attention_mask"]
     B, prompt_len = ids.shape
     kv = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, B)

@@ -56,9 +56,9 @@ def test_dashboard_attention_command(saved):
     assert r.exit_code == 0, r.output
     data = json.loads((out / "data" / "attention.json").read_text())
     assert data["heads"] == [0, 3] and sorted(data["patterns"]) == ["0", "1"]
-    w = data["patterns"]["0"][0][0]                              # prompt 0, head 0: 3x3, causal, rows sum to 1
-    assert len(w) == 3 and all(abs(sum(row) - 1) < 1e-5 for row in w) and w[0][1] == 0 and w[1][2] == 0
-    assert [t.strip() for t in data["tokens"][1]] == ["w9", "w10"]
+    w = data["patterns"]["0"][0][0]  # prompt 0, head 0: BOS + 3 words (hooks' prepend_bos default), causal, rows sum to 1
+    assert len(w) == 4 and all(abs(sum(row) - 1) < 1e-5 for row in w) and w[0][1] == 0 and w[2][3] == 0
+    assert [t.strip() for t in data["tokens"][1]] == ["<s>", "w9", "w10"]
 
 
 def test_bad_input_is_one_clear_error(saved):
