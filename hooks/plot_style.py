@@ -32,6 +32,8 @@ import os
 import re
 from pathlib import Path
 
+from .formatting import format_q  # noqa: F401  (re-exported: text and figures print q the same way)
+
 __all__ = ["RC", "COLOURS", "DASHES", "MARKERS", "HATCHES", "FIGURE_FUNCTIONS", "format_q", "line_styles", "styled",
            "figure", "layer_axis", "layer_numbers", "title_for", "title_from", "legend_outside", "save_figure",
            "capture"]
@@ -46,21 +48,9 @@ COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1)))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo", "--")
-SMALLEST = 1e-300
 FIGURE_FUNCTIONS: dict = {}   # "module.function" -> function, filled by @styled
 _CAPTURED: list | None = None
 _DRAWING: list = []           # names of the @styled functions running (innermost last)
-
-
-def format_q(q, digits: int = 1) -> str:
-    """A p or q value for text and figures: ``< 1e-300`` when it underflowed (0 or subnormal),
-    ``nan`` for missing, otherwise scientific notation (``3.2e-05``)."""
-    if q is None or (isinstance(q, float) and math.isnan(q)):
-        return "nan"
-    q = float(q)
-    if q < SMALLEST:
-        return "< 1e-300"
-    return f"{q:.{digits}e}"
 
 
 def line_styles(n: int | None = None, *, fill: bool = True, nested: bool = False):

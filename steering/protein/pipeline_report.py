@@ -73,8 +73,6 @@ def _md_table(rows: list, header: list) -> list:
 
 
 def render(summary: dict, table) -> str:
-    from hooks.plot_style import format_q
-
     from .pipeline_dashboard import latent_page
 
     s = summary
