@@ -114,6 +114,18 @@ def flat_cache(model, inputs, sites, *, grad: bool = False) -> dict:
     return out
 
 
+def take_rows(batch: dict, rows: torch.Tensor) -> dict:
+    """``batch`` at rows ``rows`` (repeats allowed): every tensor is gathered on its first
+    (batch) dimension, nested dicts too; anything else is kept as is."""
+    def take(v):
+        if isinstance(v, torch.Tensor) and v.dim() >= 1:
+            return v.index_select(0, rows.to(v.device))
+        if isinstance(v, dict):
+            return {k: take(x) for k, x in v.items()}
+        return v
+    return {k: take(v) for k, v in batch.items()}
+
+
 def site_family(name: str) -> str:
     return name.rsplit(".", 1)[0]
 

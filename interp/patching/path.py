@@ -17,8 +17,10 @@ authors' code: ``path_patching`` in redwoodresearch/Easy-Transformer
 
 Receivers are head outputs (``"head_out.L:h"``: the head recomputed from the patched
 residual, i.e. through its queries, keys and values together) or whole residual sites
-(``"resid_pre.L"``, ``"resid_mid.L"``, ``"resid_post.L"``). Each sender costs two forwards
-(no batching across senders yet). Output: the sweep schema, one row per sender head.
+(``"resid_pre.L"``, ``"resid_mid.L"``, ``"resid_post.L"``). Senders are stacked on the batch
+dimension (``k`` copies of the base batch, copy ``i`` carrying sender ``i``; ``k`` bounded by
+``memory_budget`` bytes of estimated activations), so ``k`` senders cost two forwards.
+Output: the sweep schema, one row per sender head.
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ import torch
 from hooks import Cache, Edit
 from hooks.errors import SpecError
 
-from .common import flat_cache, prepare_pairs
-from .sweep import COLUMNS, effect_of
+from .common import flat_cache, prepare_pairs, take_rows
+from .sweep import COLUMNS, effect_of, row_bytes
 
 
 def _parse_receivers(model, receivers):
@@ -49,8 +51,10 @@ def _parse_receivers(model, receivers):
 
 
 def path_patching(model, clean, corrupt, *, senders="all", receivers, metric="logit_diff", answers=None,
-                  distractors=None, direction: str = "denoising", normalize: bool = False, freeze_mlps: bool = False):
-    """A DataFrame (site, layer, head, position, effect) with one row per sender head."""
+                  distractors=None, direction: str = "denoising", normalize: bool = False, freeze_mlps: bool = False,
+                  memory_budget: float = 1 << 30):
+    """A DataFrame (site, layer, head, position, effect) with one row per sender head; senders
+    are stacked on the batch dimension, as many per forward as ``memory_budget`` bytes allow."""
     import pandas as pd
 
     n = model.n_layers
@@ -73,51 +77,61 @@ def path_patching(model, clean, corrupt, *, senders="all", receivers, metric="lo
     senders = [tuple(int(x) for x in s) for s in senders]
     if not senders:
         raise SpecError(f"No sender head is upstream of every receiver {receivers!r}.")
-    B = pairs.n
-    effects = []
     for L, h in senders:
         if not upstream(L):
             raise SpecError(f"Sender head {L}.{h} is not upstream of every receiver {receivers!r}.")
-        # step 2: sender from the source run, other heads (and MLPs) frozen at base, receivers recompute
+    B = pairs.n
+    rsites = list(dict.fromkeys(s for s, _ in recv))
+    am = pairs.base["attention_mask"].bool()
+    per_sender = B * row_bytes(model, pairs.base) + sum(v.numel() * v.element_size() for v in base.values())
+    k = max(1, min(len(senders), int(memory_budget // max(per_sender, 1))))
+    effects, forwards = [], 0
+    for start in range(0, len(senders), k):
+        chunk = senders[start : start + k]
+        kk = len(chunk)
+        stacked = take_rows(pairs.base, torch.arange(B).repeat(kk))
+        # step 2: each stacked copy takes its sender from the source run, every other head (and the MLPs)
+        # frozen at base, the receivers recompute
         edits = []
         for l in range(n):
             site = heads_sites[l]
-            frozen = base[site].clone()
-            if l == L:
-                frozen[:, h] = src[site][:, h]
+            frozen = base[site].repeat(kk, *([1] * (base[site].dim() - 1)))
+            N0 = base[site].shape[0]
+            for i, (L, h) in enumerate(chunk):
+                if L == l:
+                    frozen[i * N0 : (i + 1) * N0, h] = src[site][:, h]
             keep = torch.zeros(H, dtype=torch.bool)
             for s, hh in recv:
                 if s == site and hh is not None:
                     keep[hh] = True
             edits.append(Edit(site, "all", fn=_freeze(frozen, keep)))
         for site in mlp_sites:
-            edits.append(Edit(site, "all", fn=_freeze(base[site], None)))
-        rsites = list(dict.fromkeys(s for s, _ in recv))
+            edits.append(Edit(site, "all", fn=_freeze(base[site].repeat(kk, *([1] * (base[site].dim() - 1))), None)))
         with torch.no_grad():
-            res = model.run(pairs.base, edits + [Cache(rsites, "all", layout="padded", device=None)])
-        am = pairs.base["attention_mask"].bool()
-        step2 = {s: res.cache[s][am.to(res.cache[s].device)] for s in rsites}
+            res = model.run(stacked, edits + [Cache(rsites, "all", layout="padded", device=None)])
+        sam = am.repeat(kk, 1)
+        step2 = {s: res.cache[s][sam.to(res.cache[s].device)] for s in rsites}
         # step 3: only the receivers take the step-2 values
         patch = []
         for s in rsites:
             hs = [hh for ss, hh in recv if ss == s]
-            new = step2[s]
             if hs[0] is not None:
                 keep = torch.zeros(H, dtype=torch.bool)
                 keep[hs] = True
-                patch.append(Edit(s, "all", fn=_select(new, keep)))
+                patch.append(Edit(s, "all", fn=_select(step2[s], keep)))
             else:
-                patch.append(Edit(s, "all", fn=_freeze(new, None)))
+                patch.append(Edit(s, "all", fn=_freeze(step2[s], None)))
         with torch.no_grad():
-            logits = model.run(pairs.base, patch).logits
-        vals = pairs.metric(logits, pairs.batch).cpu()
-        effects.append(effect_of(vals, pairs.rows, torch.ones(B, dtype=torch.bool), normalize))
+            logits = model.run(stacked, patch).logits
+        forwards += 2
+        vals = pairs.metric(logits, take_rows(pairs.batch, torch.arange(B).repeat(kk))).view(kk, B).cpu()
+        effects.extend(effect_of(v, pairs.rows, torch.ones(B, dtype=torch.bool), normalize) for v in vals)
     df = pd.DataFrame({"site": "head_out", "layer": [s[0] for s in senders],
                        "head": pd.array([s[1] for s in senders], dtype="Int64"),
                        "position": pd.array([None] * len(senders), dtype="Int64"), "effect": effects}, columns=COLUMNS)
     df.attrs.update({"metric": pairs.metric.name, "direction": direction, "normalize": normalize,
                      "receivers": [f"{s}:{h}" if h is not None else s for s, h in recv], "freeze_mlps": freeze_mlps,
-                     "examples": B, "forwards": 2 * len(senders), **{f"metric_{k}": v for k, v in pairs.values.items()}})
+                     "examples": B, "forwards": forwards, "senders_per_forward": k, **{f"metric_{k}": v for k, v in pairs.values.items()}})
     return df
 
 
