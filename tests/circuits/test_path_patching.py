@@ -44,7 +44,10 @@ def test_direct_path_to_the_next_layer_freezes_everything_else(setup):
 def test_head_receivers_and_errors(setup):
     hm, clean, corrupt, kw, *_ = setup
     df = path_patching(hm, clean, corrupt, senders="all", receivers=[f"head_out.1:{h}" for h in range(4)], **kw)
-    assert len(df) == 4 and set(df.layer) == {0} and df.attrs["forwards"] == 8
+    assert len(df) == 4 and set(df.layer) == {0} and df.attrs["forwards"] == 2  # 4 senders stacked: 2 forwards
+    one = path_patching(hm, clean, corrupt, senders="all", receivers=[f"head_out.1:{h}" for h in range(4)],
+                        memory_budget=1, **kw)  # below one sender's estimate: one sender per forward pair
+    assert one.attrs["forwards"] == 8 and one["effect"].tolist() == pytest.approx(df["effect"].tolist(), abs=1e-5)
     # receivers = every head of layer 1 plus the MLP path recomputing: the sender's whole effect on layer 1's
     # heads; the top sender is the same head that activation patching ranks first
     assert int(df.sort_values("effect").iloc[-1]["head"]) == 3
