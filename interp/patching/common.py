@@ -32,6 +32,7 @@ class Pairs:
     direction: str
     values: dict = field(default_factory=dict)  # metric means: clean, corrupt, base
     rows: dict = field(default_factory=dict)  # per-example metric values (CPU (B,)): clean, corrupt, base
+    base_logits: object = None  # logits of the unpatched base run
 
     @property
     def n(self) -> int:
@@ -90,6 +91,7 @@ def prepare_pairs(model, clean, corrupt, *, sites, metric="logit_diff", answers=
     pairs = Pairs(model, base, source, mb, m, names, layers, rank, direction)
     pairs.rows = {"clean": m(clean_logits, mb).cpu(), "corrupt": m(corrupt_logits, mb).cpu()}
     pairs.rows["base"] = pairs.rows["corrupt" if direction == "denoising" else "clean"]
+    pairs.base_logits = corrupt_logits if direction == "denoising" else clean_logits
     pairs.values = {k: float(v.nanmean()) for k, v in pairs.rows.items()}
     return pairs
 

@@ -178,7 +178,7 @@ def _base_replay(pairs: Pairs, last_only: bool):
     model = pairs.model
     rep, why, base = record(model, pairs.base, pairs.sites, lambda: flat_cache(model, pairs.base, pairs.sites))
     if rep is not None and rep.plans:
-        want = _logits(model, pairs.base, [], last_only)
+        want = _base_logits(pairs, last_only)
         for s in list(rep.plans):
             rep.check(s, lambda rows, ctx: _logits(model, take_rows(pairs.base, rows), [], last_only, ctx),
                       lambda rows: want.index_select(0, rows.to(want.device)))
@@ -223,6 +223,17 @@ def _last_logits(model, inputs, edits) -> torch.Tensor:
     return head(res.cache["final"])[:, None]
 
 
+def _base_logits(pairs: Pairs, last_only: bool) -> torch.Tensor:
+    """The base run's logits (``(B, 1, vocab)`` at the last real token when ``last_only``)."""
+    full = pairs.base_logits
+    if full is None:
+        with torch.no_grad():
+            full = pairs.model.run(pairs.base).logits
+    if not last_only:
+        return full
+    return full[torch.arange(full.shape[0], device=full.device), pairs.batch["last"].to(full.device)][:, None]
+
+
 def _at_last(batch: dict) -> dict:
     return {**batch, "last": torch.zeros_like(batch["last"])}
 
@@ -234,10 +245,8 @@ def _last_token_logits_ok(pairs: Pairs) -> bool:
     model = pairs.model
     if pairs.metric.reads != "answer" or not {"final", "logits"} <= set(model.site_names):
         return False
+    want = _base_logits(pairs, True)[:, 0]
     with torch.no_grad():
-        full = model.run(pairs.base).logits
-        ar = torch.arange(full.shape[0], device=full.device)
-        want = full[ar, pairs.batch["last"].to(full.device)]
         try:
             got = _last_logits(model, pairs.base, [])[:, 0]
         except Exception:  # noqa: BLE001 - any adapter that cannot do this falls back to full logits
