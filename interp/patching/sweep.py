@@ -6,13 +6,32 @@
     df.columns   # site, layer, head, position, effect   (head/position empty when not swept)
 
 Each *variant* patches one cell (a layer; a layer and head; a layer and position; or all
-three) from the source run into the base run. ``k`` variants run in one forward by stacking
-``k`` copies of the base batch on the batch dimension, each copy patched at its own cell
-(an :class:`hooks.Edit` per site that writes source values where the variant's mask is
-set); ``k`` is bounded by ``memory_budget`` bytes of estimated activations. ``effect`` is the
+three) from the source run into the base run. Variants run in one forward by stacking
+copies of the base rows on the batch dimension, each copy patched at its own cell (an
+:class:`hooks.Edit` per site that writes source values where the variant's cell is); the
+stacked rows per forward are bounded by ``memory_budget`` bytes of estimated activations
+(and ``max_variants`` variants). ``effect`` is the
 mean over examples of ``metric(patched) - metric(base)`` (``normalize=True``: the patched
 metric rescaled so that corrupt = 0 and clean = 1, as in Wang et al. 2022 / TransformerLens's
 ``patching`` demos).
+
+Only what a patch can change is computed (``fast=True``, the default; exact, generic):
+
+* a row whose source values equal the base run's at the variant's cell (e.g. positions
+  before the corrupted token of a causal model) is not run: patching writes what is already
+  there, so its metric is the base run's (:func:`changed_rows`);
+* variants run grouped by site, and the modules that returned before the site's hook fired
+  in the base run (the blocks below its layer; inside its block, e.g. the attention module
+  for ``attn_out.L``) return their recorded base outputs instead of computing
+  (:mod:`interp.patching.replay`), where the model's structure allows it; elsewhere every
+  block runs (``df.attrs["replay_off"]`` says why);
+* metrics that read only the last token unembed only that token.
+
+``fast=False`` is the reference: every variant's full batch through the whole model. Not
+done: reusing the base run's keys/values for the positions before the patch (prefix reuse
+needs the model's KV cache through model-specific arguments; see bench/RESULTS_patching.md).
+``df.attrs``: ``forwards``, ``rows_run`` / ``rows_total`` / ``rows_equal_to_base`` and, per
+site, ``replayed_modules``.
 
 Reference: the per-patch loop of TransformerLens ``transformer_lens/patching.py``
 (``generic_activation_patch``), which runs one forward per cell; results are equal.
