@@ -144,3 +144,27 @@ def test_swapped_forwards_are_always_restored():
     with pytest.raises(ZeroDivisionError):  # a failing forward while recording
         record(hm, inputs, ["resid_pre.1"], lambda: 1 / 0)
     assert not any("forward" in m.__dict__ for m in hm.model.modules())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_nnsight_wrapped_model_keeps_its_forwards_and_still_traces():
+    """nnsight replaces every module's ``forward`` with its own wrapper (an instance attribute):
+    the sweep swaps them for the replay and puts back exactly those wrappers."""
+    import nnsight
+
+    tl = _tl()
+    nm = nnsight.NNsight(tl)
+    before = {n: m.__dict__.get("forward") for n, m in tl.named_modules()}
+    assert any(f is not None for f in before.values())
+    hm = hooks.wrap(tl)
+    clean, corrupt, kw = _data()
+    df = activation_patching(hm, clean, corrupt, sites="head_out", by="layer,head,position", **kw)
+    ref = activation_patching(hm, clean, corrupt, sites="head_out", by="layer,head,position", fast=False, **kw)
+    assert sum(df.attrs["replayed_modules"].values()) > 0
+    torch.testing.assert_close(torch.tensor(df["effect"].to_numpy()), torch.tensor(ref["effect"].to_numpy()),
+                               atol=1e-5, rtol=0, equal_nan=True)
+    assert {n: m.__dict__.get("forward") for n, m in tl.named_modules()} == before
+    x = torch.tensor(clean[0])[None]
+    with nm.trace(x):
+        out = nnsight.save(nm.blocks[1].output)
+    torch.testing.assert_close(out, tl.blocks[1](tl.blocks[0](tl.hook_embed(tl.embed(x)) + tl.pos_embed(x))))
