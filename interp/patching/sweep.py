@@ -145,7 +145,7 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     lay = _Layout(pairs)
     last_only = _last_token_logits_ok(pairs)
     src = flat_cache(model, pairs.source, pairs.sites)
-    rep, why, base = _base_replay(pairs, last_only) if fast else (None, "fast=False", None)
+    rep, why, base = base_replay(pairs, last_only) if fast else (None, "fast=False", None)
     shapes = {s: tuple(v.shape[1:]) for s, v in src.items()}
     cells = variants(pairs, keys, shapes)
     active = changed_rows(cells, src, base, lay) if fast else torch.ones(len(cells), B, dtype=torch.bool)
@@ -191,11 +191,16 @@ def _chunks(ids: list, active: torch.Tensor, max_rows: int, kmax: int):
         yield chunk
 
 
-def _base_replay(pairs: Pairs, last_only: bool):
-    """Record the base run for replay (and cache its activations at the sites), then check each
-    site's replay against the base run, dropping any that differ: ``(Replay or None, why not, base)``."""
+def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None):
+    """Record the base run for replay (and cache its activations at ``sites``, default the
+    pairs' sites), then check the replay of each site in ``use`` (default: all) against the
+    base run, dropping any that differ: ``(Replay or None, why not, base activations)``."""
     model = pairs.model
-    rep, why, base = record(model, pairs.base, pairs.sites, lambda: flat_cache(model, pairs.base, pairs.sites))
+    sites = list(pairs.sites if sites is None else sites)
+    rep, why, base = record(model, pairs.base, sites, lambda: flat_cache(model, pairs.base, sites))
+    if rep is not None:
+        for s in [s for s in rep.plans if use is not None and s not in use]:
+            rep.plans.pop(s)
     if rep is not None and rep.plans:
         want = _base_logits(pairs, last_only)
         for s in list(rep.plans):

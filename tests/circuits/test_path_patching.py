@@ -57,3 +57,17 @@ def test_head_receivers_and_errors(setup):
         path_patching(hm, clean, corrupt, senders=[(1, 0)], receivers=["head_out.1:1"], **kw)
     with pytest.raises(hooks.SpecError, match="only applies to head_out"):
         path_patching(hm, clean, corrupt, senders=[(0, 1)], receivers=["resid_pre.1:2"], **kw)
+
+
+def test_fast_path_patching_equals_the_reference_path(setup):
+    """Step 2 starting at the senders' layer and step 3 at the first receiver (modules before them
+    replayed from the base run) give the table of the full forwards; both directions."""
+    hm, clean, corrupt, kw, *_ = setup
+    for recv, direction, freeze in [("resid_post.1", "denoising", False), (["head_out.1:0", "head_out.1:3"], "noising", True)]:
+        args = dict(senders="all", receivers=recv, direction=direction, freeze_mlps=freeze, **kw)
+        fast = path_patching(hm, clean, corrupt, **args)
+        ref = path_patching(hm, clean, corrupt, fast=False, **args)
+        assert fast.attrs["replay_off"] == {} and fast.attrs["replayed_modules"]["head_out.1" if recv == "resid_post.1" else "head_out.0"] >= 1
+        assert ref["effect"].abs().max() > 1e-2
+        assert fast["effect"].tolist() == pytest.approx(ref["effect"].tolist(), abs=1e-5)
+    assert not any("forward" in m.__dict__ for m in hm.model.modules())
