@@ -5,8 +5,11 @@ the base run; and ``fast=False``: every variant's full batch stacked through the
 vs TransformerLens's ``patching`` module (one forward per patch) vs nnsight (one trace per
 patch), on the same random-weight TransformerLens model (no downloads).
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_patching.py            # writes bench/RESULTS_patching.md
-    PYTHONPATH=. python bench/bench_patching.py --reps 3 --out /tmp/r.md
+    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_patching.py --out /tmp/r.md
+    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_patching.py --d-model 32 --vocab 100 --append --out /tmp/r.md
+
+The tables go to stdout (and ``--out``); bench/RESULTS_patching.md holds them with the
+hand-written method and verdict around them.
 
 Sweep: denoising (clean ``hook_z`` into the corrupt run), every (layer, position, head),
 metric = mean logit difference at the last token. Every variant computes the same table;
@@ -129,7 +132,7 @@ def main():
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=1000)
     ap.add_argument("--append", action="store_true", help="add this configuration's table to --out")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_patching.md")))
+    ap.add_argument("--out", default=None, help="also write the tables to this file (atomically)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -190,6 +193,8 @@ def main():
                      f"[{min(r):.2f}–{max(r):.2f}] | {diffs[k]:.1e} |")
     text = "\n".join(lines) + "\n"
     print(text)
+    if args.out is None:
+        return
     out = Path(args.out)
     if args.append and out.exists():
         text = out.read_text() + "\n" + text
