@@ -104,16 +104,12 @@ class Replay:
 
     def __init__(self, model, B: int, outputs: dict, plans: dict, reasons: dict):
         self.model, self.B = model, B
-        self.blocks = set(blocks_of(model))
         self.outputs = outputs  # module -> recorded raw forward output
         self.plans = plans  # site -> [modules to replay]
         self.reasons = reasons  # site -> why it gets no plan
 
     def plan(self, site) -> list:
         return self.plans.get(site, [])
-
-    def skipped_blocks(self, site) -> int:
-        return sum(1 for m in self.plan(site) if m in self.blocks)
 
     @contextlib.contextmanager
     def replaying(self, site, rows: torch.Tensor):
