@@ -1,11 +1,15 @@
 #!/usr/bin/env python
 """Benchmark a full head × position activation-patching sweep on a 4-layer model: ours
-(variants stacked on the batch dimension) vs TransformerLens's ``patching`` module (one
-forward per patch) vs nnsight (one trace per patch), on the same random-weight
-TransformerLens model (no downloads).
+(``fast=True``: only the rows a patch changes, blocks below the patched layer replayed from
+the base run; and ``fast=False``: every variant's full batch stacked through the whole model)
+vs TransformerLens's ``patching`` module (one forward per patch) vs nnsight (one trace per
+patch), on the same random-weight TransformerLens model (no downloads).
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_patching.py            # writes bench/RESULTS_patching.md
-    PYTHONPATH=. python bench/bench_patching.py --reps 3 --out /tmp/r.md
+    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_patching.py --out /tmp/r.md
+    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_patching.py --d-model 32 --vocab 100 --append --out /tmp/r.md
+
+The tables go to stdout (and ``--out``); bench/RESULTS_patching.md holds them with the
+hand-written method and verdict around them.
 
 Sweep: denoising (clean ``hook_z`` into the corrupt run), every (layer, position, head),
 metric = mean logit difference at the last token. Every variant computes the same table;
@@ -17,6 +21,7 @@ median time, the median per-repetition ratio to ours, and the per-patch cost
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import statistics
@@ -106,11 +111,15 @@ def variants(tl, clean, corrupt, ans, dis):
         return torch.stack(vals).float()
 
     return {
-        "ours: batched (all patches stacked, 1 GiB budget)": lambda: ours(),
-        "ours: one forward per patch (max_variants=1)": lambda: ours(max_variants=1),
+        "ours: fast (changed rows only, blocks below the patch replayed; 1 GiB budget)": lambda: ours(),
+        "ours: before (fast=False: every variant's full batch through the whole model, stacked)": lambda: ours(fast=False),
         "TransformerLens patching.get_act_patch_attn_head_out_by_pos": tl_patching,
         "nnsight: one trace per patch": nn_loop,
     }
+
+
+def _load(avg) -> str:
+    return " / ".join(f"{x:.1f}" for x in avg)
 
 
 def main():
@@ -123,9 +132,10 @@ def main():
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=1000)
     ap.add_argument("--append", action="store_true", help="add this configuration's table to --out")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_patching.md")))
+    ap.add_argument("--out", default=None, help="also write the tables to this file (atomically)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     device = torch.device(args.device)
     tl = build(device, args.d_model, args.vocab)
     clean, corrupt, ans, dis = make_data(args.batch, args.positions, tl.cfg.d_vocab)
@@ -164,14 +174,16 @@ def main():
         f"vocab {args.vocab}), batch "
         f"{args.batch} × {args.positions} tokens: {n_cells} patched cells. `bench/bench_patching.py`, "
         f"{args.reps} interleaved repetitions (order reshuffled each time), medians; ratio = median over repetitions "
-        f"of time / ours-batched in the same repetition (min–max in brackets).",
+        f"of time / ours-fast in the same repetition (min–max in brackets).",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {args.device}, torch threads {args.threads}; "
         f"torch {torch.__version__}, transformers {transformers.__version__}, transformer_lens "
         f"{importlib.metadata.version('transformer-lens')}, nnsight {nnsight.__version__}, "
-        f"python {platform.python_version()}. Shared machine (other jobs running): absolute times are noisy, ratios less so.",
+        f"python {platform.python_version()}. Shared 2-core machine, other engineers' jobs running: load average "
+        f"(1/5/15 min) {_load(load_before)} before and {_load(os.getloadavg())} after; absolute times are noisy, "
+        "the ratios from the same interleaved run are what count.",
         "",
-        "| variant | median time (s) | per patch (ms) | time / ours batched | max abs diff vs TransformerLens |",
+        "| variant | median time (s) | per patch (ms) | time / ours fast | max abs diff vs TransformerLens |",
         "|---|---|---|---|---|",
     ]
     for k in V:
@@ -181,6 +193,8 @@ def main():
                      f"[{min(r):.2f}–{max(r):.2f}] | {diffs[k]:.1e} |")
     text = "\n".join(lines) + "\n"
     print(text)
+    if args.out is None:
+        return
     out = Path(args.out)
     if args.append and out.exists():
         text = out.read_text() + "\n" + text

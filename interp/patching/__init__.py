@@ -8,6 +8,11 @@ and path patching, with one tidy output schema (``site, layer, head, position, e
                                answers=ans, distractors=dis)
     heatmaps(df, "out/")                                              # labelled PNGs
 
+Sweeps and path patching stack their variants on the batch dimension and, by default
+(``fast=True``), compute only what a patch can change: rows whose source equals the base run
+are not run, and modules that return before the patched site replay the base run's outputs
+(:mod:`interp.patching.replay`); ``fast=False`` runs everything (the reference).
+
 Shell: ``interp sweep --model M --data pairs.jsonl --sites attn_out --by layer,head --out DIR``.
 Imports are lazy so that ``interp --help`` stays light.
 """

@@ -32,6 +32,7 @@ class Pairs:
     direction: str
     values: dict = field(default_factory=dict)  # metric means: clean, corrupt, base
     rows: dict = field(default_factory=dict)  # per-example metric values (CPU (B,)): clean, corrupt, base
+    base_logits: object = None  # logits of the unpatched base run
 
     @property
     def n(self) -> int:
@@ -95,6 +96,7 @@ def prepare_pairs(model, clean, corrupt, *, sites, metric="logit_diff", answers=
     pairs = Pairs(model, base, source, mb, m, names, layers, rank, direction)
     pairs.rows = {"clean": m(clean_logits, mb).cpu(), "corrupt": m(corrupt_logits, mb).cpu()}
     pairs.rows["base"] = pairs.rows["corrupt" if direction == "denoising" else "clean"]
+    pairs.base_logits = corrupt_logits if direction == "denoising" else clean_logits
     pairs.values = {k: float(v.nanmean()) for k, v in pairs.rows.items()}
     return pairs
 
@@ -117,6 +119,18 @@ def flat_cache(model, inputs, sites, *, grad: bool = False) -> dict:
             t = to_canon(t, "attn")
         out[s] = t[am.to(t.device)]
     return out
+
+
+def take_rows(batch: dict, rows: torch.Tensor) -> dict:
+    """``batch`` at rows ``rows`` (repeats allowed): every tensor is gathered on its first
+    (batch) dimension, nested dicts too; anything else is kept as is."""
+    def take(v):
+        if isinstance(v, torch.Tensor) and v.dim() >= 1:
+            return v.index_select(0, rows.to(v.device))
+        if isinstance(v, dict):
+            return {k: take(x) for k, x in v.items()}
+        return v
+    return {k: take(v) for k, v in batch.items()}
 
 
 def site_family(name: str) -> str:

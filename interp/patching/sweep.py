@@ -6,39 +6,59 @@
     df.columns   # site, layer, head, position, effect   (head/position empty when not swept)
 
 Each *variant* patches one cell (a layer; a layer and head; a layer and position; or all
-three) from the source run into the base run. ``k`` variants run in one forward by stacking
-``k`` copies of the base batch on the batch dimension, each copy patched at its own cell
-(an :class:`hooks.Edit` per site that writes source values where the variant's mask is
-set); ``k`` is bounded by ``memory_budget`` bytes of estimated activations. ``effect`` is the
+three) from the source run into the base run. Variants run in one forward by stacking
+copies of the base rows on the batch dimension, each copy patched at its own cell (an
+:class:`hooks.Edit` per site that writes source values where the variant's cell is); the
+stacked rows per forward are bounded by ``memory_budget`` bytes of estimated activations
+(and ``max_variants`` variants). ``effect`` is the
 mean over examples of ``metric(patched) - metric(base)`` (``normalize=True``: the patched
 metric rescaled so that corrupt = 0 and clean = 1, as in Wang et al. 2022 / TransformerLens's
 ``patching`` demos).
+
+Only what a patch can change is computed (``fast=True``, the default; exact, generic):
+
+* a row whose source values equal the base run's at the variant's cell (e.g. positions
+  before the corrupted token of a causal model) is not run: patching writes what is already
+  there, so its metric is the base run's (:func:`changed_rows`);
+* variants run grouped by site, and the modules that returned before the site's hook fired
+  in the base run (the blocks below its layer; inside its block, e.g. the attention module
+  for ``attn_out.L``) return their recorded base outputs instead of computing
+  (:mod:`interp.patching.replay`), where the model's structure allows it; elsewhere every
+  block runs (``df.attrs["replay_off"]`` says why);
+* metrics that read only the last token unembed only that token.
+
+``fast=False`` is the reference: every variant's full batch through the whole model. Not
+done: reusing the base run's keys/values for the positions before the patch (prefix reuse
+needs the model's KV cache through model-specific arguments; see bench/RESULTS_patching.md).
+``df.attrs``: ``forwards``, ``rows_run`` / ``rows_total`` / ``rows_equal_to_base`` and, per
+site, ``replayed_modules``.
 
 Reference: the per-patch loop of TransformerLens ``transformer_lens/patching.py``
 (``generic_activation_patch``), which runs one forward per cell; results are equal.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 
 from hooks import Cache, Edit
-from hooks.errors import SpecError
+from hooks.errors import HookError, SpecError
 
-from ..metrics import repeat_batch
-from .common import Pairs, flat_cache, parse_by, prepare_pairs, site_family
+from .common import Pairs, flat_cache, parse_by, prepare_pairs, site_family, take_rows
+from .replay import record
 
 COLUMNS = ["site", "layer", "head", "position", "effect"]
 
 
 def activation_patching(model, clean, corrupt, *, sites="attn_out", by="layer,position", metric="logit_diff",
                         answers=None, distractors=None, direction: str = "denoising", normalize: bool = False,
-                        memory_budget: float = 1 << 30, max_variants=None):
+                        memory_budget: float = 1 << 30, max_variants=None, fast: bool = True):
     """A tidy ``pandas.DataFrame`` of patching effects; ``df.attrs`` holds the baselines and counts."""
     pairs = prepare_pairs(model, clean, corrupt, sites=sites, metric=metric, answers=answers,
                           distractors=distractors, direction=direction)
-    return sweep(pairs, by, normalize=normalize, memory_budget=memory_budget, max_variants=max_variants)
+    return sweep(pairs, by, normalize=normalize, memory_budget=memory_budget, max_variants=max_variants, fast=fast)
 
 
 def variants(pairs: Pairs, keys: tuple, shapes: dict) -> list:
@@ -65,62 +85,140 @@ def row_bytes(model, inputs) -> int:
     return 3 * sum(v.numel() * v.element_size() for v in res.cache.values() if isinstance(v, torch.Tensor))
 
 
-def _variant_masks(pairs, chunk, site, am_flat_rank, shape):
-    """``(k, N0, H|1, 1..)`` bool: where each variant of ``chunk`` writes source values at ``site``."""
-    k, N0 = len(chunk), am_flat_rank.shape[0]
-    H = shape[0] if len(shape) == 2 else 1
-    m = torch.zeros(k, N0, H, dtype=torch.bool)
-    for i, (s, _, h, p) in enumerate(chunk):
-        if s != site:
-            continue
-        tok = torch.ones(N0, dtype=torch.bool) if p is None else am_flat_rank == p
-        if h is None:
-            m[i, tok, :] = True
-        else:
-            m[i, tok, h] = True
-    return m.view(k, N0, H, *([1] * (len(shape) - 1)))  # broadcast over the trailing dims
+class _Layout:
+    """Where the real tokens of each base row sit in the flat ``(N0, ...)`` layout."""
+
+    def __init__(self, pairs: Pairs):
+        am = pairs.base["attention_mask"].bool().cpu()
+        self.B, self.n_pos = am.shape[0], int(pairs.rank.max()) + 1
+        self.rank = pairs.rank[am]  # real-token index of each flat row
+        self.row = torch.arange(self.B)[:, None].expand_as(am)[am]  # base row of each flat row
+        self.lengths = am.sum(1)
+        self.starts = self.lengths.cumsum(0) - self.lengths
+
+    def tokens(self, rows: torch.Tensor) -> torch.Tensor:
+        """Flat indices of the real tokens of ``rows`` (stacked in that order)."""
+        n = self.lengths[rows]
+        within = torch.arange(int(n.sum())) - torch.repeat_interleave(n.cumsum(0) - n, n)
+        return torch.repeat_interleave(self.starts[rows], n) + within
+
+    def has_pos(self) -> torch.Tensor:
+        """``(n_pos, B)``: which rows have a real token at each position."""
+        out = torch.zeros(self.n_pos, self.B, dtype=torch.bool)
+        out[self.rank, self.row] = True
+        return out
+
+
+def _heads(shape) -> int:
+    return shape[0] if len(shape) == 2 else 1
+
+
+def changed_rows(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tensor:
+    """``(n_cells, B)`` bool: the rows where a cell's source values differ from the base run's;
+    elsewhere patching writes the values already there, and the row equals the base run."""
+    per_site = {}
+    for s in dict.fromkeys(c[0] for c in cells):
+        H = _heads(src[s].shape[1:])
+        d = (src[s] != base[s]).reshape(src[s].shape[0], H, -1).any(-1).cpu()
+        t = torch.zeros(lay.B, lay.n_pos, H, dtype=torch.bool)
+        t[lay.row, lay.rank] = d
+        per_site[s] = t
+    out = torch.zeros(len(cells), lay.B, dtype=torch.bool)
+    for i, (s, _, h, p) in enumerate(cells):
+        t = per_site[s]
+        t = t.any(1) if p is None else t[:, p]
+        out[i] = t.any(-1) if h is None else t[:, h]
+    return out
 
 
 def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_budget: float = 1 << 30,
-          max_variants=None):
+          max_variants=None, fast: bool = True):
+    """Run every cell of the sweep, ``memory_budget`` bytes of activations per forward.
+
+    ``fast=True`` (default) computes only what a patch can change, exactly: rows whose source
+    values equal the base run's at the patched cell are not run (their metric is the base
+    run's), and each site's variants skip the modules that return before the site's hook
+    (blocks below its layer; see :mod:`interp.patching.replay`), where the model allows it.
+    ``fast=False`` runs every variant's full batch through the whole model (the reference)."""
     keys = parse_by(by)
     model, B = pairs.model, pairs.n
+    lay = _Layout(pairs)
+    last_only = _last_token_logits_ok(pairs)
     src = flat_cache(model, pairs.source, pairs.sites)
+    rep, why, base = base_replay(pairs, last_only) if fast else (None, "fast=False", None)
     shapes = {s: tuple(v.shape[1:]) for s, v in src.items()}
     cells = variants(pairs, keys, shapes)
-    am = pairs.base["attention_mask"].bool().cpu()
-    flat_rank = pairs.rank[am]  # real-token index of each flat row
-    per_variant = B * row_bytes(model, pairs.base)
-    k = max(1, int(memory_budget // max(per_variant, 1)))
-    if max_variants is not None:
-        k = min(k, int(max_variants))
-    k = min(k, len(cells))
-    has_pos = torch.zeros(int(pairs.rank.max()) + 1, B, dtype=torch.bool)
-    for p in range(has_pos.shape[0]):
-        has_pos[p] = (pairs.rank == p).any(1)
-    last_only = _last_token_logits_ok(pairs)
-    effects, forwards = [], 0
-    for start in range(0, len(cells), k):
-        chunk = cells[start : start + k]
-        kk = len(chunk)
-        stacked = {n: (v.repeat(kk, *([1] * (v.dim() - 1))) if isinstance(v, torch.Tensor) else v)
-                   for n, v in pairs.base.items()}
-        edits = []
-        for site in dict.fromkeys(c[0] for c in chunk):
-            mask = _variant_masks(pairs, chunk, site, flat_rank, shapes[site]).to(src[site].device)
-            edits.append(Edit(site, "all", fn=_writer(mask, src[site], kk)))
-        with torch.no_grad():
-            if last_only:
-                logits, mb = _last_logits(model, stacked, edits), _at_last(repeat_batch(pairs.batch, kk))
-            else:
-                logits, mb = model.run(stacked, edits).logits, repeat_batch(pairs.batch, kk)
-        forwards += 1
-        vals = pairs.metric(logits, mb).view(kk, B).cpu()
-        for i, (s, L, h, p) in enumerate(chunk):
-            keep = torch.ones(B, dtype=torch.bool) if p is None else has_pos[p]
-            effects.append(effect_of(vals[i], pairs.rows, keep, normalize))
-    return effects_frame(cells, effects, pairs, keys, normalize, forwards=forwards,
-                         last_token_logits_only=last_only, variants_per_forward=k)
+    active = changed_rows(cells, src, base, lay) if fast else torch.ones(len(cells), B, dtype=torch.bool)
+    max_rows = max(1, int(memory_budget // max(row_bytes(model, pairs.base), 1)))
+    kmax = len(cells) if max_variants is None else max(1, int(max_variants))
+    groups = ([[i for i, c in enumerate(cells) if c[0] == s] for s in pairs.sites] if fast else [list(range(len(cells)))])
+    vals = pairs.rows["base"][None].repeat(len(cells), 1)  # (cells, B): unchanged rows keep the base metric
+    forwards = 0
+    for group in groups:
+        for chunk in _chunks([i for i in group if active[i].any()], active, max_rows if fast else B * max(1, max_rows // B), kmax):
+            cell_of = torch.cat([torch.full((int(active[i].sum()),), i) for i in chunk])
+            rows = torch.cat([active[i].nonzero()[:, 0] for i in chunk])
+            tok = lay.tokens(rows)
+            edits = [Edit(s, "all", fn=_writer(s, cells, cell_of, rows, tok, lay, src[s])) for s in
+                     dict.fromkeys(cells[i][0] for i in chunk)]
+            site = cells[chunk[0]][0]
+            ctx = rep.replaying(site, rows) if rep is not None and rep.plan(site) else contextlib.nullcontext()
+            vals[cell_of, rows] = _metric_rows(pairs, rows, edits, ctx, last_only)
+            forwards += 1
+    has_pos = lay.has_pos()
+    effects = [effect_of(vals[i], pairs.rows, torch.ones(B, dtype=torch.bool) if p is None else has_pos[p], normalize)
+               for i, (s, L, h, p) in enumerate(cells)]
+    attrs = {"forwards": forwards, "last_token_logits_only": last_only, "fast": fast,
+             "rows_run": int(active.sum()), "rows_total": len(cells) * B}
+    if fast:
+        attrs["rows_equal_to_base"] = attrs["rows_total"] - attrs["rows_run"]
+        attrs["replayed_modules"] = {s: len(rep.plan(s)) for s in pairs.sites} if rep is not None else {}
+        attrs["replay_off"] = why or (dict(rep.reasons) if rep is not None else {})
+    return effects_frame(cells, effects, pairs, keys, normalize, **attrs)
+
+
+def _chunks(ids: list, active: torch.Tensor, max_rows: int, kmax: int):
+    """Consecutive cells, at most ``kmax`` and ``max_rows`` stacked rows per forward (at least one cell)."""
+    chunk, n = [], 0
+    for i in ids:
+        k = int(active[i].sum())
+        if chunk and (n + k > max_rows or len(chunk) >= kmax):
+            yield chunk
+            chunk, n = [], 0
+        chunk.append(i)
+        n += k
+    if chunk:
+        yield chunk
+
+
+def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None):
+    """Record the base run for replay (and cache its activations at ``sites``, default the
+    pairs' sites), then check the replay of each site in ``use`` (default: all) against the
+    base run, dropping any that differ: ``(Replay or None, why not, base activations)``."""
+    model = pairs.model
+    sites = list(pairs.sites if sites is None else sites)
+    rep, why, base = record(model, pairs.base, sites, lambda: flat_cache(model, pairs.base, sites))
+    if rep is not None:
+        for s in [s for s in rep.plans if use is not None and s not in use]:
+            rep.plans.pop(s)
+    if rep is not None and rep.plans:
+        want = _base_logits(pairs, last_only)
+        for s in list(rep.plans):
+            rep.check(s, lambda rows, ctx: _logits(model, take_rows(pairs.base, rows), [], last_only, ctx),
+                      lambda rows: want.index_select(0, rows.to(want.device)))
+    return rep, why, base
+
+
+def _logits(model, inputs, edits, last_only: bool, ctx=None):
+    with torch.no_grad(), (ctx or contextlib.nullcontext()):
+        return _last_logits(model, inputs, edits) if last_only else model.run(inputs, edits).logits
+
+
+def _metric_rows(pairs: Pairs, rows: torch.Tensor, edits: list, ctx, last_only: bool) -> torch.Tensor:
+    """The metric of the base rows ``rows`` (stacked, one per patched variant) under ``edits``."""
+    mb = take_rows(pairs.batch, rows)
+    logits = _logits(pairs.model, take_rows(pairs.base, rows), edits, last_only, ctx)
+    return pairs.metric(logits, _at_last(mb) if last_only else mb).cpu()
 
 
 def effects_frame(cells: list, effects: list, pairs: Pairs, keys, normalize: bool, **attrs):
@@ -149,6 +247,17 @@ def _last_logits(model, inputs, edits) -> torch.Tensor:
     return head(res.cache["final"])[:, None]
 
 
+def _base_logits(pairs: Pairs, last_only: bool) -> torch.Tensor:
+    """The base run's logits (``(B, 1, vocab)`` at the last real token when ``last_only``)."""
+    full = pairs.base_logits
+    if full is None:
+        with torch.no_grad():
+            full = pairs.model.run(pairs.base).logits
+    if not last_only:
+        return full
+    return full[torch.arange(full.shape[0], device=full.device), pairs.batch["last"].to(full.device)][:, None]
+
+
 def _at_last(batch: dict) -> dict:
     return {**batch, "last": torch.zeros_like(batch["last"])}
 
@@ -160,10 +269,8 @@ def _last_token_logits_ok(pairs: Pairs) -> bool:
     model = pairs.model
     if pairs.metric.reads != "answer" or not {"final", "logits"} <= set(model.site_names):
         return False
+    want = _base_logits(pairs, True)[:, 0]
     with torch.no_grad():
-        full = model.run(pairs.base).logits
-        ar = torch.arange(full.shape[0], device=full.device)
-        want = full[ar, pairs.batch["last"].to(full.device)]
         try:
             got = _last_logits(model, pairs.base, [])[:, 0]
         except Exception:  # noqa: BLE001 - any adapter that cannot do this falls back to full logits
@@ -171,11 +278,24 @@ def _last_token_logits_ok(pairs: Pairs) -> bool:
     return got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-5, atol=1e-6))
 
 
-def _writer(mask, src, k):
-    """An Edit function: flat ``(k*N0, ...)`` activations with source values where ``mask`` is set."""
+def _writer(site, cells, cell_of, rows, tok, lay: _Layout, src):
+    """An Edit function for ``site``: each stacked row (a base row copied for one cell) takes the
+    source values at its cell (its head and/or position), if the cell is at ``site``."""
+    H = _heads(src.shape[1:])
+    info = torch.tensor([[c[0] == site, -1 if c[3] is None else c[3], -1 if c[2] is None else c[2]] for c in cells])
+    per_row = info[cell_of]  # (M, 3): at this site, position, head
+    n = lay.lengths[rows]
+    on, pos, head = (torch.repeat_interleave(per_row[:, j], n) for j in range(3))
+    at = on.bool() & ((pos < 0) | (lay.rank[tok] == pos))
+    mask = at[:, None] & ((head[:, None] < 0) | (torch.arange(H)[None] == head[:, None]))
+    mask = mask.view(len(tok), H, *([1] * (src.dim() - 2))).to(src.device)
+    values = src.index_select(0, tok.to(src.device))
+
     def write(acts):
-        a = acts.view(k, -1, *acts.shape[1:])
-        return torch.where(mask, src.to(acts.dtype)[None], a).view_as(acts)
+        if acts.shape[0] != values.shape[0]:
+            raise HookError(f"Patching {site}: expected {values.shape[0]} real tokens in the stacked batch, got "
+                            f"{acts.shape[0]}.")
+        return torch.where(mask, values.to(acts.dtype), acts)
 
     return write
 

@@ -1,0 +1,170 @@
+"""The fast sweep (changed rows only, modules before the patched site replayed from the base run)
+gives the same table as the reference path (every variant's full batch through the whole model),
+on HF GPT-2 / Llama / ESM (bidirectional) tiny models and a TransformerLens model, and never
+leaves a module's forward replaced."""
+import pytest
+import torch
+
+import hooks
+from interp.patching import activation_patching
+from interp.patching.replay import blocks_of, record, swapped_forward
+
+from ..hooks.tiny_models import build
+
+
+def _tl():
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=3, d_model=16, n_ctx=16, d_head=4, n_heads=4, d_mlp=32, d_vocab=64,
+                                  act_fn="gelu", normalization_type="LN", seed=0)
+    return HookedTransformer(cfg).eval()
+
+
+def _data(B=4, P=7, seed=0, ragged=True):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, 30, (B, P), generator=g)
+    corrupt = ids.clone()
+    corrupt[:, 2] = torch.randint(4, 30, (B,), generator=g)  # one changed token: positions 0-1 unchanged in causal models
+    clean = [r[: P - (i % 2 if ragged else 0)] for i, r in enumerate(ids.tolist())]
+    corrupt = [r[: len(c)] for r, c in zip(corrupt.tolist(), clean)]
+    return clean, corrupt, dict(answers=[5, 6, 7, 8][:B], distractors=[9] * B)
+
+
+def _hf(family):
+    """A tiny random HF model with weights 10× the init scale, so that patching effects are O(1)
+    (at the default 0.02 they are ~1e-4, too small for a 1e-5 equality to mean anything)."""
+    model = build(family)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.mul_(10)
+    return hooks.wrap(model)
+
+
+_MODELS = {}
+
+
+def _model(name):
+    if name not in _MODELS:
+        _MODELS[name] = hooks.wrap(_tl()) if name == "tl" else _hf(name)
+    return _MODELS[name]
+
+
+LAYER_POS, HEAD_POS = "layer,position", "layer,head,position"
+CASES = [("gpt2", "denoising", LAYER_POS, "resid_pre"), ("gpt2", "noising", HEAD_POS, "head_out"),
+         ("gpt2", "denoising", LAYER_POS, "attn_out"), ("llama", "noising", LAYER_POS, "resid_pre"),
+         ("llama", "denoising", HEAD_POS, "head_out"), ("llama", "noising", LAYER_POS, "mlp_out"),
+         ("tl", "noising", LAYER_POS, "resid_pre"), ("tl", "denoising", HEAD_POS, "head_out"),
+         ("esm", "denoising", HEAD_POS, "head_out")]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("name,direction,by,sites", CASES)
+def test_fast_sweep_equals_the_reference_path(name, direction, by, sites):
+    hm = _model(name)
+    clean, corrupt, kw = _data()
+    args = dict(sites=sites, by=by, direction=direction, max_variants=5, **kw)
+    fast = activation_patching(hm, clean, corrupt, **args)
+    ref = activation_patching(hm, clean, corrupt, fast=False, **args)
+    assert fast[["site", "layer", "head", "position"]].equals(ref[["site", "layer", "head", "position"]])
+    a, b = torch.tensor(fast["effect"].to_numpy()), torch.tensor(ref["effect"].to_numpy())
+    assert torch.equal(a.isnan(), b.isnan()) and ref["effect"].abs().max() > 1e-2
+    assert float((a - b).abs().nan_to_num().max()) <= 1e-5
+    # the fast path did cut work: every site above layer 0 replays at least the blocks below it,
+    # and the rows where the source equals the base run (positions before the changed token) were not run
+    att = fast.attrs
+    assert att["replay_off"] == {} and all(att["replayed_modules"][f"{sites}.{L}"] >= L for L in range(hm.n_layers))
+    assert att["rows_run"] < att["rows_total"] == ref.attrs["rows_run"]
+    if name != "esm":  # causal: a patch before the changed token writes what is already there
+        assert att["rows_equal_to_base"] >= 2 * len(clean) * hm.n_layers * (4 if "head" in by else 1)
+    assert att["forwards"] >= hm.n_layers and not any("forward" in m.__dict__ for m in hm.model.modules())
+
+
+def test_sites_inside_a_block_start_after_the_modules_that_already_ran():
+    """GPT-2: for attn_out.1 the blocks below, ln_1 and the attention module itself are replayed (the
+    edit runs on the replayed output); for head_out.1 (input of c_proj, inside attn) attn must run."""
+    hm = _hf("gpt2")
+    clean, corrupt, kw = _data()
+    inputs = hm.prepare(corrupt)
+    sites = ["attn_out.1", "head_out.1", "mlp_out.1", "resid_pre.1", "resid_mid.1"]
+    rep, why, _ = record(hm, inputs, sites, lambda: hm.run(inputs))
+    blocks = blocks_of(hm)
+    b1 = blocks[1]
+    names = {s: [n for n, m in hm.model.named_modules() if m in rep.plan(s)] for s in sites}
+    assert why == "" and names["resid_pre.1"] == ["transformer.h.0"]
+    assert set(names["attn_out.1"]) == {"transformer.h.0", "transformer.h.1.ln_1", "transformer.h.1.attn"}
+    assert set(names["head_out.1"]) == {"transformer.h.0", "transformer.h.1.ln_1"}
+    assert set(names["resid_mid.1"]) == {"transformer.h.0", "transformer.h.1.ln_1", "transformer.h.1.attn"}
+    assert set(names["mlp_out.1"]) == set(names["resid_mid.1"]) | {"transformer.h.1.ln_2", "transformer.h.1.mlp"}
+    assert b1.attn in rep.plan("attn_out.1") and b1.attn not in rep.plan("head_out.1")
+    df = activation_patching(hm, clean, corrupt, sites=["attn_out.1", "mlp_out.1"], by="layer,position", **kw)
+    ref = activation_patching(hm, clean, corrupt, sites=["attn_out.1", "mlp_out.1"], by="layer,position", fast=False,
+                              **kw)
+    torch.testing.assert_close(torch.tensor(df["effect"].to_numpy()), torch.tensor(ref["effect"].to_numpy()),
+                               atol=1e-5, rtol=0, equal_nan=True)
+
+
+def test_preconditions_that_fail_fall_back_and_say_why():
+    hm = _hf("llama")
+    clean, corrupt, kw = _data()
+    hm.model.train()  # dropout could differ between replayed and computed rows: no replay
+    try:
+        df = activation_patching(hm, clean, corrupt, sites="resid_pre", by="layer,position", **kw)
+    finally:
+        hm.model.eval()
+    assert "training mode" in df.attrs["replay_off"] and df.attrs["replayed_modules"] == {}
+    ref = activation_patching(hm, clean, corrupt, sites="resid_pre", by="layer,position", fast=False, **kw)
+    torch.testing.assert_close(torch.tensor(df["effect"].to_numpy()), torch.tensor(ref["effect"].to_numpy()),
+                               atol=1e-5, rtol=0, equal_nan=True)
+
+
+def test_a_replay_that_does_not_reproduce_the_base_run_is_dropped():
+    hm = hooks.wrap(build("gpt2"))
+    inputs = hm.prepare(_data()[1])
+    rep, _, _ = record(hm, inputs, ["resid_pre.1"], lambda: hm.run(inputs))
+    assert rep.plan("resid_pre.1")
+    ok = rep.check("resid_pre.1", lambda rows, ctx: torch.zeros(len(rows)), lambda rows: torch.ones(len(rows)))
+    assert not ok and rep.plan("resid_pre.1") == [] and "differs" in rep.reasons["resid_pre.1"]
+
+
+def test_swapped_forwards_are_always_restored():
+    """Exactly what was there comes back, also after an exception and over an instance-level
+    forward another library set (as accelerate's hooks and nnsight do)."""
+    hm = hooks.wrap(build("gpt2"))
+    b0, b1 = blocks_of(hm)
+    foreign = b1.forward  # a bound method stored on the instance, like accelerate's wrapper
+    b1.forward = foreign
+    with pytest.raises(RuntimeError, match="boom"):
+        with swapped_forward([(b0, lambda *a, **k: None), (b1, lambda *a, **k: None)]):
+            assert b0.forward is not type(b0).forward
+            raise RuntimeError("boom")
+    assert "forward" not in b0.__dict__ and b1.__dict__["forward"] is foreign
+    del b1.forward
+    inputs = hm.prepare(_data()[1])
+    with pytest.raises(ZeroDivisionError):  # a failing forward while recording
+        record(hm, inputs, ["resid_pre.1"], lambda: 1 / 0)
+    assert not any("forward" in m.__dict__ for m in hm.model.modules())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_nnsight_wrapped_model_keeps_its_forwards_and_still_traces():
+    """nnsight replaces every module's ``forward`` with its own wrapper (an instance attribute):
+    the sweep swaps them for the replay and puts back exactly those wrappers."""
+    import nnsight
+
+    tl = _tl()
+    nm = nnsight.NNsight(tl)
+    before = {n: m.__dict__.get("forward") for n, m in tl.named_modules()}
+    assert any(f is not None for f in before.values())
+    hm = hooks.wrap(tl)
+    clean, corrupt, kw = _data()
+    df = activation_patching(hm, clean, corrupt, sites="head_out", by="layer,head,position", **kw)
+    ref = activation_patching(hm, clean, corrupt, sites="head_out", by="layer,head,position", fast=False, **kw)
+    assert sum(df.attrs["replayed_modules"].values()) > 0
+    torch.testing.assert_close(torch.tensor(df["effect"].to_numpy()), torch.tensor(ref["effect"].to_numpy()),
+                               atol=1e-5, rtol=0, equal_nan=True)
+    assert {n: m.__dict__.get("forward") for n, m in tl.named_modules()} == before
+    x = torch.tensor(clean[0])[None]
+    with nm.trace(x):
+        out = nnsight.save(nm.blocks[1].output)
+    torch.testing.assert_close(out, tl.blocks[1](tl.blocks[0](tl.hook_embed(tl.embed(x)) + tl.pos_embed(x))))
