@@ -79,7 +79,7 @@ def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
         if per_layer is not None:
             for kind in LAYER_ORDER:
                 if kind in per_layer[L]:
-                    add(f"{kind}.{L}", per_layer[L][kind])
+                    add(f"{kind}.{L}", per_layer[L][kind], L)
             continue
         for kind in LAYER_ORDER:
             if kind in adapter.sites:
