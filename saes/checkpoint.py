@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from .cache import _sha256, write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
+from .cache import _sha256, write_state_json
 from .errors import CheckpointError
 
 MANIFEST, RUN, STORE = "manifest.json", "run.json", "store_state.safetensors"
@@ -52,9 +52,9 @@ def save_checkpoint(root, step: int, trainer, store, run: dict, keep: int = 2) -
         if st["carry"] is not None:
             tensors["carry"] = st["carry"].contiguous()
         save_file(tensors, str(tmp / STORE))
-        write_json_atomic(tmp / RUN, {**run, "step": step, "store": st["meta"]})
+        write_state_json(tmp / RUN, {**run, "step": step, "store": st["meta"]})
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
+        write_state_json(tmp / MANIFEST, {"step": step, "files": files})
         from hooks.permissions import as_umask_allows
 
         as_umask_allows(tmp)  # mkdtemp made it 0700, safetensors' files 0600

@@ -217,7 +217,9 @@ def _trim_log(path: Path, step: int) -> None:
                 keep.append(ln)
         except json.JSONDecodeError:  # a line cut by a crash
             continue
-    C.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
+    from hooks.io import write_text_atomic
+
+    write_text_atomic(path, "".join(ln + "\n" for ln in keep), fsync=True)
 
 
 def _say(progress, message: str) -> None:

@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
+from hooks.io import atomic_path
 from hooks.plot_style import (COLOURS, HATCHES, figure, layer_axis, legend_outside, line_styles, save_figure, styled,
                                title_from)
 
 
 def _atomic(path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def write_text(path, text: str) -> Path:
