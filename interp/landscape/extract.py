@@ -98,11 +98,10 @@ def extract_representations(hm, prompts: Sequence[str], letter_ids: Sequence[int
     old_side = getattr(tok, "padding_side", None)
     if left:
         tok.padding_side = "left"
-    starts = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
+    from hooks.progress import track
 
-        starts = tqdm(starts, desc="extract", leave=False)
+    starts = track(range(0, len(order), batch_size), "extract", total=len(order), unit="prompt",
+                   step=lambda s: len(order[s:s + batch_size]), enabled=progress)
     try:
         for s in starts:
             rows = order[s:s + batch_size]

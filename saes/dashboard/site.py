@@ -298,12 +298,9 @@ def write_site(site: SiteData, out, *, progress: bool = True) -> Path:
         meta = {**site.info, **site.acts.meta, "n_pages": len(site.pages), "tracks": site.tracks,
                 "context": list(site.context), "n_bands": site.n_bands}
         (tmp / "data" / "meta.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-        it = site.pages
-        if progress:
-            from tqdm.auto import tqdm
+        from hooks.progress import track
 
-            it = tqdm(it, desc="latent pages", unit="page", leave=False)
-        for f in it:
+        for f in track(site.pages, "latent pages", unit="page", enabled=progress):
             d = site.latent_data(f)
             (tmp / "data" / f"latent_{f:06d}.json").write_text(json.dumps(d, separators=(",", ":")), encoding="utf-8")
             (tmp / "latents" / f"{f:06d}.html").write_text(render_latent(site, f, data=d), encoding="utf-8")
