@@ -60,10 +60,15 @@ def write_json_atomic(path, obj, *, fsync: bool = False) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, default=float) + "\n", fsync=fsync)
 
 
-def write_csv_atomic(path, rows: list) -> Path:
+def csv_text(rows: list) -> str:
+    """``rows`` (dicts) as CSV text, the header from the first row's keys; ``""`` for no rows."""
     buf = io.StringIO()
     if rows:
         w = csv.DictWriter(buf, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    return write_text_atomic(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_csv_atomic(path, rows: list) -> Path:
+    return write_text_atomic(path, csv_text(rows))
