@@ -10,19 +10,13 @@ import json
 import math
 from pathlib import Path
 
-from hooks.io import atomic_path
+from hooks.io import write_text_atomic
 from hooks.plot_style import (COLOURS, HATCHES, figure, layer_axis, legend_outside, line_styles, save_figure, styled,
                                title_from)
 
 
-def _atomic(path, write) -> Path:
-    with atomic_path(path) as tmp:
-        write(tmp)
-    return Path(path)
-
-
 def write_text(path, text: str) -> Path:
-    return _atomic(path, lambda t: t.write_text(text))
+    return write_text_atomic(path, text)
 
 
 def write_json(path, obj) -> Path:
@@ -37,7 +31,7 @@ def write_json(path, obj) -> Path:
 
 
 def write_frame(df, path, index: bool = True) -> Path:
-    return _atomic(path, lambda t: df.to_csv(t, index=index))
+    return write_text_atomic(path, df.to_csv(index=index))
 
 
 def _fmt(v) -> str:
