@@ -19,7 +19,7 @@ from hooks.plot_style import (FIGURE_FUNCTIONS, capture, figure, format_q, layer
 
 ROOT = Path(__file__).resolve().parents[1]
 STYLE = ROOT / "hooks" / "plot_style.py"
-PACKAGES = ("hooks", "saes", "steering", "interp", "tools", "bench")
+PACKAGES = ("hooks", "geometry", "saes", "steering", "interp", "tools", "bench")
 
 
 def test_interp_re_exports_the_style():
@@ -173,7 +173,7 @@ def test_the_gallery_covers_every_figure_function(drawn):
             if isinstance(fn, ast.FunctionDef) and any(getattr(d, "id", "") == "styled" for d in fn.decorator_list):
                 mod = ".".join(path.relative_to(ROOT).with_suffix("").parts)
                 assert f"{mod}.{fn.name}" in drawers, f"{mod}.{fn.name} is not drawn by tools/figure_gallery.py"
-    assert "interp.geometry.profile._plot_profile" in drawers and drawers <= set(FIGURE_FUNCTIONS)
+    assert "geometry.profile._plot_profile" in drawers and drawers <= set(FIGURE_FUNCTIONS)
 
 
 def test_titles_name_model_site_and_positions(drawn):
