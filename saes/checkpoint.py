@@ -86,7 +86,8 @@ def latest(root) -> Optional[Path]:
     root = Path(root)
     if root.is_dir():
         for p in root.iterdir():
-            if p.name.startswith(".step_"):  # atomic_directory's temp (.step_N.xxxx) or swapped-out (.step_N.oldPID)
+            # atomic_directory's temp (.step_N.xxxx) or swapped-out copy (.step_N.oldPID); .tmp-step_: older runs
+            if p.name.startswith((".step_", ".tmp-step_")):
                 shutil.rmtree(p, ignore_errors=True)
     dirs = _step_dirs(root)
     return dirs[-1] if dirs else None
