@@ -269,7 +269,7 @@ def main(argv=None):
     table = "\n".join(lines)
     print("\n" + table)
     if args.out is not None:
-        from saes.cache import write_text_atomic
+        from hooks.io import write_text_atomic
 
         write_text_atomic(args.out, table + "\n")
 

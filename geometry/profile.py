@@ -339,10 +339,10 @@ def _n(df):
 
 def save_profile(df, out_dir: str | Path, chosen: Sequence | None = None) -> list[Path]:
     """Write ``profile.csv`` and the PNG plots into ``out_dir``; returns the paths."""
+    from hooks.io import write_text_atomic
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv = out / "profile.csv"
-    df.to_csv(csv, index=False)
+    csv = write_text_atomic(out / "profile.csv", df.to_csv(index=False))
     if chosen is None:
         chosen = select_layers_by_id(df)
     return [csv] + plot_profile(df, out, chosen)

@@ -104,10 +104,7 @@ def iter_batches(data, batch_size: int = 8, *, text_key=None, progress: bool = T
     examples = load_examples(data, text_key)
     if not examples:
         raise HookError("The dataset is empty.")
-    rng = range(0, len(examples), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
+    from .progress import track
 
-        rng = tqdm(rng, desc=desc, total=len(rng), leave=False)
-    for i in rng:
-        yield examples[i : i + batch_size]
+    batches = (examples[i : i + batch_size] for i in range(0, len(examples), batch_size))
+    yield from track(batches, desc, total=len(examples), unit="ex", step=len, enabled=progress)

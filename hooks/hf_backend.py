@@ -99,19 +99,35 @@ def prepare(hm, batch, *, prepend_bos=None) -> dict:
     return {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
 
 
-def pad_sequences(hm, seqs: list) -> dict:
-    """Pad 1-D token-id tensors into ``input_ids``/``attention_mask`` on the adapter's padding side."""
+def pad_rows(rows, pad: int, side: str = "right") -> tuple:
+    """``(input_ids, attention_mask)``: token-id rows (lists or 1-D tensors) padded with ``pad`` to
+    the longest, on the ``"right"`` or ``"left"``; the mask is 1 on real tokens.
+
+        pad_rows([[5, 6, 7], [8]], pad=0)           # ids [[5, 6, 7], [8, 0, 0]], mask [[1, 1, 1], [1, 0, 0]]
+    """
+    P = max(len(r) for r in rows)
+    ids = torch.full((len(rows), P), int(pad), dtype=torch.long)
+    am = torch.zeros(len(rows), P, dtype=torch.long)
+    for b, r in enumerate(rows):
+        sl = slice(0, len(r)) if side == "right" else slice(P - len(r), P)
+        ids[b, sl], am[b, sl] = torch.as_tensor(r, dtype=torch.long), 1
+    return ids, am
+
+
+def pad_token_id(hm) -> int:
+    """The id ``hm`` pads with: its tokenizer's, else its config's, else 0."""
     tok = hm.tokenizer
     pad = getattr(tok, "pad_token_id", None) if tok is not None else None
     if pad is None:
         pad = getattr(getattr(hm.model, "config", None), "pad_token_id", None) or 0
+    return int(pad)
+
+
+def pad_sequences(hm, seqs: list) -> dict:
+    """Pad 1-D token-id tensors into ``input_ids``/``attention_mask`` on the adapter's padding side."""
+    tok = hm.tokenizer
     side = hm.adapter.padding_side or (getattr(tok, "padding_side", None) if tok is not None else None) or "right"
-    P = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), P), int(pad), dtype=torch.long)
-    am = torch.zeros(len(seqs), P, dtype=torch.long)
-    for b, s in enumerate(seqs):
-        sl = slice(0, len(s)) if side == "right" else slice(P - len(s), P)
-        ids[b, sl], am[b, sl] = s, 1
+    ids, am = pad_rows(seqs, pad_token_id(hm), side)
     return {"input_ids": ids, "attention_mask": am}
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import re
 from pathlib import Path
 
@@ -212,16 +211,13 @@ def capture():
 def save_figure(fig, path, *, close: bool = True, mode: int = 0o644, dpi: float | None = None) -> Path:
     """Write ``fig`` to ``path`` atomically (temp file in the same folder, then rename) with
     permissions ``mode`` (group/world readable by default); the folder is created."""
+    from .io import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        fig.savefig(tmp, bbox_inches="tight", dpi=dpi or RC["savefig.dpi"])
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        with atomic_path(path, mode=mode) as tmp:
+            fig.savefig(tmp, bbox_inches="tight", dpi=dpi or RC["savefig.dpi"])
     finally:
-        if tmp.exists():
-            tmp.unlink()
         if _CAPTURED is not None:
             _CAPTURED.append((path, fig, _DRAWING[-1] if _DRAWING else None))
         elif close and fig.canvas.manager is not None:     # a pyplot figure: free pyplot's reference

@@ -15,6 +15,11 @@ tenth of the total is done or ``interval_s`` seconds have passed, and one at the
 
     training SAE: 92,160/200,000 tok (46%) · 1,530 tok/s · 1m10s left · loss 0.118
 
+Over a loop, ``track`` is the short form (one step per item; ``step`` counts an item as more)::
+
+    for batch in track(batches, "batches", unit="ex", step=len):   # advances by each batch's size
+        ...
+
 A bar opened while another is shown becomes one more row of the same display (rich shows one
 live display at a time) and goes away when it closes, e.g. a pipeline's stages with the SAE's
 tokens below. ``progress(..., enabled=False)`` keeps the counters (``bar.completed``) and prints nothing.
@@ -25,7 +30,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 _ACTIVE: list = []  # the bars now shown, innermost last (echo prints above the innermost)
 
@@ -256,3 +261,19 @@ def progress(description: str, total: Optional[float] = None, *, unit: str = "it
     plain lines (True) or the bar (False) instead of deciding by whether the console is a terminal."""
     return Progress(description, total, unit=unit, start=start, console=console, plain=plain, interval_s=interval_s,
                     enabled=enabled)
+
+
+def track(items: Iterable, description: str, *, total: Optional[float] = None, unit: str = "it",
+          step: Optional[Callable] = None, enabled: bool = True, **kw) -> Iterator:
+    """Yield ``items`` under a :func:`progress` display that advances after each one by 1 (or by
+    ``step(item)``, e.g. ``len`` for batches counted in examples). ``total``: default ``len(items)``
+    when ``step`` is None and it has one. Leaving the loop early (break, exception) closes the display."""
+    if total is None and step is None:
+        try:
+            total = len(items)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    with progress(description, total, unit=unit, enabled=enabled, **kw) as bar:
+        for item in items:
+            yield item
+            bar.advance(1 if step is None else step(item))

@@ -138,10 +138,7 @@ def demo(
     import hooks
     from steering.protein.pipeline import run_protein_pipeline
 
-    if (out / "sae" / "cfg.json").exists() or (out / "sae" / "checkpoints").exists():
-        _console().print(f"[dim]reusing earlier outputs: {out / 'sae'} holds an SAE from an earlier run; it is reused "
-                         f"when its settings match (else training resumes or stops with a message). Delete "
-                         f"{out / 'sae'} to retrain.[/dim]")
+    # reusing or resuming OUT/sae is said once, by saes.train_sae (what is reused, from where, how to retrain)
     try:
         if model and model != "toy" and not (Path(model) / "vocab.txt").exists():  # the toy loads itself
             model = hooks.load(model, device=_resolve_device(device), dtype=dtype)

@@ -42,6 +42,9 @@ def run_demo(out: Path, *, seed: int = 0, console=None) -> dict:
     if not (model_dir / "config.json").exists():
         log("training the toy induction model (one-off, saved to %s)" % model_dir)
         build_toy_lm(model_dir, seed=seed, log=log)
+    else:
+        log(f"reusing the toy induction model in {model_dir}: an earlier run trained it "
+            f"(delete {model_dir} to retrain)")
     hm = hooks.load(model_dir)
     data = out / "pairs.jsonl"
     keep = ("clean", "corrupt", "answer", "distractor")

@@ -38,11 +38,10 @@ def compare(model, data, interventions, *, batch_size: int = 8, seed: int = 0, t
     ms = [get_metric(m) for m in names]
     batches, examples, n_tok, clean_sum, int_sum, changed = [], [], 0, 0.0, 0.0, 0
     can_move = {m.name: set() for m in ms}  # interventions seen to be able to move each metric
-    starts = range(0, len(texts), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
+    from hooks.progress import track
 
-        starts = tqdm(starts, desc="batches", leave=False)
+    starts = track(range(0, len(texts), batch_size), "clean vs intervened", total=len(texts), unit="ex",
+                   step=lambda s: len(texts[s : s + batch_size]), enabled=bool(progress))
     for i, s in enumerate(starts):
         sl = slice(s, s + batch_size)
         inputs = model.prepare(texts[sl])

@@ -149,12 +149,10 @@ def register(app) -> None:
             if out is not None:
                 from safetensors.torch import save_file
 
-                out.mkdir(parents=True, exist_ok=True)
-                tmp = out / ".reps.safetensors.tmp"
-                save_file({k: v.contiguous() for k, v in reps.items()}, str(tmp))
-                from hooks.permissions import as_umask_allows
+                from hooks.io import atomic_path
 
-                as_umask_allows(tmp).replace(out / "reps.safetensors")  # safetensors writes 0600
+                with atomic_path(out / "reps.safetensors") as tmp:  # safetensors writes 0600; this gives the umask's
+                    save_file({k: v.contiguous() for k, v in reps.items()}, str(tmp))
             dev = None if (geometry_device or device) == "auto" else (geometry_device or device)
             ids = id_profile(reps, fraction=fraction, decimation=decimation, device=dev, seed=seed)
             df = layer_profile(reps, lab, device=dev)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hooks.data import TEXT_KEYS, load_examples, read_json_rows
+from hooks.data import TEXT_KEYS, load_examples, pick_text_column, read_json_rows
 from hooks.errors import HookError
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -38,17 +38,6 @@ def read_rows(data, text_key=None) -> list:
     return [{"text": x} for x in load_examples(data, text_key)]
 
 
-def _text_key(row: dict, text_key):
-    if text_key is not None:
-        if text_key not in row:
-            raise HookError(f"Column {text_key!r} not found; available: {sorted(row)}.")
-        return text_key
-    for k in TEXT_KEYS + ("clean",):
-        if k in row:
-            return k
-    raise HookError(f"No text column found (looked for {TEXT_KEYS + ('clean',)}); pass text_key=... Columns: {sorted(row)}.")
-
-
 def _column(rows, key):
     vals = [r.get(key) for r in rows]
     vals = [None if (v is None or (isinstance(v, float) and v != v) or v == "") else v for v in vals]
@@ -57,7 +46,8 @@ def _column(rows, key):
 
 def split_rows(rows: list, text_key=None):
     """``(texts, answers or None, distractors or None)``."""
-    key = _text_key(rows[0], text_key)
+    # the one picking rule (hooks.data); "clean" last: a patching file's clean prompts are its text
+    key = pick_text_column(sorted(rows[0]), text_key, keys=TEXT_KEYS + ("clean",))
     return [r[key] for r in rows], _column(rows, "answer"), _column(rows, "distractor")
 
 

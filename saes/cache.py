@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
+
+from hooks.io import atomic_path, write_text_atomic
+from hooks.progress import progress as progress_display
 
 from .activations import AUTO
 from .errors import CacheError
@@ -42,27 +44,16 @@ def write_shard(root: Path, name: str, parts: list) -> str:
     returns its sha256 for the manifest."""
     from safetensors.torch import save_file
 
-    tmp = root / f".{name}.tmp{os.getpid()}"
-    save_file({"activations": torch.cat(parts).contiguous()}, str(tmp))
-    from hooks.permissions import as_umask_allows
-
-    os.replace(as_umask_allows(tmp), root / name)  # safetensors writes 0600
+    with atomic_path(root / name) as tmp:  # safetensors writes 0600; atomic_path gives the umask's mode
+        save_file({"activations": torch.cat(parts).contiguous()}, str(tmp))
     return _sha256(root / name)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file next to ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=1))
+def write_state_json(path: Path, obj) -> Path:
+    """The cache's and checkpoints' JSON (``manifest.json``, ``run.json``): indent 1, no trailing
+    newline, fsynced before the rename, so a resumable state survives a power cut
+    (:func:`hooks.io.write_text_atomic` with ``fsync=True``)."""
+    return write_text_atomic(path, json.dumps(obj, indent=1), fsync=True)
 
 
 def weights_fingerprint(model) -> str:
@@ -110,14 +101,9 @@ def cache_activations(model, data, site: str, cache_dir, positions=AUTO, *, mode
     else:
         man = {"version": VERSION, "identity": ident, "d_in": None, "shards": [], "rows": 0, "next_example": 0,
                "complete": False}
-        write_json_atomic(root / MANIFEST, man)
+        write_state_json(root / MANIFEST, man)
     if man["complete"] or (max_rows is not None and man["rows"] >= max_rows):
         return man
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=max_rows, initial=man["rows"], desc=f"caching {src.site}", unit="tok", leave=False)
     parts, n, first = [], 0, man["next_example"]
 
     def flush(next_example: int, complete: bool) -> None:
@@ -128,19 +114,19 @@ def cache_activations(model, data, site: str, cache_dir, positions=AUTO, *, mode
             man["shards"].append({"file": name, "rows": n, "examples": [first, next_example], "sha256": sha})
             man["rows"] += n
         man.update(next_example=next_example, complete=complete)
-        write_json_atomic(root / MANIFEST, man)
+        write_state_json(root / MANIFEST, man)
         parts, n, first = [], 0, next_example
 
     cursor = man["next_example"]
-    try:
+    # a resumed harvest starts at the rows already cached; the rate counts this run's rows only
+    with progress_display(f"caching {src.site}", total=max_rows, unit="tok", start=man["rows"], enabled=progress) as bar:
         for cursor, acts in src.chunks(man["next_example"]):
             if acts is None:
                 continue
             man["d_in"] = acts.shape[1]
             parts.append(acts.to("cpu"))
             n += acts.shape[0]
-            if bar is not None:
-                bar.update(acts.shape[0])
+            bar.advance(acts.shape[0])
             if max_rows is not None and man["rows"] + n >= max_rows:
                 break
             if n >= shard_rows:
@@ -149,9 +135,6 @@ def cache_activations(model, data, site: str, cache_dir, positions=AUTO, *, mode
             flush(cursor, True)
             return man
         flush(cursor, False)
-    finally:
-        if bar is not None:
-            bar.close()
     return man
 
 

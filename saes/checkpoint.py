@@ -12,15 +12,13 @@ reported as corrupt instead of being resumed from.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from .cache import _sha256, write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
+from .cache import _sha256, write_state_json
 from .errors import CheckpointError
 
 MANIFEST, RUN, STORE = "manifest.json", "run.json", "store_state.safetensors"
@@ -40,11 +38,12 @@ def save_checkpoint(root, step: int, trainer, store, run: dict, keep: int = 2) -
     """Write checkpoint ``step`` under ``root`` and keep the newest ``keep`` of them."""
     from safetensors.torch import save_file
 
+    from hooks.loading import atomic_directory
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:09d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{step:09d}-", dir=root))
-    try:
+    with atomic_directory(final) as tmp:  # temp dir beside it, umask modes, one rename; removed on error
         trainer.sae.save_model(str(tmp))
         trainer.save_trainer_state(tmp)
         st = store.state_dict()
@@ -52,18 +51,9 @@ def save_checkpoint(root, step: int, trainer, store, run: dict, keep: int = 2) -
         if st["carry"] is not None:
             tensors["carry"] = st["carry"].contiguous()
         save_file(tensors, str(tmp / STORE))
-        write_json_atomic(tmp / RUN, {**run, "step": step, "store": st["meta"]})
+        write_state_json(tmp / RUN, {**run, "step": step, "store": st["meta"]})
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
-        from hooks.permissions import as_umask_allows
-
-        as_umask_allows(tmp)  # mkdtemp made it 0700, safetensors' files 0600
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_state_json(tmp / MANIFEST, {"step": step, "files": files})
     for old in _step_dirs(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -96,7 +86,8 @@ def latest(root) -> Optional[Path]:
     root = Path(root)
     if root.is_dir():
         for p in root.iterdir():
-            if p.name.startswith(".tmp-step_"):
+            # atomic_directory's temp (.step_N.xxxx) or swapped-out copy (.step_N.oldPID); .tmp-step_: older runs
+            if p.name.startswith((".step_", ".tmp-step_")):
                 shutil.rmtree(p, ignore_errors=True)
     dirs = _step_dirs(root)
     return dirs[-1] if dirs else None

@@ -166,8 +166,8 @@ def register(app: typer.Typer) -> None:
     ):
         """Print L0, FVU, MSE, dead latents and loss recovered of an SAE on MODEL over DATA."""
         import hooks
+        from hooks.io import write_json_atomic
 
-        from .cache import write_json_atomic
         from .evaluate import evaluate_sae
         from .files import load_sae
 

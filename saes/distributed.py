@@ -138,8 +138,10 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
     import math
     from pathlib import Path
 
+    from hooks.progress import progress as progress_display
+
     from .activations import check_finite, collect
-    from .cache import MANIFEST, VERSION, read_manifest, weights_fingerprint, write_json_atomic, write_shard
+    from .cache import MANIFEST, VERSION, read_manifest, weights_fingerprint, write_shard, write_state_json
     from .data import iter_examples
     from .errors import CacheError
     from .sources import ModelSource
@@ -164,8 +166,8 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
     if is_main():
         root.mkdir(parents=True, exist_ok=True)
         if not (root / MANIFEST).exists():
-            write_json_atomic(root / MANIFEST, {"version": VERSION, "identity": ident, "d_in": None, "shards": [],
-                                                "rows": 0, "next_example": 0, "complete": False, "world": w})
+            write_state_json(root / MANIFEST, {"version": VERSION, "identity": ident, "d_in": None, "shards": [],
+                                               "rows": 0, "next_example": 0, "complete": False, "world": w})
     barrier()
     mpath = _rank_manifest(root, r)
     mine = json.loads(mpath.read_text()) if mpath.exists() else {"rank": r, "world": w, "shards": [], "rows": 0,
@@ -181,16 +183,13 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
             mine["shards"].append({"file": name, "rows": n, "rank": r, "example_ranges": ranges, "sha256": sha})
             mine["rows"] += n
         mine.update(next_batch=next_batch, done=done)
-        write_json_atomic(mpath, mine)
+        write_state_json(mpath, mine)
         parts, ranges, n = [], [], 0
 
-    bar = None
-    if progress and is_main():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc=f"caching {src.site} (rank 0 of {w})", unit="tok", leave=False)
     b, batch = 0, []
-    try:
+    # rank 0's rows against its share of max_rows; a resumed rank starts at the rows it already cached
+    with progress_display(f"caching {src.site} (rank 0 of {w})", total=cap, unit="tok", start=mine["rows"],
+                          enabled=bool(progress) and is_main()) as bar:
         if not mine["done"]:
             it = iter_examples(data, text_key=text_key, start=mine["next_batch"] * model_batch_size)
             b = mine["next_batch"]
@@ -205,8 +204,7 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
                         mine["d_in"] = acts.shape[1]
                         parts.append(acts.to("cpu"))
                         n += acts.shape[0]
-                        if bar is not None:
-                            bar.update(acts.shape[0])
+                        bar.advance(acts.shape[0])
                     ranges.append([b * model_batch_size, b * model_batch_size + len(batch)])
                 b += 1
                 if cap is not None and mine["rows"] + n >= cap:
@@ -214,9 +212,6 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
                 if n >= shard_rows:
                     flush(b, False)
             flush(b, True)
-    finally:
-        if bar is not None:
-            bar.close()
     barrier()
     if is_main():
         ranks = [json.loads(_rank_manifest(root, q).read_text()) for q in range(w)]
@@ -226,7 +221,7 @@ def harvest(model, data, site: str, cache_dir, positions="auto", *, model_batch_
                    ranks=[{"rank": m["rank"], "shards": len(m["shards"]), "rows": m["rows"]} for m in ranks],
                    next_example=max(m["next_batch"] for m in ranks) * model_batch_size, complete=True,
                    max_rows=max_rows)
-        write_json_atomic(root / MANIFEST, man)
+        write_state_json(root / MANIFEST, man)
         for q in range(w):
             _rank_manifest(root, q).unlink()
     barrier()

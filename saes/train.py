@@ -217,7 +217,9 @@ def _trim_log(path: Path, step: int) -> None:
                 keep.append(ln)
         except json.JSONDecodeError:  # a line cut by a crash
             continue
-    C.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
+    from hooks.io import write_text_atomic
+
+    write_text_atomic(path, "".join(ln + "\n" for ln in keep), fsync=True)
 
 
 def _say(progress, message: str) -> None:
@@ -258,8 +260,8 @@ def fit_sae(store, config: Optional[TrainConfig] = None, *, out=None, resume: bo
             done = {}
         if done.get("run_hash") == run_hash:  # this exact run already finished
             if progress and rank == 0:
-                _say(progress, f"reusing the finished SAE in {out} (same data and settings; pass resume=False / "
-                               "--no-resume to train it again)")
+                _say(progress, f"reusing the finished SAE in {out}: an earlier run trained it on the same data "
+                               f"and settings (to train it again: delete {out}, or pass resume=False / --no-resume)")
             return TrainResult(load_sae(out, device=cfg.device), out, done.get("summary", {}), [], None, reused=True)
     import sae_lens  # noqa: F401 - imported before the clock starts (it takes seconds)
 

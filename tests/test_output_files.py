@@ -85,3 +85,51 @@ def test_format_q():
     assert format_q(1e-300) == "1.0e-300" and format_q(3.21e-5) == "3.2e-05"
     assert format_q(0.5, digits=2) == "5.00e-01"
     assert format_q(None) == "nan" and format_q(float("nan")) == "nan" and format_q(torch.tensor(0.0).item()) == "< 1e-300"
+
+
+def test_every_atomic_writer_follows_the_umask(umask, tmp_path):
+    """The writers routed through hooks.io.atomic_path (text, JSON, safetensors, jsonl, CSV) land
+    with the umask's mode and leave no temp file behind."""
+    from hooks.io import write_json_atomic, write_text_atomic
+    from interp.landscape.extract import Representations, save_representations
+    from interp.landscape.synthetic import make_synthetic_mcq, write_synthetic_mcq
+    from saes.cache import write_state_json
+    from steering.narrow_gate.report import write_text
+
+    write_text_atomic(tmp_path / "a" / "t.txt", "x")
+    write_json_atomic(tmp_path / "a" / "j.json", {"a": 1})
+    write_state_json(tmp_path / "a" / "m.json", {"a": 1})
+    write_text(tmp_path / "a" / "r.md", "| a |")
+    save_representations(tmp_path / "a" / "reps.safetensors",
+                         Representations({0: torch.zeros(2, 3)}, torch.zeros(2, 4), {"k": 1}))
+    write_synthetic_mcq(tmp_path / "a", {k: v[:2] for k, v in make_synthetic_mcq(2, 2).items()})
+    _assert_umask_modes(tmp_path / "a", umask)
+    assert not [p for p in os.listdir(tmp_path / "a") if p.startswith(".")]
+
+
+def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    from hooks.io import atomic_path, write_text_atomic
+
+    p = write_text_atomic(tmp_path / "r.json", "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer died")
+    assert p.read_text() == "old" and os.listdir(tmp_path) == ["r.json"]
+
+
+def test_cache_state_json_keeps_its_format_and_is_fsynced(tmp_path, monkeypatch):
+    """The activation cache's manifest (and the checkpoints' run.json/manifest.json) kept their
+    on-disk bytes when they moved onto hooks.io: indent 1, no trailing newline; and they are
+    fsynced before the rename (a resumable state must survive a power cut)."""
+    import hooks.io
+    from saes.cache import write_state_json
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(hooks.io.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    p = write_state_json(tmp_path / "manifest.json", {"version": 1, "shards": [{"rows": 2}], "complete": False})
+    assert p.read_text() == '{\n "version": 1,\n "shards": [\n  {\n   "rows": 2\n  }\n ],\n "complete": false\n}'
+    assert len(synced) == 1
+    hooks.io.write_json_atomic(tmp_path / "r.json", {"a": 1})
+    assert len(synced) == 1  # results files: no fsync unless asked

@@ -138,3 +138,19 @@ def test_nested_bars_share_one_live_display():
         outer.advance(2)
     text = ANSI.sub("", buf.getvalue())
     assert "3/3 proteins" in text and "2/2 stages" in text and active() is None
+
+
+def test_track_advances_per_item_and_closes_when_the_loop_is_left():
+    from hooks.progress import track
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=200)
+    seen = []
+    for batch in track([[1, 2, 3], [4, 5], [6]], "batches", unit="ex", step=len, total=6, console=console):
+        seen.append(active().completed)  # the count before this batch is done
+    assert seen == [0, 3, 5] and active() is None
+    assert buf.getvalue().splitlines()[-1].startswith("batches: 6/6 ex (100%)")
+    for i in track(range(10), "early", enabled=False):
+        if i == 2:
+            break
+    assert active() is None  # leaving the loop closed the display

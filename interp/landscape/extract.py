@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -100,11 +98,10 @@ def extract_representations(hm, prompts: Sequence[str], letter_ids: Sequence[int
     old_side = getattr(tok, "padding_side", None)
     if left:
         tok.padding_side = "left"
-    starts = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
+    from hooks.progress import track
 
-        starts = tqdm(starts, desc="extract", leave=False)
+    starts = track(range(0, len(order), batch_size), "extract", total=len(order), unit="prompt",
+                   step=lambda s: len(order[s:s + batch_size]), enabled=progress)
     try:
         for s in starts:
             rows = order[s:s + batch_size]
@@ -145,21 +142,13 @@ def save_representations(path, reps: Representations) -> Path:
     metadata as JSON) atomically: a temp file in the same directory, then ``os.replace``."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from hooks.io import atomic_path
+
     tensors = {f"{KEY}.{L}": t.contiguous() for L, t in reps.layers.items()}
     tensors["letter_logits"] = reps.letter_logits.contiguous()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"meta": json.dumps(reps.meta, default=str)})
-        from hooks.permissions import as_umask_allows
-
-        os.replace(as_umask_allows(tmp), path)  # mkstemp / safetensors: 0600
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:  # safetensors writes 0600; atomic_path gives the umask's mode
+        save_file(tensors, str(tmp), metadata={"meta": json.dumps(reps.meta, default=str)})
+    return Path(path)
 
 
 def load_representations(path, *, layers: bool = True) -> Representations:

@@ -12,9 +12,7 @@ choice, so the answer is learnable (SFT can lower the loss below the letter prio
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -67,26 +65,14 @@ def make_synthetic_mcq(n_subjects: int = 4, n_test: int = 30, *, n_dev: int = 5,
     return out
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        from hooks.permissions import as_umask_allows
-
-        os.replace(as_umask_allows(tmp), path)  # mkstemp made it 0600
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_synthetic_mcq(directory, splits: dict) -> Path:
     """Write ``{split}.jsonl`` files (one record per line) into ``directory``; returns it."""
+    from hooks.io import write_text_atomic
+
     d = Path(directory)
     for split, recs in splits.items():
         text = "".join(json.dumps(r.to_dict()) + "\n" for r in recs)
-        _atomic_write_text(d / f"{split}.jsonl", text)
+        write_text_atomic(d / f"{split}.jsonl", text)
     return d
 
 

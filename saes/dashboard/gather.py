@@ -108,19 +108,16 @@ def gather(model, sae, data, *, site: Optional[str] = None, positions=None, mode
     ex_of_row, tok_of_row, ord_of_row, tokens = [], [], [], []
     n_rows = nnz = n_examples = 0
     stopped = False
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from hooks.progress import progress as progress_display
 
-        try:
-            n_total = None if isinstance(data, (str, bytes)) or hasattr(data, "read") else len(data)
-        except TypeError:
-            n_total = None
-        bar = tqdm(total=n_total, unit="ex", desc=f"SAE latents at {site}", leave=False)
+    try:
+        n_total = None if isinstance(data, (str, bytes)) or hasattr(data, "read") else len(data)
+    except TypeError:
+        n_total = None
     it = iter_examples(data, text_key=text_key)
     sort = sort_window > 1 and max_tokens is None
     window = model_batch_size * (sort_window if sort else 1)
-    try:
+    with progress_display(f"SAE latents at {site}", n_total, unit="ex", enabled=progress) as bar:
         while not stopped:
             chunk = list(itertools.islice(it, window))
             if not chunk:
@@ -171,13 +168,8 @@ def gather(model, sae, data, *, site: Optional[str] = None, positions=None, mode
                     tok_of_row.append(real_idx[:take].to(torch.int32).numpy())
                     ord_of_row.append(ordinal[:take].to(torch.int32).numpy())
                     n_rows += take
-                if bar is not None:
-                    bar.update(len(batch))
-                    bar.set_postfix(tokens=n_rows, refresh=False)
+                bar.advance(len(batch), tokens=n_rows)
             n_examples += len(chunk)
-    finally:
-        if bar is not None:
-            bar.close()
     if n_rows == 0:
         raise DataError("The data gave no tokens at the SAE's positions (empty data, or the position rule selects "
                         "nothing); pass data with at least one selected token.")

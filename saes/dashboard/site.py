@@ -7,8 +7,6 @@
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 from html import escape
@@ -272,17 +270,9 @@ def render_index(site: SiteData, rows: list, *, assets: Optional[str] = "assets"
     return H.page(site.info.get("title", "SAE dashboard"), body_html, assets=assets)
 
 
-def _csv(rows: list) -> str:
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return buf.getvalue()
-
-
 def write_site(site: SiteData, out, *, progress: bool = True) -> Path:
     """Write the whole site into ``out`` atomically (built in a temp folder beside it, then renamed)."""
+    from hooks.io import csv_text
     from hooks.loading import atomic_directory
 
     rows = index_rows(site)
@@ -294,16 +284,13 @@ def write_site(site: SiteData, out, *, progress: bool = True) -> Path:
         for name in H.ASSETS:
             (tmp / "assets" / name).write_text(H.asset_text(name), encoding="utf-8")
         (tmp / "index.html").write_text(render_index(site, rows), encoding="utf-8")
-        (tmp / "data" / "latents.csv").write_text(_csv(rows), encoding="utf-8")
+        (tmp / "data" / "latents.csv").write_text(csv_text(rows), encoding="utf-8")
         meta = {**site.info, **site.acts.meta, "n_pages": len(site.pages), "tracks": site.tracks,
                 "context": list(site.context), "n_bands": site.n_bands}
         (tmp / "data" / "meta.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-        it = site.pages
-        if progress:
-            from tqdm.auto import tqdm
+        from hooks.progress import track
 
-            it = tqdm(it, desc="latent pages", unit="page", leave=False)
-        for f in it:
+        for f in track(site.pages, "latent pages", unit="page", enabled=progress):
             d = site.latent_data(f)
             (tmp / "data" / f"latent_{f:06d}.json").write_text(json.dumps(d, separators=(",", ":")), encoding="utf-8")
             (tmp / "latents" / f"{f:06d}.html").write_text(render_latent(site, f, data=d), encoding="utf-8")

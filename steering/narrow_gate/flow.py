@@ -258,12 +258,10 @@ def attention_flow(hm, examples, *, layers=None, batch_size: int = 8, task: str 
         raise ImageSpanError("No examples to measure the attention flow on.")
     acc = _Accumulator(len(layers), normalize)
     names, lay = None, None
-    it = range(0, len(examples), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
+    from hooks.progress import track
 
-        it = tqdm(it, desc="flow", leave=False)
-    for start in it:
+    for start in track(range(0, len(examples), batch_size), "flow", total=len(examples), unit="ex",
+                       step=lambda s: len(examples[s : s + batch_size]), enabled=progress):
         chunk_ex = examples[start : start + batch_size]
         inputs = encode(hm, chunk_ex, task, template)
         lay = image_layout(hm, inputs)

@@ -8,28 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
+from hooks.io import write_text_atomic
 from hooks.plot_style import (COLOURS, HATCHES, figure, layer_axis, legend_outside, line_styles, save_figure, styled,
                                title_from)
 
 
-def _atomic(path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def write_text(path, text: str) -> Path:
-    return _atomic(path, lambda t: t.write_text(text))
+    return write_text_atomic(path, text)
 
 
 def write_json(path, obj) -> Path:
@@ -44,7 +31,7 @@ def write_json(path, obj) -> Path:
 
 
 def write_frame(df, path, index: bool = True) -> Path:
-    return _atomic(path, lambda t: df.to_csv(t, index=index))
+    return write_text_atomic(path, df.to_csv(index=index))
 
 
 def _fmt(v) -> str:

@@ -178,18 +178,11 @@ def encode_prompts(hm, prompts: list, images: list, task: str = "vqa") -> dict:
 
 def collate(hm, examples: list) -> dict:
     """Left-pad pre-tokenised examples (``input_ids`` + tensors such as ``pixel_values``) into a batch."""
-    tok = hm.tokenizer
-    pad = getattr(tok, "pad_token_id", None) if tok is not None else None
-    if pad is None:
-        pad = getattr(getattr(hm.model, "config", None), "pad_token_id", None) or 0
+    from hooks.hf_backend import pad_rows, pad_token_id
+
     if any("input_ids" not in e for e in examples):
         raise TaskError("Mix of pre-tokenised examples (input_ids) and others in one batch.")
-    rows = [torch.as_tensor(e["input_ids"], dtype=torch.long) for e in examples]
-    P = max(len(r) for r in rows)
-    ids = torch.full((len(rows), P), int(pad), dtype=torch.long)
-    am = torch.zeros(len(rows), P, dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, P - len(r):], am[b, P - len(r):] = r, 1
+    ids, am = pad_rows([e["input_ids"] for e in examples], pad_token_id(hm), "left")
     batch = {"input_ids": ids, "attention_mask": am}
     for k in examples[0]:
         v = examples[0][k]

@@ -86,13 +86,9 @@ def encode_sequences(sequences, tokenizer=None, *, max_length: int | None = None
         warnings.warn(f"{len(cut)} sequence(s) longer than {cap} residues were truncated to {cap} "
                       f"(rows {cut[:10]}{'...' if len(cut) > 10 else ''}); see batch.truncated.",
                       TruncationWarning, stacklevel=2)
-    P = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), P), pad, dtype=torch.long)
-    am = torch.zeros(len(rows), P, dtype=torch.long)
-    for b, r in enumerate(rows):
-        input_ids[b, :len(r)] = torch.tensor(r)
-        am[b, :len(r)] = 1
-    return EncodedBatch(input_ids, am, kept, lengths, cut)
+    from hooks.hf_backend import pad_rows
+
+    return EncodedBatch(*pad_rows(rows, pad), kept, lengths, cut)
 
 
 def residue_positions(input_ids, attention_mask, cls_id: int = CLS_ID, eos_id: int = EOS_ID) -> torch.Tensor:

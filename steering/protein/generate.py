@@ -107,13 +107,9 @@ def make_templates(templates: Union[str, Sequence[str], None] = None, *, n: Opti
 def encode_templates(templates: Sequence[str], mask_char: str = MASK_CHAR) -> tuple:
     """``(input_ids, attention_mask)`` of ``<cls> template <eos> <pad>...`` with ``<mask>`` at ``mask_char``."""
     rows = [[CLS_ID] + [MASK_ID if c == mask_char else TOKEN_ID[c] for c in t] + [EOS_ID] for t in templates]
-    P = max(len(r) for r in rows)
-    ids = torch.full((len(rows), P), PAD_ID, dtype=torch.long)
-    am = torch.zeros(len(rows), P, dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, :len(r)] = torch.tensor(r)
-        am[b, :len(r)] = 1
-    return ids, am
+    from hooks.hf_backend import pad_rows
+
+    return pad_rows(rows, PAD_ID)
 
 
 def decode(ids: torch.Tensor, attention_mask: torch.Tensor) -> list:

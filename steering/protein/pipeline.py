@@ -303,10 +303,10 @@ def _run(model, dataset, out_dir, *, layer, sae_kwargs, n_steer, seed, n_protein
         train_seqs = window_sequences(train_seqs, int(max_len) - 2, window_stride)
     res = saes.train_sae(hm, train_seqs, site, positions="residues", out=out / "sae", seed=seed,
                          progress=progress, **kw)
-    if res.reused and not progress:  # with progress on, saes.train_sae has said so itself
-        log(f"reusing the SAE in {out / 'sae'}: an earlier run finished it with the same data and settings "
-            f"(delete {out / 'sae'} to retrain)")
-    elif res.resumed_from:
+    if res.reused and not progress:  # with progress on, saes.train_sae has said it (once) itself
+        log(f"reusing the finished SAE in {out / 'sae'}: an earlier run trained it on the same data and settings "
+            f"(to train it again: delete {out / 'sae'})")
+    elif res.resumed_from and not progress:
         log(f"SAE training resumed from step {res.resumed_from} of {res.summary['steps']} (checkpoint in {out / 'sae'})")
     sae = res.sae
     lap("sae", t)

@@ -10,26 +10,17 @@ written atomically (temp file, then ``os.replace``).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from hooks.formatting import format_q
-from hooks.permissions import as_umask_allows
+from hooks.io import atomic_path
 
 
 def _atomic_df(df, path: Path, kind: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False) if kind == "parquet" else df.to_csv(tmp, index=False)
-        os.replace(as_umask_allows(tmp), path)  # mkstemp made it 0600
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _runs(mask: np.ndarray) -> list:

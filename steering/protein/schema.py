@@ -25,8 +25,6 @@ XML and REST names are mapped onto them (:data:`XML_TYPES`, :data:`REST_TYPES`).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,20 +180,11 @@ def save_dataset(ds, path) -> Path:
     """Write ``ds`` as parquet atomically (temp file in the same folder, then rename)."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(ds.with_format("arrow")[:], tmp)   # respects any select/shuffle of ds
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    from hooks.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        pq.write_table(ds.with_format("arrow")[:], str(tmp))   # respects any select/shuffle of ds
+    return Path(path)
 
 
 def load_dataset_file(path):

@@ -148,7 +148,7 @@ def test_attribution_patching_ranks_the_same_top_heads(sweeps):
     assert agreement(act, atp, k=1)["spearman"] > 0.5
 
 
-def test_demo_lm_writes_pairs_and_specs_and_its_ablation_moves_the_answer(demo_lm, tmp_path):
+def test_demo_lm_writes_pairs_and_specs_and_its_ablation_moves_the_answer(demo_lm, tmp_path, capsys):
     """`interp demo-lm` on the already-trained model (it reuses OUT/model): the pairs it writes feed
     `interp run`/`interp sweep`; zero-ablating layer 1's attention (the induction heads) erases
     the logit difference, the tiny layer-0 MLP does not matter."""
@@ -159,6 +159,9 @@ def test_demo_lm_writes_pairs_and_specs_and_its_ablation_moves_the_answer(demo_l
 
     shutil.copytree(demo_lm, tmp_path / "model")
     summary = run_demo(tmp_path)
+    said = [ln for ln in capsys.readouterr().out.splitlines() if "reusing" in ln]
+    assert said == [f"reusing the toy induction model in {tmp_path / 'model'}: an earlier run trained it "
+                    f"(delete {tmp_path / 'model'} to retrain)"]  # one line: what is reused, from where
     rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
     assert len(rows) == summary["examples"] == 64 and set(rows[0]) == {"clean", "corrupt", "answer", "distractor"}
     assert all((tmp_path / f"{name}.yaml").exists() for name in SPECS)

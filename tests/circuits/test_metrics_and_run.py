@@ -141,6 +141,14 @@ def test_csv_rows_carry_answers(tmp_path):
     assert split_rows(read_rows(q)) == (["<bos> s1 |", "<bos> s3 |"], ["s1", "s3"], None)
     with pytest.raises(hooks.HookError, match="'clean' and 'corrupt'"):
         split_pairs(read_rows(q))
+    # the text column: hooks.data's one picking rule ("clean" last), with its errors naming the fix
+    assert split_rows([{"clean": "a", "corrupt": "b", "prompt": "c"}])[0] == ["c"]
+    assert split_rows([{"clean": "a", "corrupt": "b"}])[0] == ["a"]
+    assert split_rows([{"q": "a", "text": "b"}], text_key="q")[0] == ["a"]
+    with pytest.raises(hooks.HookError, match=r"No text column found .*'clean'.*--text-key.*Columns: \['answer', 'q'\]"):
+        split_rows([{"q": "a", "answer": "b"}])
+    with pytest.raises(hooks.HookError, match=r"Column 'zz' not found; available: \['answer', 'q'\].*--text-key"):
+        split_rows([{"q": "a", "answer": "b"}], text_key="zz")
 
 
 # -- masked LMs: the loss is the masked-LM loss --------------------------------------------------

@@ -39,3 +39,23 @@ def test_mismatched_sae_is_one_clear_error(tiny_model_dir, tiny_sae_dir, tmp_pat
     r = CliRunner().invoke(app(), ["steer", "protein", "--model", str(tiny_model_dir), "--sae", str(tiny_sae_dir),
                                    "--latent", "3", "--latent", "4", "--value", "5", "--out", str(tmp_path / "z")])
     assert r.exit_code == 2 and "one value per latent" in r.output
+
+
+def test_interp_demo_leaves_the_reuse_line_to_the_sae_trainer(tmp_path, monkeypatch):
+    """`interp demo` over an OUT that holds an SAE prints no reuse line of its own: saes.train_sae says
+    once what it reuses (tests/protein_steering/test_pipeline.py); the CLI's vaguer duplicate is gone."""
+    import steering.protein.pipeline as P
+    from interp.cli import app as interp_app
+
+    (tmp_path / "sae").mkdir()
+    (tmp_path / "sae" / "cfg.json").write_text("{}")
+    seen = {}
+
+    def fake(model, proteins, out, **kw):
+        seen["out"] = out
+        raise ValueError("stopped here by the test")
+
+    monkeypatch.setattr(P, "run_protein_pipeline", fake)
+    r = CliRunner().invoke(interp_app, ["demo", "--out", str(tmp_path)])
+    assert seen["out"] == tmp_path and "stopped here by the test" in r.output
+    assert "reus" not in r.output, r.output

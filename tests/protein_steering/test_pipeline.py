@@ -196,3 +196,28 @@ def test_report_prints_underflowed_q_and_p_values_as_below_1e300(run):
     row = next(ln for ln in text.splitlines() if ln.startswith(f"| {first} |"))
     assert row.rstrip(" |").endswith("< 1e-300")
     assert text.count("< 1e-300") >= 2 and "0.0e+00" not in text
+
+
+def test_a_rerun_says_once_that_it_reuses_the_sae(run, tiny_model, tmp_path):
+    """`interp demo` run again over its OUT: one line names the SAE reused and where it is (saes.train_sae's),
+    not a second vaguer one from the pipeline or the CLI."""
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    from steering.protein.pipeline import run_protein_pipeline
+
+    from .conftest import threads
+
+    _, out, ds = run
+    shutil.copytree(out / "sae", tmp_path / "sae")
+    buf, logged = io.StringIO(), []
+    with threads(1):
+        run_protein_pipeline(tiny_model, ds, tmp_path, sae_kwargs={"latents": 64, "k": 4, "tokens": 6144,
+                                                                   "batch_size": 512, "lr": 3e-3},
+                             n_steer=6, steer_length=30, pppl_n=2, pilot_n=6, batch_size=50, seed=0, n_seeds=2,
+                             n_secondary=4, n_control=3, log=lambda *a: logged.append(" ".join(map(str, a))),
+                             progress=Console(file=buf, force_terminal=False, width=400))
+    said = [ln for ln in logged + buf.getvalue().splitlines() if "reus" in ln]
+    assert len(said) == 1 and f"reusing the finished SAE in {tmp_path / 'sae'}" in said[0], said

@@ -125,6 +125,39 @@ def test_disk_cache_is_resumable_after_a_crash_and_read_back(gpt2, tmp_path, mon
         drain(saes.ActivationStore.from_cache(d, batch_size=8, buffer_size=n), 3)
 
 
+def test_harvest_progress_advances_per_batch_and_starts_at_the_resumed_rows(gpt2, tmp_path, monkeypatch):
+    """The cache's progress (hooks.progress) advances once per model batch by its tokens; a resumed
+    harvest's display starts at the rows already cached, and its plain lines say so."""
+    import io
+
+    from rich.console import Console
+
+    import saes.cache as SC
+
+    rows = token_rows(30, seed=7)
+    n = sum(len(r) - 1 for r in rows)
+    buf, bars, real = io.StringIO(), [], SC.progress_display
+
+    def spy(*a, **k):
+        bar = real(*a, console=Console(file=buf, force_terminal=False, width=200), **k)
+        bar.steps = []
+        adv = bar.advance
+        bar.advance = lambda m, **f: (bar.steps.append(m), adv(m, **f))
+        bars.append(bar)
+        return bar
+
+    monkeypatch.setattr(SC, "progress_display", spy)
+    d = tmp_path / "acts"
+    first = saes.cache_activations(gpt2, rows, "resid_post.0", d, model_batch_size=3, shard_rows=20, max_rows=40)
+    assert not first["complete"] and bars[0].total == 40 and bars[0].completed == first["rows"] >= 40
+    done = saes.cache_activations(gpt2, rows, "resid_post.0", d, model_batch_size=3, shard_rows=20)
+    assert done["complete"] and done["rows"] == n
+    assert bars[1].start == first["rows"] and bars[1].completed == n          # resumed count, not 0
+    assert len(bars[1].steps) == 10 - first["next_example"] // 3                # one step per model batch
+    assert sum(bars[1].steps) == n - first["rows"]                              # counted in tokens
+    assert f"caching resid_post.0: {first['rows']:,} tok" in buf.getvalue()     # the resumed run's first line
+
+
 def test_bad_input_gives_one_clear_error(gpt2, tmp_path):
     rows = token_rows(10, seed=7)
     with pytest.raises(hooks.UnknownSiteError, match="resid_post.1"):

@@ -164,3 +164,13 @@ def test_bad_training_settings(gpt2, gpt2_rows):
         saes.train_sae(gpt2, gpt2_rows, "resid_post.0", k=100, latents=64)
     with pytest.raises(ConfigError, match="at least one batch"):
         saes.train_sae(gpt2, gpt2_rows, "resid_post.0", tokens=10, batch_size=64)
+
+
+def test_latest_checkpoint_skips_and_removes_a_crashed_temp_directory(tmp_path):
+    """save_checkpoint builds step_N in hooks.loading.atomic_directory's temp (.step_N.xxxx); a crash
+    leaves that temp, which latest() removes and never returns."""
+    (tmp_path / "step_000000001").mkdir()
+    (tmp_path / ".step_000000002.k3j2").mkdir()
+    (tmp_path / ".step_000000002.k3j2" / "cfg.json").write_text("{}")
+    assert C.latest(tmp_path) == tmp_path / "step_000000001"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000000001"]

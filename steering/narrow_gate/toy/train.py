@@ -26,7 +26,6 @@ CPU kernels, one thread while training).
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -163,9 +162,9 @@ def save_toy_model(hm, stats: dict, path) -> Path:
         save_pretrained_atomic(model, hm.tokenizer, path)
     finally:
         model.to(torch.float32)
-    tmp = path / f".train_stats.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(stats, indent=1) + "\n")
-    os.replace(tmp, path / "train_stats.json")
+    from hooks.io import write_text_atomic
+
+    write_text_atomic(path / "train_stats.json", json.dumps(stats, indent=1) + "\n")
     return path
 
 
