@@ -47,8 +47,8 @@ from typing import Optional
 import torch
 
 from .adapters.base import Adapter, Site
-from .recording import (_first_int, accepts, call, first_input, first_output, n_heads_of,  # noqa: F401 (re-exported)
-                        probe_ids, record, restoring_capture_hooks, text_config)
+from .recording import (HIDDEN_KEYS, _first_int, accepts, call, first_input, first_output,  # noqa: F401 (re-exported)
+                        hidden_states_of, n_heads_of, probe_ids, record, restoring_capture_hooks, text_config)
 
 SKIP_TOWERS = ("vision", "visual", "image", "audio", "speech", "vqmodel", "vq_model", "img", "patch", "video",
                "encoder_model", "perceiver", "resampler", "mtp")
@@ -325,16 +325,37 @@ def _check_inplace_resid_mid(model, blocks_path, plans, inputs) -> None:
 
 
 def _final_norm(model, recs, blocks_path, last, hs_last):
-    """A module outside the blocks that reads the last block's output and gives hidden_states[-1]."""
-    best = None
+    """The final-norm site: a module outside the blocks, run after them, whose output is
+    ``hidden_states[-1]``. Preferred: one that reads the last block's output (the usual final norm);
+    else any such module (e.g. Inkling-2 mixes earlier block states into the last one before its
+    norm). Without hidden states to compare, only a module reading the last block's output counts."""
+    reads, other = None, None
     for p, r in recs.items():
         if _under(p, blocks_path) or r.calls != 1 or r.inp is None or r.out is None:
             continue
-        if r.start > last.end - 1 and close(r.inp, last.out) and r.out.shape == last.out.shape:
-            if hs_last is None or close(r.out, hs_last):
-                if best is None or _depth(p) < _depth(best.path):
-                    best = r
-    return best
+        if r.start <= last.end - 1 or r.out.shape != (last.out.shape if hs_last is None else hs_last.shape):
+            continue  # (multi-stream residuals, e.g. DeepSeek-V4's hyper-connections, collapse to (B, P, D) here)
+        if hs_last is not None and not close(r.out, hs_last):
+            continue
+        if r.inp.shape == last.out.shape and close(r.inp, last.out):
+            if reads is None or _depth(p) < _depth(reads.path):
+                reads = r
+        elif hs_last is not None and (other is None or r.end > other.end):
+            other = r  # the latest module giving hidden_states[-1]
+    return reads if reads is not None else other
+
+
+def _hidden_key(output, recs, blocks_path, n):
+    """Which ``output_hidden_states`` tuple belongs to the block list (``hidden_states``, or an
+    encoder-decoder's ``encoder_hidden_states`` / ``decoder_hidden_states``), else None."""
+    first = recs.get(f"{blocks_path}.0")
+    for key in HIDDEN_KEYS:
+        hs = getattr(output, key, None)
+        if not isinstance(hs, (tuple, list)) or len(hs) != n + 1:
+            continue
+        if first is None or key == "hidden_states" or close(hs[0], first.inp) or close(hs[1], first.out):
+            return key
+    return None
 
 
 def _last(output):
@@ -410,7 +431,8 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     finally:
         model.train(was_training)
     recs = rec.recs
-    hs = getattr(rec.output, "hidden_states", None)
+    hs_key = _hidden_key(rec.output, recs, blocks_path, n)
+    hs = hidden_states_of(rec.output, hs_key) if hs_key else None
     nh = n_heads_of(model)
     plans = []
     for L in range(n):
@@ -476,7 +498,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         notes=f"inferred from the module tree ({', '.join(kinds)} blocks)",
         spans=spans,
         extra={**extra_vlm, "layer_sites": [pl.sites for pl in plans], "absent": absent, "composition": comp,
-               "norms": [pl.norms for pl in plans], "inferred": True,
+               "norms": [pl.norms for pl in plans], "inferred": True, "hidden_states": hs_key,
                # the recording forward ran every probed attention through hooks.attention's explicit path:
                # hooks.verify compares its last hidden state with the stock forward's on the same ids
                "explicit_reference": (ids.detach().cpu(), hs[-1].detach().cpu())

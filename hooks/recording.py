@@ -157,6 +157,19 @@ def record(model, paths: list, inputs: dict, probe: bool = True) -> Recording:
     return rec
 
 
+HIDDEN_KEYS = ("hidden_states", "encoder_hidden_states", "decoder_hidden_states")
+
+
+def hidden_states_of(output, key: Optional[str] = None):
+    """The ``output_hidden_states`` tuple of a model output: ``output.<key>`` when given (an
+    encoder-decoder's ``encoder_hidden_states``), else the first of :data:`HIDDEN_KEYS` present."""
+    for k in ((key,) if key else HIDDEN_KEYS):
+        hs = getattr(output, k, None)
+        if isinstance(hs, (tuple, list)) and hs:
+            return hs
+    return None
+
+
 def accepts(model, name: str) -> bool:
     try:
         params = inspect.signature(model.forward).parameters

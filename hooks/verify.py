@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from .recording import first_output, restoring_capture_hooks
+from .recording import first_output, hidden_states_of, restoring_capture_hooks
 
 
 class SiteCheckWarning(UserWarning):
@@ -114,7 +114,7 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
         hm.site_report = report
         return report
     c = res.cache
-    hs = getattr(res.output, "hidden_states", None) if kw else None
+    hs = hidden_states_of(res.output, hm.adapter.extra.get("hidden_states") or "hidden_states") if kw else None
     n = hm.n_layers
     bad: dict = {}
 

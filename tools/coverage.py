@@ -78,6 +78,7 @@ def check_model(model_type: str, registry: str) -> dict:
     import hooks
     from hooks import Cache, Knockout, Steer
     from hooks import verify as V
+    from hooks.recording import hidden_states_of
     from tools.tiny_configs import build
 
     row = {"model_type": model_type, "registry": registry, "buildable": False, "checks": {}}
@@ -139,7 +140,7 @@ def check_model(model_type: str, registry: str) -> dict:
         if not want:
             return "skip: no residual sites"
         res = hm.run(inp, [Cache(want, "all", layout="padded")], output_hidden_states=True)
-        hs = getattr(res.output, "hidden_states", None)
+        hs = hidden_states_of(res.output, hm.adapter.extra.get("hidden_states") or "hidden_states")
         if not isinstance(hs, (tuple, list)) or len(hs) != n + 1:
             return f"skip: the model returns {None if hs is None else len(hs)} hidden states for {n} layers"
         c = res.cache
@@ -194,7 +195,7 @@ def check_model(model_type: str, registry: str) -> dict:
         if site is None:
             return "skip: no residual site"
         clean = hm.run(inp).logits
-        d = hm.run(inp, [Cache(site, "last")]).cache[site].shape[-1]
+        d = hm.run(inp, [Cache(site, "last")]).cache[site].shape[1:]  # (D,), or (streams, D) for multi-stream residuals
         v = torch.randn(d, generator=torch.Generator().manual_seed(0))
         zero = hm.run(inp, [Steer(site, vector=v, scale=0.0)]).logits
         big = hm.run(inp, [Steer(site, vector=v, scale=100.0)]).logits
@@ -227,8 +228,11 @@ def check_model(model_type: str, registry: str) -> dict:
             return "skip: the model cannot generate"
         if site is None:
             return "skip: no residual site"
+        if hm.adapter.extra.get("hidden_states") == "encoder_hidden_states":
+            return ("skip: the sites are on the encoder of an encoder-decoder model, which runs once over the prompt; "
+                    "generated tokens pass only through the decoder, whose sites are not exposed")
         prompt = _ragged(model, B=1, P=5)["input_ids"]
-        d = hm.run(prompt, [Cache(site, "last")]).cache[site].shape[-1]
+        d = hm.run(prompt, [Cache(site, "last")]).cache[site].shape[1:]
         v = torch.randn(d, generator=torch.Generator().manual_seed(1))
         kw = dict(max_new_tokens=4, min_new_tokens=4)
         clean = hm.generate(prompt, **kw).sequences
