@@ -47,7 +47,7 @@ from typing import Optional
 import torch
 
 from .adapters.base import Adapter, Site
-from .recording import (HIDDEN_KEYS, _first_int, accepts, call, first_input, first_output,  # noqa: F401 (re-exported)
+from .recording import (HIDDEN_KEYS, Rec, _first_int, accepts, call, first_input, first_output,  # noqa: F401 (re-exported)
                         hidden_states_of, n_heads_of, probe_ids, record, restoring_capture_hooks, text_config)
 
 SKIP_TOWERS = ("vision", "visual", "image", "audio", "speech", "vqmodel", "vq_model", "img", "patch", "video",
@@ -133,12 +133,21 @@ def _is_linear(m) -> bool:
     return isinstance(w, torch.Tensor) and w.dim() == 2 and not isinstance(m, torch.nn.Embedding)
 
 
-def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
-    block = recs[bpath]
+def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optional[list] = None) -> LayerPlan:
+    """The sites of one block. ``members``: a layer made of the ``L``-th modules of parallel lists
+    (XLM's ``attentions[L]``, ``layer_norm1[L]``, ``ffns[L]``, ``layer_norm2[L]``) instead of one module."""
+    if members:
+        first, last = recs[members[0]], recs[members[-1]]
+        block = Rec(bpath, None, 1, first.start, last.end, first.inp, last.out)
+        pre_site, post_site = Site(members[0], kind="input"), Site(members[-1])
+        inner = [r for p, r in recs.items() if any(_under(p, m) for m in members) and r.calls >= 1]
+    else:
+        block = recs[bpath]
+        pre_site, post_site = Site(bpath, kind="input"), Site(bpath)
+        inner = [r for p, r in recs.items() if p != bpath and _under(p, bpath) and r.calls >= 1]
     x, y = block.inp, block.out
     if x is None or y is None or x.shape != y.shape:
         raise InferenceError(f"block {bpath} does not map a (B, P, D) tensor to one of the same shape")
-    inner = [r for p, r in recs.items() if p != bpath and _under(p, bpath) and r.calls >= 1]
     once = [r for r in inner if r.calls == 1]
     cands = sorted([r for r in once if r.out is not None and r.out.shape == x.shape], key=lambda r: r.end)
     readers = sorted([r for r in once if r.inp is not None and r.inp.shape == x.shape], key=lambda r: r.start)
@@ -148,7 +157,7 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
     attn = min(attn_mods, key=lambda r: (_depth(r.path), r.start)) if attn_mods else None
     reachable = bool(probed)
     twice = attn is not None and attn.attn_calls > 1  # e.g. differential attention: two softmaxes per layer
-    sites: dict = {"resid_pre": Site(bpath, kind="input"), "resid_post": Site(bpath)}
+    sites: dict = {"resid_pre": pre_site, "resid_post": post_site}
     absent: dict = {}
 
     def pref(rs):  # the attention module itself, else no dropout/identity, the outermost, the latest
@@ -273,6 +282,53 @@ def _head_proj(once, attn, c1, n_heads):
     return None
 
 
+def _parallel_lists(model, blocks_path: str, n: int, recs: dict) -> Optional[list]:
+    """Per layer, the ``L``-th modules of the sibling ``ModuleList`` s of length ``n`` in call order
+    (XLM/Flaubert keep ``attentions``, ``layer_norm1``, ``ffns``, ``layer_norm2`` side by side and
+    have no block module, models/xlm/modeling_xlm.py ``XLMModel.forward``), else None."""
+    parent, _, _ = blocks_path.rpartition(".")
+    root = model.get_submodule(parent) if parent else model
+    lists = [f"{parent}.{name}" if parent else name for name, m in root.named_children()
+             if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    lists = [p for p in lists if all(recs.get(f"{p}.{L}") is not None and recs[f"{p}.{L}"].calls == 1 for L in range(n))]
+    if len(lists) < 2:
+        return None
+    out = []
+    for L in range(n):
+        out.append(sorted((f"{p}.{L}" for p in lists), key=lambda q: recs[q].start))
+    for L in range(1, n):  # layer L runs after layer L-1
+        if recs[out[L][0]].start < recs[out[L - 1][-1]].end:
+            return None
+    return out
+
+
+def _plans(model, blocks_path: str, n: int, recs: dict, nh) -> tuple:
+    """``(plans, members)``: one :class:`LayerPlan` per block; where the blocks are opaque and the
+    layer is spread over parallel lists (:func:`_parallel_lists`), plans of those layers instead."""
+    err, plans = None, None
+    try:
+        for L in range(n):
+            if recs[f"{blocks_path}.{L}"].calls == 0:
+                raise InferenceError(f"block {blocks_path}.{L} did not run in the forward")
+        plans = [analyse_block(f"{blocks_path}.{L}", recs, nh) for L in range(n)]
+        if not any(pl.composition == "opaque" for pl in plans):
+            return plans, None
+    except InferenceError as e:
+        err = e
+    members = _parallel_lists(model, blocks_path, n, recs)
+    if members is not None:
+        try:
+            alt = [analyse_block(f"{blocks_path}.{L}", recs, nh, members[L]) for L in range(n)]
+        except InferenceError:
+            alt = None
+        if alt is not None and (plans is None or sum(p.composition == "opaque" for p in alt)
+                                < sum(p.composition == "opaque" for p in plans)):
+            return alt, members
+    if plans is None:
+        raise err
+    return plans, None
+
+
 # -- the adapter -------------------------------------------------------------------------------------
 def _check_inplace_resid_mid(model, blocks_path, plans, inputs) -> None:
     """``resid_mid`` read in place must be the residual itself: one forward that adds a small vector,
@@ -307,7 +363,7 @@ def _check_inplace_resid_mid(model, blocks_path, plans, inputs) -> None:
                 lambda m, a, k, L=L: pre(m, a, k, L), with_kwargs=True))
             handles.append(model.get_submodule(mlp_path).register_forward_hook(
                 lambda m, a, o, L=L: post(m, a, o, L, "mlp")))
-            handles.append(model.get_submodule(f"{blocks_path}.{L}").register_forward_hook(
+            handles.append(model.get_submodule(plans[L].sites["resid_post"].path).register_forward_hook(
                 lambda m, a, o, L=L: post(m, a, o, L, "post")))
         with torch.no_grad():
             call(model, inputs)
@@ -345,10 +401,10 @@ def _final_norm(model, recs, blocks_path, last, hs_last):
     return reads if reads is not None else other
 
 
-def _hidden_key(output, recs, blocks_path, n):
-    """Which ``output_hidden_states`` tuple belongs to the block list (``hidden_states``, or an
-    encoder-decoder's ``encoder_hidden_states`` / ``decoder_hidden_states``), else None."""
-    first = recs.get(f"{blocks_path}.0")
+def _hidden_key(output, first, n):
+    """Which ``output_hidden_states`` tuple belongs to the block list whose first block recorded
+    ``first`` (``hidden_states``, or an encoder-decoder's ``encoder_hidden_states`` /
+    ``decoder_hidden_states``), else None."""
     for key in HIDDEN_KEYS:
         hs = getattr(output, key, None)
         if not isinstance(hs, (tuple, list)) or len(hs) != n + 1:
@@ -431,15 +487,12 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     finally:
         model.train(was_training)
     recs = rec.recs
-    hs_key = _hidden_key(rec.output, recs, blocks_path, n)
-    hs = hidden_states_of(rec.output, hs_key) if hs_key else None
     nh = n_heads_of(model)
-    plans = []
-    for L in range(n):
-        bp = f"{blocks_path}.{L}"
-        if recs[bp].calls == 0:
-            raise InferenceError(f"block {bp} did not run in the forward")
-        plans.append(analyse_block(bp, recs, nh))
+    plans, members = _plans(model, blocks_path, n, recs, nh)
+    bounds = [recs[m[0]] for m in members] if members else [recs[f"{blocks_path}.{L}"] for L in range(n)]
+    last_rec = recs[members[-1][-1]] if members else bounds[-1]
+    hs_key = _hidden_key(rec.output, bounds[0], n)
+    hs = hidden_states_of(rec.output, hs_key) if hs_key else None
     _check_inplace_resid_mid(model, blocks_path, plans, inputs)
     sites: dict = {}
     absent: dict = {}
@@ -447,9 +500,9 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     if emb_path is not None and recs.get(emb_path) is not None and recs[emb_path].calls == 1 and not vlm:
         sites["embed"] = Site(emb_path)
     else:
-        sites["embed"] = Site(f"{blocks_path}.0", kind="input")  # the (merged) sequence entering layer 0
+        sites["embed"] = plans[0].sites["resid_pre"]  # the (merged) sequence entering layer 0
     hs_last = hs[-1] if isinstance(hs, (tuple, list)) and len(hs) == n + 1 else None
-    fin = _final_norm(model, recs, blocks_path, recs[f"{blocks_path}.{n - 1}"], hs_last)
+    fin = _final_norm(model, recs, blocks_path.rpartition(".")[0] if members else blocks_path, last_rec, hs_last)
     if fin is not None:
         sites["final"] = Site(fin.path)
     else:

@@ -114,7 +114,17 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
         hm.site_report = report
         return report
     c = res.cache
+    real = batch.get("attention_mask") if isinstance(batch, dict) else None
+    if isinstance(real, torch.Tensor) and real.dim() == 2 and not bool(real.all()):
+        # a padded batch: compare at real tokens only (padding rows are the model's business, e.g. XLM
+        # zeroes them after each layer while its layer norm's output does not)
+        real = real.bool()
+        c = {k: (v[real.to(v.device)] if v.shape[:2] == real.shape else v) for k, v in c.items()}
+    else:
+        real = None
     hs = hidden_states_of(res.output, hm.adapter.extra.get("hidden_states") or "hidden_states") if kw else None
+    if real is not None and isinstance(hs, (tuple, list)):
+        hs = [h[real.to(h.device)] if h.shape[:2] == real.shape else h for h in hs]
     n = hm.n_layers
     bad: dict = {}
 
