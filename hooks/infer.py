@@ -53,6 +53,7 @@ from .recording import (HIDDEN_KEYS, Rec, _first_int, accepts, call, first_input
 SKIP_TOWERS = ("vision", "visual", "image", "audio", "speech", "vqmodel", "vq_model", "img", "patch", "video",
                "encoder_model", "perceiver", "resampler", "mtp")
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", "num_moe_experts")
 ATTN_NAME = re.compile(r"(?i)^(?!.*(norm|layer|block|output|rotary|embedding)).*(attention|attn)")
 
 
@@ -133,7 +134,8 @@ def _is_linear(m) -> bool:
     return isinstance(w, torch.Tensor) and w.dim() == 2 and not isinstance(m, torch.nn.Embedding)
 
 
-def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optional[list] = None) -> LayerPlan:
+def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optional[list] = None,
+                  n_experts: Optional[int] = None) -> LayerPlan:
     """The sites of one block. ``members``: a layer made of the ``L``-th modules of parallel lists
     (XLM's ``attentions[L]``, ``layer_norm1[L]``, ``ffns[L]``, ``layer_norm2[L]``) instead of one module."""
     if members:
@@ -262,7 +264,41 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optio
             sites["mixer_out"] = Site(c1.path)
     if c2 is not None:
         sites["mlp_out"] = Site(c2.path)
+        router = _router(once, c2, x, n_experts)
+        if router is not None:
+            sites["router_logits"] = router
     return LayerPlan(comp, sites, absent, attn.path if attn is not None else None, norms)
+
+
+def _router(once, mlp, x, n_experts) -> Optional[Site]:
+    """The router logits of an MoE block: the outermost module inside ``mlp`` whose (first) output
+    has one row per token and ``n_experts`` columns, ``(B·P, E)`` (Mixtral's and Qwen-MoE's
+    ``TopKRouter``, whose output 0 is what ``output_router_logits`` returns:
+    models/mixtral/modeling_mixtral.py ``_can_record_outputs``) or ``(B, P, E)``; not a softmax
+    output (rows of probabilities summing to 1). A router that returns its routing decision with
+    the logits (a tuple) gives a read-only site: caching works, edits are refused."""
+    if not n_experts:
+        return None
+    B, P = x.shape[:2]
+    hits = []
+    for r in once:
+        t = r.out
+        if t is None or not _under(r.path, mlp.path) or r.path == mlp.path or t.shape[-1] != n_experts:
+            continue
+        if tuple(t.shape) == (B * P, n_experts):
+            layout = "tokens"
+        elif tuple(t.shape) == (B, P, n_experts):
+            layout = "BPD"
+        else:
+            continue
+        if bool((t >= 0).all()) and close(t.float().sum(-1), torch.ones_like(t[..., 0], dtype=torch.float32)):
+            continue  # routing probabilities, not logits
+        hits.append((r, layout))
+    if not hits:
+        return None
+    r, layout = min(hits, key=lambda h: (_depth(h[0].path), h[0].start))
+    # a router returning (logits, scores, indices) has routed already: editing its logits would change nothing
+    return Site(r.path, layout=layout, readonly=r.out_tuple)
 
 
 def _head_proj(once, attn, c1, n_heads):
@@ -306,11 +342,12 @@ def _plans(model, blocks_path: str, n: int, recs: dict, nh) -> tuple:
     """``(plans, members)``: one :class:`LayerPlan` per block; where the blocks are opaque and the
     layer is spread over parallel lists (:func:`_parallel_lists`), plans of those layers instead."""
     err, plans = None, None
+    ne = _first_int(text_config(model), EXPERT_KEYS)
     try:
         for L in range(n):
             if recs[f"{blocks_path}.{L}"].calls == 0:
                 raise InferenceError(f"block {blocks_path}.{L} did not run in the forward")
-        plans = [analyse_block(f"{blocks_path}.{L}", recs, nh) for L in range(n)]
+        plans = [analyse_block(f"{blocks_path}.{L}", recs, nh, n_experts=ne) for L in range(n)]
         if not any(pl.composition == "opaque" for pl in plans):
             return plans, None
     except InferenceError as e:
@@ -318,7 +355,7 @@ def _plans(model, blocks_path: str, n: int, recs: dict, nh) -> tuple:
     members = _parallel_lists(model, blocks_path, n, recs)
     if members is not None:
         try:
-            alt = [analyse_block(f"{blocks_path}.{L}", recs, nh, members[L]) for L in range(n)]
+            alt = [analyse_block(f"{blocks_path}.{L}", recs, nh, members[L], n_experts=ne) for L in range(n)]
         except InferenceError:
             alt = None
         if alt is not None and (plans is None or sum(p.composition == "opaque" for p in alt)

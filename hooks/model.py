@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 
 from . import attention, hf_backend
+from . import ops as O
 from . import positions as P
 from . import sites as S
 from .errors import HookError, SpecError
@@ -146,6 +147,7 @@ class HookedModel:
             self._ctx = None
             return None
         B, q = shape
+        O.TOKEN_ROWS.set(B)  # token-flattened sites (MoE router logits) are (B·q, E)
         # Masks are resolved on the CPU (one small copy per forward) so that selecting
         # positions never synchronises the device inside a hook.
         if am is None:  # e.g. transformers' generate drops an all-ones mask: count the cached past

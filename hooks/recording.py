@@ -70,6 +70,7 @@ class Rec:
     inp: Optional[torch.Tensor] = None
     out: Optional[torch.Tensor] = None
     attn_calls: int = 0
+    out_tuple: bool = False  # the module returned a tuple (its first element is ``out``)
 
 
 @dataclass
@@ -134,6 +135,7 @@ def record(model, paths: list, inputs: dict, probe: bool = True) -> Recording:
                 r.end = tick()
                 t = first_output(output)
                 r.out = t.detach().clone() if _float(t) else None
+                r.out_tuple = isinstance(output, tuple)
 
         handles.append(mod.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(mod.register_forward_hook(post, with_kwargs=True))

@@ -16,7 +16,8 @@ An adapter says, for one architecture, where each canonical site lives::
 ``Site.kind`` is ``"output"`` (forward hook, tensor or first tuple element) or ``"input"``
 (forward pre-hook on the first positional argument / ``hidden_states`` keyword).
 ``layout`` is ``"BPD"`` (batch, position, features), ``"PBD"`` (fair-esm's time-first
-layout) or ``"heads"`` (last dimension split into ``(n_heads, head_dim)``).
+layout), ``"heads"`` (last dimension split into ``(n_heads, head_dim)``) or ``"tokens"``
+(batch and positions flattened, ``(B·P, E)``: an MoE router's logits, viewed as ``(B, P, E)``).
 ``inplace=True`` marks sites whose hooked tensor is also the residual stream kept by the
 surrounding code (e.g. ``resid_mid`` read as the input of a norm): edits there are written
 into the tensor so both branches see them.
@@ -31,7 +32,7 @@ from typing import Callable, Optional
 
 import torch
 
-LAYER_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out")
+LAYER_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out", "router_logits")
 ATTENTION_SITES = ("attn_scores", "attn_pattern")
 GLOBAL_SITES = ("embed", "final", "logits")
 
@@ -45,6 +46,7 @@ class Site:
     layout: str = "BPD"  # "BPD" | "PBD" | "heads" | "heads_PBD"
     inplace: bool = False
     optional: bool = False  # skip silently when the module is absent (e.g. logits on a base model)
+    readonly: bool = False  # readable only: an edit would not reach the model (a router that already routed)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import hooks
-from hooks import Cache, UnknownSiteError
+from hooks import Cache, HookError, Steer, UnknownSiteError
 from hooks.adapters.base import Adapter, Site
 from hooks.verify import SiteCheckWarning
 
@@ -213,3 +213,38 @@ def test_nnsight_model_is_wrapped_through_its_module():
     hm = hooks.wrap(nnsight.NNsight(model))
     assert hm.model is model and hm.adapter.name == "gpt2"
     assert torch.equal(hm.run(ids, [Cache("resid_post.1")]).cache["resid_post.1"], want)
+
+
+def _moe(kind):
+    import transformers as T
+
+    torch.manual_seed(0)
+    base = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=64,
+                max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2, num_key_value_heads=2)
+    if kind == "mixtral":
+        return T.MixtralForCausalLM(T.MixtralConfig(**base, num_local_experts=4, num_experts_per_tok=2)).eval()
+    return T.Qwen2MoeForCausalLM(T.Qwen2MoeConfig(**base, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
+                                                  shared_expert_intermediate_size=16)).eval()
+
+
+@pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe"])
+def test_router_logits_site_equals_output_router_logits(kind):
+    """Known answer: ``router_logits.L`` (the router module's (B·P, E) output viewed as (B, P, E))
+    is what the model itself returns with ``output_router_logits=True``."""
+    model = _moe(kind)
+    hm = hooks.wrap(model)
+    assert [k for k in hm.site_names if k.startswith("router_logits")] == ["router_logits.0", "router_logits.1"]
+    assert "Router" in type(hm._table["router_logits.0"].module).__name__
+    ids = torch.randint(3, 60, (2, 5), generator=torch.Generator().manual_seed(0))
+    am = torch.ones_like(ids)
+    am[1, 3:] = 0
+    res = hm.run({"input_ids": ids, "attention_mask": am}, [Cache("router_logits.*", "all", layout="padded")],
+                 output_router_logits=True)
+    for L in range(2):
+        got, want = res.cache[f"router_logits.{L}"], res.output.router_logits[L].view(2, 5, 4)
+        assert got.shape == (2, 5, 4)
+        assert torch.equal(got[am.bool()], want[am.bool()])
+    # the router returns (logits, scores, indices): it has routed before the site is seen, so edits are refused
+    assert hm._table["router_logits.0"].readonly
+    with pytest.raises(HookError, match="cached but not edited"):
+        hm.run({"input_ids": ids, "attention_mask": am}, [Steer("router_logits.1", vector=torch.ones(4), scale=1.0)])
