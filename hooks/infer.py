@@ -438,6 +438,22 @@ def _final_norm(model, recs, blocks_path, last, hs_last):
     return reads if reads is not None else other
 
 
+def _logits_module(recs, out_path, logits):
+    """The module whose output is the model's logits: ``get_output_embeddings()`` or, where a bias
+    or scale is applied after it (ESM's ``lm_head``: ``decoder(x) + bias``), its nearest ancestor
+    whose output equals them. Without a match the output embedding stays (e.g. soft-capped logits,
+    which no module returns)."""
+    if out_path is None or logits is None or recs.get(out_path) is None:
+        return out_path
+    best, path = None, out_path
+    while path:  # the outermost module on the way up that returns the logits (a zero bias ties with the linear)
+        r = recs.get(path)
+        if r is not None and r.out is not None and close(r.out, logits):
+            best = path
+        path = path.rpartition(".")[0]
+    return best or out_path
+
+
 def _hidden_key(output, first, n):
     """Which ``output_hidden_states`` tuple belongs to the block list whose first block recorded
     ``first`` (``hidden_states``, or an encoder-decoder's ``encoder_hidden_states`` /
@@ -544,6 +560,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         sites["final"] = Site(fin.path)
     else:
         absent["final"] = "no final norm: the last block's output is the final hidden state"
+    out_path = _logits_module(recs, out_path, getattr(rec.output, "logits", None))
     if out_path is not None and recs.get(out_path) is not None and recs[out_path].calls >= 1:
         sites["logits"] = Site(out_path)
     else:

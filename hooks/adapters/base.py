@@ -23,7 +23,12 @@ surrounding code (e.g. ``resid_mid`` read as the input of a norm): edits there a
 into the tensor so both branches see them.
 
 To add an architecture, write ``hooks/adapters/<family>.py`` with an ``ADAPTER`` (or a
-list ``ADAPTERS``) and add the module name to ``hooks.adapters.FAMILIES``.
+list ``ADAPTERS``) and add the module name to ``hooks.adapters.FAMILIES``. Most transformers
+models need none (structural inference, :mod:`hooks.infer`); where inference cannot know
+something (ESM's CLS/EOS spans), ``extends_inferred=True`` makes the file a thin override::
+
+    ADAPTER = Adapter(name="esm", model_types=("esm",), bases=("esm", ""), layers="encoder.layer",
+                      sites={"embed": Site("embeddings")}, spans=esm_spans, extends_inferred=True)
 """
 from __future__ import annotations
 
@@ -68,6 +73,9 @@ class Adapter:
     notes: str = ""
     extra: dict = field(default_factory=dict)
     requires: Optional[Callable] = None  # (model) -> bool: extra predicate (block variant, wrapped LM type)
+    # True: a thin override — the table is structural inference's (hooks.infer) with these sites, spans,
+    # name and notes on top (see hooks.adapters.on_inferred); False: a complete hand-written table
+    extends_inferred: bool = False
 
     def matches(self, model: torch.nn.Module) -> bool:
         cfg = getattr(model, "config", None)

@@ -248,3 +248,47 @@ def test_router_logits_site_equals_output_router_logits(kind):
     assert hm._table["router_logits.0"].readonly
     with pytest.raises(HookError, match="cached but not edited"):
         hm.run({"input_ids": ids, "attention_mask": am}, [Steer("router_logits.1", vector=torch.ones(4), scale=1.0)])
+
+
+def _table(model, adapter):
+    from hooks import sites as S
+
+    names = {id(m): n for n, m in model.named_modules()}
+    return {k: (names.get(id(b.module)), b.kind, b.layout, b.inplace) for k, b in S.build_table(model, adapter).items()}
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "qwen3", "gemma", "gemma2"])
+def test_hand_written_tables_are_what_inference_gives(model_type):
+    """The pinned tables of gpt2.py / llama.py / gemma.py (kept: they skip inference's recording
+    forwards at wrap, and the VLM adapters reuse them) are exactly the inferred ones: every site
+    name, module path, hook kind, layout and in-place flag."""
+    from hooks.adapters import find_adapter
+    from hooks.infer import infer_adapter
+    from tools.tiny_configs import build
+
+    model = build(model_type, "causal")
+    hand = find_adapter(model)
+    assert not hand.name.startswith("inferred") and not hand.extends_inferred
+    assert _table(model, hand) == _table(model, infer_adapter(model))
+    assert (hand.position_ids, hand.padding_side) == (True, None)
+
+
+def test_esm_is_a_thin_override_with_the_old_table():
+    """ESM keeps only what inference cannot know (the embeddings module, CLS/EOS spans); the table
+    is the one the hand-written adapter spelled out."""
+    from hooks.adapters import esm
+    from tools.tiny_configs import build
+
+    model = build("esm", "masked")
+    hm = hooks.wrap(model)
+    assert hm.adapter.name == "esm" and hm.adapter.spans is esm.esm_spans
+    assert (hm.adapter.padding_side, hm.adapter.position_ids) == ("right", False)
+    got = _table(model, hm.adapter)
+    old = {"embed": "esm.embeddings", "final": "esm.encoder.emb_layer_norm_after", "logits": "lm_head"}
+    for L in range(hm.n_layers):
+        p = f"esm.encoder.layer.{L}"
+        old.update({f"resid_pre.{L}": p, f"attn_scores.{L}": f"{p}.attention.self", f"attn_pattern.{L}": f"{p}.attention.self",
+                    f"head_out.{L}": f"{p}.attention.output.dense", f"attn_out.{L}": f"{p}.attention.output.dense",
+                    f"resid_mid.{L}": f"{p}.LayerNorm", f"mlp_out.{L}": f"{p}.output.dense", f"resid_post.{L}": p})
+    assert {k: v[0] for k, v in got.items()} == old
+    assert got["resid_mid.0"][1:] == ("input", "BPD", True) and got["head_out.0"][1:] == ("input", "heads", False)
