@@ -15,9 +15,10 @@ Depends on torch/transformers only (never on saes/steering/interp).
 from .errors import (AttentionNotSupportedError, HookError, PositionError, ShapeMismatchError, SpecError,
                      UnknownSiteError, UnsupportedModelError)
 from .interventions import Ablate, Cache, Edit, Intervention, Knockout, Patch, Steer, dump_spec, load_spec, save_spec
-from .loading import load, wrap
+from .loading import load
 from .model import GenerateResult, HookedModel, RunResult
 from .positions import token
+from .wrapping import wrap
 
 __all__ = [
     "load", "wrap", "HookedModel", "RunResult", "GenerateResult",
