@@ -147,6 +147,12 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optio
         block = recs[bpath]
         pre_site, post_site = Site(bpath, kind="input"), Site(bpath)
         inner = [r for p, r in recs.items() if p != bpath and _under(p, bpath) and r.calls >= 1]
+        if block.out is None and block.out_list is not None:  # OpenAI-GPT's Block returns [h, ...]: a list
+            block = Rec(bpath, block.module, 1, block.start, block.end, block.inp, block.out_list)
+            last = [r for r in inner if r.calls == 1 and r.out is not None and close(r.out, block.out)]
+            if not last:
+                raise InferenceError(f"block {bpath} returns a list and no module inside it gives its first element")
+            post_site = Site(max(last, key=lambda r: (r.end, -_depth(r.path))).path)
     x, y = block.inp, block.out
     if x is None or y is None or x.shape != y.shape:
         raise InferenceError(f"block {bpath} does not map a (B, P, D) tensor to one of the same shape")
@@ -154,7 +160,7 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optio
     cands = sorted([r for r in once if r.out is not None and r.out.shape == x.shape], key=lambda r: r.end)
     readers = sorted([r for r in once if r.inp is not None and r.inp.shape == x.shape], key=lambda r: r.start)
     probed = [r for r in inner if r.attn_calls > 0]
-    named = [r for r in once if ATTN_NAME.search(type(r.module).__name__) and r.out is not None]
+    named = [r for r in once if ATTN_NAME.search(type(r.module).__name__) and (r.out is not None or r.out_list is not None)]
     attn_mods = probed or named
     attn = min(attn_mods, key=lambda r: (_depth(r.path), r.start)) if attn_mods else None
     reachable = bool(probed)

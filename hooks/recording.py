@@ -71,6 +71,7 @@ class Rec:
     out: Optional[torch.Tensor] = None
     attn_calls: int = 0
     out_tuple: bool = False  # the module returned a tuple (its first element is ``out``)
+    out_list: Optional[torch.Tensor] = None  # first element of a returned *list* (no output site can edit it)
 
 
 @dataclass
@@ -136,6 +137,8 @@ def record(model, paths: list, inputs: dict, probe: bool = True) -> Recording:
                 t = first_output(output)
                 r.out = t.detach().clone() if _float(t) else None
                 r.out_tuple = isinstance(output, tuple)
+                if isinstance(output, list) and output and _float(output[0]):
+                    r.out_list = output[0].detach().clone()
 
         handles.append(mod.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(mod.register_forward_hook(post, with_kwargs=True))
