@@ -185,10 +185,10 @@ class HookedModel:
         least as long re-feeds the sequence, as ``use_cache=False`` does)."""
         kind, obj = find_kv_cache(args, kwargs)
         n = cache_length(kind, obj)
-        if kind is not None and n is not None:
-            return n
+        seen = int(self._gen.get("seen", 0)) if self._gen else 0
+        if kind is not None and n is not None and not (n == 0 and 0 < q < seen):
+            return n  # (a cache reading 0 after our own prompt keeps its state elsewhere: RecurrentGemma)
         if self._gen:  # our own generation, no readable cache: the positions fed so far are known
-            seen = int(self._gen.get("seen", 0))
             return seen if 0 < q < seen else 0
         if n is None:
             raise HookError(
