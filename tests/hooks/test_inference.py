@@ -292,3 +292,30 @@ def test_esm_is_a_thin_override_with_the_old_table():
                     f"resid_mid.{L}": f"{p}.LayerNorm", f"mlp_out.{L}": f"{p}.output.dense", f"resid_post.{L}": p})
     assert {k: v[0] for k, v in got.items()} == old
     assert got["resid_mid.0"][1:] == ("input", "BPD", True) and got["head_out.0"][1:] == ("input", "heads", False)
+
+
+def test_layers_spread_over_parallel_lists_xlm():
+    """XLM keeps ``attentions[L]``, ``layer_norm1[L]``, ``ffns[L]``, ``layer_norm2[L]`` side by side
+    (no block module): each layer is read as one post-norm block, and every residual site equals
+    ``output_hidden_states`` at real tokens of a padded batch (XLM zeroes padding after each layer)."""
+    import transformers as T
+
+    torch.manual_seed(0)
+    cfg = T.XLMConfig(vocab_size=64, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64, pad_index=2)
+    model = T.XLMWithLMHeadModel(cfg).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SiteCheckWarning)
+        hm = hooks.wrap(model)
+    a = hm.adapter
+    assert a.extra["composition"] == ["post_norm", "post_norm"]
+    assert a.extra["layer_sites"][1]["resid_pre"].path == "transformer.attentions.1"
+    assert a.extra["layer_sites"][1]["resid_post"].path == "transformer.layer_norm2.1"
+    assert a.extra["layer_sites"][1]["mlp_out"].path == "transformer.ffns.1"
+    ids = torch.randint(5, 60, (2, 6), generator=torch.Generator().manual_seed(0))
+    am = torch.ones_like(ids)
+    am[1, 4:] = 0
+    res = hm.run({"input_ids": ids, "attention_mask": am}, [Cache("resid_post.*", "all", layout="padded")],
+                 output_hidden_states=True)
+    real = am.bool()
+    for L in range(2):
+        assert torch.allclose(res.cache[f"resid_post.{L}"][real], res.output.hidden_states[L + 1][real], atol=1e-6)
