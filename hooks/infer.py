@@ -41,7 +41,7 @@ the config's layer/head counts.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -444,6 +444,28 @@ def _final_norm(model, recs, blocks_path, last, hs_last):
     return reads if reads is not None else other
 
 
+def _time_first_layouts(sites: dict, plans: list, recs: dict, bp: tuple) -> None:
+    """Sites whose tensors are time-first ``(P, B, D)`` (XLNet's stack: models/xlnet/modeling_xlnet.py
+    transposes ``input_ids`` before embedding) get the ``PBD`` / ``heads_PBD`` layout. The probe batch
+    is ``(1, 5)``, so the two orders cannot be confused."""
+    B, P = bp
+    if B == P:
+        return
+
+    def fix(site):
+        r = recs.get(site.path)
+        t = None if r is None else (r.inp if site.kind == "input" else r.out)
+        if t is None or site.layout not in ("BPD", "heads") or tuple(t.shape[:2]) != (P, B):
+            return site
+        return replace(site, layout="PBD" if site.layout == "BPD" else "heads_PBD")
+
+    for k, v in list(sites.items()):
+        sites[k] = fix(v)
+    for pl in plans:
+        for k, v in list(pl.sites.items()):
+            pl.sites[k] = fix(v)
+
+
 def _logits_module(recs, out_path, logits):
     """The module whose output is the model's logits: ``get_output_embeddings()`` or, where a bias
     or scale is applied after it (ESM's ``lm_head``: ``decoder(x) + bias``), its nearest ancestor
@@ -599,6 +621,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         boi, eoi = _config_id(model.config, BOI_KEYS), _config_id(model.config, EOI_KEYS)
         if isinstance(image_id, int):
             spans = lambda hm, ids, am, i=image_id, b=boi, e=eoi: _vlm.image_spans(ids, am, [i], b, e)  # noqa: E731
+    _time_first_layouts(sites, plans, recs, tuple(ids.shape))
     return Adapter(
         name=name or f"inferred:{model.config.model_type}",
         layers=blocks_path,
