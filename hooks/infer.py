@@ -22,6 +22,19 @@ modules whose tensors satisfy the residual-stream identities of the block:
 * **hybrid** stacks: ``attn_scores``/``attn_pattern``/``head_out``/``attn_out`` only on layers
   whose token mixer calls transformers' ``AttentionInterface`` (found by a probe handler
   during the recording forward); Mamba / linear-attention layers keep the residual sites.
+* **MoE** blocks: ``mlp_out`` is the routed sum (whatever the block adds); ``router_logits`` is
+  the router module's ``(B·P, E)`` output where the model has one (read-only when the router
+  returns its expert choice with the logits, as transformers' ``TopKRouter`` s do);
+* layers spread over **parallel lists** (XLM/Flaubert: ``attentions[L]``, ``layer_norm1[L]``,
+  ``ffns[L]``, ``layer_norm2[L]``, no block module) are read as one block each; blocks that return
+  a **list** (OpenAI-GPT) get ``resid_post`` on the module inside that gives its first element;
+  **time-first** stacks (XLNet's ``(P, B, D)``) get the ``PBD`` layout;
+* ``final`` is the module after the blocks whose output is ``hidden_states[-1]`` (usually the
+  final norm reading the last block; Inkling-2 mixes earlier block states in first; DeepSeek-V4's
+  multi-stream residual collapses there); ``logits`` the outermost module returning the logits
+  (ESM's ``lm_head`` adds a bias after ``get_output_embeddings()``);
+* **encoder-decoder** models: the block list nearest the input embeddings is the encoder's, and its
+  hidden states are ``encoder_hidden_states`` (``adapter.extra["hidden_states"]``).
 
 The block kinds are those of the architectures' own code in transformers (v5.25): sequential
 pre-norm ``models/llama/modeling_llama.py`` ``LlamaDecoderLayer``; parallel

@@ -396,6 +396,11 @@ def write(rows, out_dir: Path, meta: dict) -> None:
         top, n = gen.most_common(1)[0]
         lines += ["", f"`generate` fails on {sum(gen.values())} models; the most common reason ({n}) is \"{top[6:]}\". "
                   "Each failing model's reason is in its section below and in the JSON."]
+    lines += ["", "Notes: encoder-decoder models (BART, mBART, MVP, Florence-2...) expose the sites of their "
+              "encoder (hidden states checked against `encoder_hidden_states`); their decoder's sites are not exposed, so "
+              "`generate` (new tokens pass through the decoder only) is not eligible there. `padding` is not eligible "
+              "where the unwrapped model itself gives different logits for left and right padding. MoE blocks expose "
+              "`router_logits.L` (read-only where the router has already chosen its experts when it returns them)."]
     lines += ["", "Checks: " + "; ".join(f"`{c}`" for c in CHECKS) + " (see the docstring of `tools/coverage.py` for "
               "each known answer). `✓` pass, `–` not eligible (reason in the JSON), `✗` fail (reason below).", ""]
     for reg in summ:
