@@ -27,6 +27,11 @@ def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, v
         model = model.get_base_model()  # a peft model: the LoRA layers live inside the base model's modules
     if adapter is not None:
         adapter = rebase(adapter, model)
+        if adapter.extends_inferred:  # a thin override (e.g. hooks.adapters.esm): on top of the inferred table
+            from .adapters import on_inferred
+            from .infer import infer_adapter
+
+            adapter = on_inferred(adapter, infer_adapter(model))
     model.eval()
     tok = tokenizer_or_processor
     hm = HookedModel(model, getattr(tok, "tokenizer", tok), adapter)

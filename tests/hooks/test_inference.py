@@ -292,6 +292,8 @@ def test_esm_is_a_thin_override_with_the_old_table():
                     f"resid_mid.{L}": f"{p}.LayerNorm", f"mlp_out.{L}": f"{p}.output.dense", f"resid_post.{L}": p})
     assert {k: v[0] for k, v in got.items()} == old
     assert got["resid_mid.0"][1:] == ("input", "BPD", True) and got["head_out.0"][1:] == ("input", "heads", False)
+    explicit = hooks.wrap(model, adapter=esm.ADAPTER)  # passed by hand: still the override on inference
+    assert _table(model, explicit.adapter) == got
 
 
 def test_layers_spread_over_parallel_lists_xlm():
