@@ -16,7 +16,8 @@ Checks (name: known answer):
 * ``knockout``: ``Knockout(keys="others", mode="mask")`` on every layer leaves each real query
   attending only to itself (``attn_pattern`` is the identity); eligible where attention sites exist;
 * ``steer``: ``Steer`` at scale 0 is the identity on the logits, a large scale changes them;
-* ``padding``: left- and right-padded batches give the same logits at real tokens (decoders);
+* ``padding``: left- and right-padded batches give the same logits at real tokens (decoders; not
+  eligible where the unwrapped model, given position ids from the mask, already differs);
 * ``generate``: ``generate`` with ``Steer(apply_to="new")`` at scale 0 changes nothing; at a large
   scale it leaves the first new token (predicted from the prompt alone) unchanged and changes a
   later one (models that can generate; where the first forward is longer than the prompt, e.g.
