@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import HookError
+from .model import HookedModel  # noqa: F401 (the return annotation of load)
 from .wrapping import wrap  # noqa: F401 (hooks.loading.wrap: the historical spelling)
 
 VLM_TYPES = ("llava", "chameleon", "janus", "emu3", "llava_next", "pixtral")
