@@ -36,8 +36,8 @@ modules whose tensors satisfy the residual-stream identities of the block:
 * **encoder-decoder** models: the block list nearest the input embeddings is the encoder's, and its
   hidden states are ``encoder_hidden_states`` (``adapter.extra["hidden_states"]``).
 
-Stack-level helpers (block list, parallel lists, final/logits modules, hidden-states tuple,
-time-first layouts) live in :mod:`hooks.infer_stack`.
+Stack-level helpers (parallel lists, final/logits modules, hidden-states tuple, time-first
+layouts) live in :mod:`hooks.infer_stack`.
 
 The block kinds are those of the architectures' own code in transformers (v5.25): sequential
 pre-norm ``models/llama/modeling_llama.py`` ``LlamaDecoderLayer``; parallel
@@ -56,17 +56,69 @@ the config's layer/head counts.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from .adapters.base import Adapter, Site
-from .infer_stack import (ATTN_NAME, EXPERT_KEYS, LAYER_KEYS, SKIP_TOWERS, InferenceError,  # noqa: F401 (re-exported)
-                          _depth, _final_norm, _hidden_key, _logits_module, _parallel_lists, _path_of,
-                          _time_first_layouts, _under, close, find_blocks)
+from .infer_stack import (_depth, _final_norm, _hidden_key, _logits_module, _parallel_lists,  # noqa: F401
+                          _time_first_layouts, _under, close)
 from .recording import (Rec, _first_int, accepts, call, first_input, first_output,  # noqa: F401 (re-exported)
                         hidden_states_of, n_heads_of, probe_ids, record, restoring_capture_hooks, text_config)
+
+SKIP_TOWERS = ("vision", "visual", "image", "audio", "speech", "vqmodel", "vq_model", "img", "patch", "video",
+               "encoder_model", "perceiver", "resampler", "mtp")
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", "num_moe_experts")
+ATTN_NAME = re.compile(r"(?i)^(?!.*(norm|layer|block|output|rotary|embedding)).*(attention|attn)")
+
+
+class InferenceError(RuntimeError):
+    """Structural inference could not find the canonical sites (the message says what was missing)."""
+
+
+# -- tree helpers ------------------------------------------------------------------------------
+def _path_of(model, module) -> Optional[str]:
+    if module is None:
+        return None
+    for name, m in model.named_modules():
+        if m is module:
+            return name
+    return None
+
+
+def _common(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a.split("."), b.split(".")):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def find_blocks(model) -> str:
+    """Path of the block ``ModuleList`` (length == the config's layer count, near the embeddings)."""
+    cfg = text_config(model)
+    n = _first_int(cfg, LAYER_KEYS)
+    if n is None:
+        raise InferenceError(f"the config ({type(cfg).__name__}) has none of {LAYER_KEYS}")
+    emb = _path_of(model, model.get_input_embeddings()) if hasattr(model, "get_input_embeddings") else None
+    cands = []
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.ModuleList) and len(m) == n:
+            low = name.lower()
+            if any(s in part for part in low.split(".") for s in SKIP_TOWERS):
+                continue
+            cands.append(name)
+    if not cands:
+        raise InferenceError(f"no ModuleList of length {n} (the config's layer count) outside vision/audio towers")
+    if emb is not None:
+        cands.sort(key=lambda p: (-_common(p, emb), len(p.split("."))))
+    else:
+        cands.sort(key=lambda p: len(p.split(".")))
+    return cands[0]
 
 
 # -- per-block analysis ----------------------------------------------------------------------------

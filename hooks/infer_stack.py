@@ -1,72 +1,19 @@
-"""Stack-level reading for structural inference (:mod:`hooks.infer`): which ``ModuleList`` holds the
-blocks (or which parallel lists make up a layer), which ``output_hidden_states`` tuple belongs to
-them, the ``final`` and ``logits`` modules, and time-first layouts. Per-block analysis stays in
+"""Stack-level reading for structural inference (:mod:`hooks.infer`): which parallel lists make up a
+layer, which ``output_hidden_states`` tuple belongs to the blocks, the ``final`` and ``logits``
+modules, and time-first layouts. The block list itself and the per-block analysis are in
 :mod:`hooks.infer`; these helpers only read the module tree and one recording
 (:func:`hooks.recording.record`).
 
-    path = find_blocks(model)                  # "model.layers"
+    key = _hidden_key(recording.output, recording.recs["model.layers.0"], n_layers)   # "hidden_states"
 """
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Optional
 
 import torch
 
-from .recording import HIDDEN_KEYS, _first_int, text_config
-
-SKIP_TOWERS = ("vision", "visual", "image", "audio", "speech", "vqmodel", "vq_model", "img", "patch", "video",
-               "encoder_model", "perceiver", "resampler", "mtp")
-LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
-EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", "num_moe_experts")
-ATTN_NAME = re.compile(r"(?i)^(?!.*(norm|layer|block|output|rotary|embedding)).*(attention|attn)")
-
-
-class InferenceError(RuntimeError):
-    """Structural inference could not find the canonical sites (the message says what was missing)."""
-
-
-# -- tree helpers ------------------------------------------------------------------------------
-def _path_of(model, module) -> Optional[str]:
-    if module is None:
-        return None
-    for name, m in model.named_modules():
-        if m is module:
-            return name
-    return None
-
-
-def _common(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a.split("."), b.split(".")):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def find_blocks(model) -> str:
-    """Path of the block ``ModuleList`` (length == the config's layer count, near the embeddings)."""
-    cfg = text_config(model)
-    n = _first_int(cfg, LAYER_KEYS)
-    if n is None:
-        raise InferenceError(f"the config ({type(cfg).__name__}) has none of {LAYER_KEYS}")
-    emb = _path_of(model, model.get_input_embeddings()) if hasattr(model, "get_input_embeddings") else None
-    cands = []
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.ModuleList) and len(m) == n:
-            low = name.lower()
-            if any(s in part for part in low.split(".") for s in SKIP_TOWERS):
-                continue
-            cands.append(name)
-    if not cands:
-        raise InferenceError(f"no ModuleList of length {n} (the config's layer count) outside vision/audio towers")
-    if emb is not None:
-        cands.sort(key=lambda p: (-_common(p, emb), len(p.split("."))))
-    else:
-        cands.sort(key=lambda p: len(p.split(".")))
-    return cands[0]
+from .recording import HIDDEN_KEYS
 
 
 def _depth(path: str) -> int:
