@@ -23,7 +23,11 @@ def _models():
     gpt2 = T.GPT2LMHeadModel(T.GPT2Config()).eval()  # 124M, hand-written adapter
     neox = T.GPTNeoXForCausalLM(T.GPTNeoXConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                                                 intermediate_size=3072, vocab_size=50304)).eval()  # Pythia-160M shape
-    return {"gpt2 (124M, hand-written)": gpt2, "gpt_neox (Pythia-160M shape, inferred)": neox}
+    esm = T.EsmForMaskedLM(T.EsmConfig(vocab_size=33, hidden_size=480, num_hidden_layers=12, num_attention_heads=20,
+                                       intermediate_size=1920, position_embedding_type="rotary", pad_token_id=1,
+                                       mask_token_id=32, token_dropout=True)).eval()  # ESM-2 35M shape
+    return {"gpt2 (124M, hand-written)": gpt2, "gpt_neox (Pythia-160M shape, inferred)": neox,
+            "esm (ESM-2 35M shape, thin override on inference)": esm}
 
 
 def main(repeats: int = 5):

@@ -22,6 +22,22 @@ modules whose tensors satisfy the residual-stream identities of the block:
 * **hybrid** stacks: ``attn_scores``/``attn_pattern``/``head_out``/``attn_out`` only on layers
   whose token mixer calls transformers' ``AttentionInterface`` (found by a probe handler
   during the recording forward); Mamba / linear-attention layers keep the residual sites.
+* **MoE** blocks: ``mlp_out`` is the routed sum (whatever the block adds); ``router_logits`` is
+  the router module's ``(B·P, E)`` output where the model has one (read-only when the router
+  returns its expert choice with the logits, as transformers' ``TopKRouter`` s do);
+* layers spread over **parallel lists** (XLM/Flaubert: ``attentions[L]``, ``layer_norm1[L]``,
+  ``ffns[L]``, ``layer_norm2[L]``, no block module) are read as one block each; blocks that return
+  a **list** (OpenAI-GPT) get ``resid_post`` on the module inside that gives its first element;
+  **time-first** stacks (XLNet's ``(P, B, D)``) get the ``PBD`` layout;
+* ``final`` is the module after the blocks whose output is ``hidden_states[-1]`` (usually the
+  final norm reading the last block; Inkling-2 mixes earlier block states in first; DeepSeek-V4's
+  multi-stream residual collapses there); ``logits`` the outermost module returning the logits
+  (ESM's ``lm_head`` adds a bias after ``get_output_embeddings()``);
+* **encoder-decoder** models: the block list nearest the input embeddings is the encoder's, and its
+  hidden states are ``encoder_hidden_states`` (``adapter.extra["hidden_states"]``).
+
+Stack-level helpers (parallel lists, final/logits modules, hidden-states tuple, time-first
+layouts) live in :mod:`hooks.infer_stack`.
 
 The block kinds are those of the architectures' own code in transformers (v5.25): sequential
 pre-norm ``models/llama/modeling_llama.py`` ``LlamaDecoderLayer``; parallel
@@ -47,12 +63,15 @@ from typing import Optional
 import torch
 
 from .adapters.base import Adapter, Site
-from .recording import (_first_int, accepts, call, first_input, first_output, n_heads_of,  # noqa: F401 (re-exported)
-                        probe_ids, record, restoring_capture_hooks, text_config)
+from .infer_stack import (_depth, _final_norm, _hidden_key, _logits_module, _parallel_lists,  # noqa: F401
+                          _time_first_layouts, _under, close)
+from .recording import (Rec, _first_int, accepts, call, first_input, first_output,  # noqa: F401 (re-exported)
+                        hidden_states_of, n_heads_of, probe_ids, record, restoring_capture_hooks, text_config)
 
 SKIP_TOWERS = ("vision", "visual", "image", "audio", "speech", "vqmodel", "vq_model", "img", "patch", "video",
                "encoder_model", "perceiver", "resampler", "mtp")
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", "num_moe_experts")
 ATTN_NAME = re.compile(r"(?i)^(?!.*(norm|layer|block|output|rotary|embedding)).*(attention|attn)")
 
 
@@ -102,22 +121,6 @@ def find_blocks(model) -> str:
     return cands[0]
 
 
-def _depth(path: str) -> int:
-    return len(path.split("."))
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + ".")
-
-
-def close(a, b) -> bool:
-    if a is None or b is None or a.shape != b.shape:
-        return False
-    a, b = a.float(), b.float()
-    scale = max(float(b.abs().max()), 1e-6)
-    return bool(torch.allclose(a, b, rtol=0, atol=1e-5 * scale + 1e-7))
-
-
 # -- per-block analysis ----------------------------------------------------------------------------
 @dataclass
 class LayerPlan:
@@ -133,22 +136,38 @@ def _is_linear(m) -> bool:
     return isinstance(w, torch.Tensor) and w.dim() == 2 and not isinstance(m, torch.nn.Embedding)
 
 
-def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
-    block = recs[bpath]
+def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optional[list] = None,
+                  n_experts: Optional[int] = None) -> LayerPlan:
+    """The sites of one block. ``members``: a layer made of the ``L``-th modules of parallel lists
+    (XLM's ``attentions[L]``, ``layer_norm1[L]``, ``ffns[L]``, ``layer_norm2[L]``) instead of one module."""
+    if members:
+        first, last = recs[members[0]], recs[members[-1]]
+        block = Rec(bpath, None, 1, first.start, last.end, first.inp, last.out)
+        pre_site, post_site = Site(members[0], kind="input"), Site(members[-1])
+        inner = [r for p, r in recs.items() if any(_under(p, m) for m in members) and r.calls >= 1]
+    else:
+        block = recs[bpath]
+        pre_site, post_site = Site(bpath, kind="input"), Site(bpath)
+        inner = [r for p, r in recs.items() if p != bpath and _under(p, bpath) and r.calls >= 1]
+        if block.out is None and block.out_list is not None:  # OpenAI-GPT's Block returns [h, ...]: a list
+            block = Rec(bpath, block.module, 1, block.start, block.end, block.inp, block.out_list)
+            last = [r for r in inner if r.calls == 1 and r.out is not None and close(r.out, block.out)]
+            if not last:
+                raise InferenceError(f"block {bpath} returns a list and no module inside it gives its first element")
+            post_site = Site(max(last, key=lambda r: (r.end, -_depth(r.path))).path)
     x, y = block.inp, block.out
     if x is None or y is None or x.shape != y.shape:
         raise InferenceError(f"block {bpath} does not map a (B, P, D) tensor to one of the same shape")
-    inner = [r for p, r in recs.items() if p != bpath and _under(p, bpath) and r.calls >= 1]
     once = [r for r in inner if r.calls == 1]
     cands = sorted([r for r in once if r.out is not None and r.out.shape == x.shape], key=lambda r: r.end)
     readers = sorted([r for r in once if r.inp is not None and r.inp.shape == x.shape], key=lambda r: r.start)
     probed = [r for r in inner if r.attn_calls > 0]
-    named = [r for r in once if ATTN_NAME.search(type(r.module).__name__) and r.out is not None]
+    named = [r for r in once if ATTN_NAME.search(type(r.module).__name__) and (r.out is not None or r.out_list is not None)]
     attn_mods = probed or named
     attn = min(attn_mods, key=lambda r: (_depth(r.path), r.start)) if attn_mods else None
     reachable = bool(probed)
     twice = attn is not None and attn.attn_calls > 1  # e.g. differential attention: two softmaxes per layer
-    sites: dict = {"resid_pre": Site(bpath, kind="input"), "resid_post": Site(bpath)}
+    sites: dict = {"resid_pre": pre_site, "resid_post": post_site}
     absent: dict = {}
 
     def pref(rs):  # the attention module itself, else no dropout/identity, the outermost, the latest
@@ -253,7 +272,41 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int]) -> LayerPlan:
             sites["mixer_out"] = Site(c1.path)
     if c2 is not None:
         sites["mlp_out"] = Site(c2.path)
+        router = _router(once, c2, x, n_experts)
+        if router is not None:
+            sites["router_logits"] = router
     return LayerPlan(comp, sites, absent, attn.path if attn is not None else None, norms)
+
+
+def _router(once, mlp, x, n_experts) -> Optional[Site]:
+    """The router logits of an MoE block: the outermost module inside ``mlp`` whose (first) output
+    has one row per token and ``n_experts`` columns, ``(B·P, E)`` (Mixtral's and Qwen-MoE's
+    ``TopKRouter``, whose output 0 is what ``output_router_logits`` returns:
+    models/mixtral/modeling_mixtral.py ``_can_record_outputs``) or ``(B, P, E)``; not a softmax
+    output (rows of probabilities summing to 1). A router that returns its routing decision with
+    the logits (a tuple) gives a read-only site: caching works, edits are refused."""
+    if not n_experts:
+        return None
+    B, P = x.shape[:2]
+    hits = []
+    for r in once:
+        t = r.out
+        if t is None or not _under(r.path, mlp.path) or r.path == mlp.path or t.shape[-1] != n_experts:
+            continue
+        if tuple(t.shape) == (B * P, n_experts):
+            layout = "tokens"
+        elif tuple(t.shape) == (B, P, n_experts):
+            layout = "BPD"
+        else:
+            continue
+        if bool((t >= 0).all()) and close(t.float().sum(-1), torch.ones_like(t[..., 0], dtype=torch.float32)):
+            continue  # routing probabilities, not logits
+        hits.append((r, layout))
+    if not hits:
+        return None
+    r, layout = min(hits, key=lambda h: (_depth(h[0].path), h[0].start))
+    # a router returning (logits, scores, indices) has routed already: editing its logits would change nothing
+    return Site(r.path, layout=layout, readonly=r.out_tuple)
 
 
 def _head_proj(once, attn, c1, n_heads):
@@ -271,6 +324,34 @@ def _head_proj(once, attn, c1, n_heads):
         if r.inp.shape[-1] % n_heads == 0 and any(close(t, r.out) for t in targets):
             return r
     return None
+
+
+def _plans(model, blocks_path: str, n: int, recs: dict, nh) -> tuple:
+    """``(plans, members)``: one :class:`LayerPlan` per block; where the blocks are opaque and the
+    layer is spread over parallel lists (:func:`_parallel_lists`), plans of those layers instead."""
+    err, plans = None, None
+    ne = _first_int(text_config(model), EXPERT_KEYS)
+    try:
+        for L in range(n):
+            if recs[f"{blocks_path}.{L}"].calls == 0:
+                raise InferenceError(f"block {blocks_path}.{L} did not run in the forward")
+        plans = [analyse_block(f"{blocks_path}.{L}", recs, nh, n_experts=ne) for L in range(n)]
+        if not any(pl.composition == "opaque" for pl in plans):
+            return plans, None
+    except InferenceError as e:
+        err = e
+    members = _parallel_lists(model, blocks_path, n, recs)
+    if members is not None:
+        try:
+            alt = [analyse_block(f"{blocks_path}.{L}", recs, nh, members[L], n_experts=ne) for L in range(n)]
+        except InferenceError:
+            alt = None
+        if alt is not None and (plans is None or sum(p.composition == "opaque" for p in alt)
+                                < sum(p.composition == "opaque" for p in plans)):
+            return alt, members
+    if plans is None:
+        raise err
+    return plans, None
 
 
 # -- the adapter -------------------------------------------------------------------------------------
@@ -307,7 +388,7 @@ def _check_inplace_resid_mid(model, blocks_path, plans, inputs) -> None:
                 lambda m, a, k, L=L: pre(m, a, k, L), with_kwargs=True))
             handles.append(model.get_submodule(mlp_path).register_forward_hook(
                 lambda m, a, o, L=L: post(m, a, o, L, "mlp")))
-            handles.append(model.get_submodule(f"{blocks_path}.{L}").register_forward_hook(
+            handles.append(model.get_submodule(plans[L].sites["resid_post"].path).register_forward_hook(
                 lambda m, a, o, L=L: post(m, a, o, L, "post")))
         with torch.no_grad():
             call(model, inputs)
@@ -322,19 +403,6 @@ def _check_inplace_resid_mid(model, blocks_path, plans, inputs) -> None:
             plans[L].sites.pop("resid_mid")
             plans[L].absent["resid_mid"] = ("the residual and the MLP's input are different tensors in this block: "
                                             "an edit at resid_mid could not reach both")
-
-
-def _final_norm(model, recs, blocks_path, last, hs_last):
-    """A module outside the blocks that reads the last block's output and gives hidden_states[-1]."""
-    best = None
-    for p, r in recs.items():
-        if _under(p, blocks_path) or r.calls != 1 or r.inp is None or r.out is None:
-            continue
-        if r.start > last.end - 1 and close(r.inp, last.out) and r.out.shape == last.out.shape:
-            if hs_last is None or close(r.out, hs_last):
-                if best is None or _depth(p) < _depth(best.path):
-                    best = r
-    return best
 
 
 def _last(output):
@@ -394,14 +462,12 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     finally:
         model.train(was_training)
     recs = rec.recs
-    hs = getattr(rec.output, "hidden_states", None)
     nh = n_heads_of(model)
-    plans = []
-    for L in range(n):
-        bp = f"{blocks_path}.{L}"
-        if recs[bp].calls == 0:
-            raise InferenceError(f"block {bp} did not run in the forward")
-        plans.append(analyse_block(bp, recs, nh))
+    plans, members = _plans(model, blocks_path, n, recs, nh)
+    bounds = [recs[m[0]] for m in members] if members else [recs[f"{blocks_path}.{L}"] for L in range(n)]
+    last_rec = recs[members[-1][-1]] if members else bounds[-1]
+    hs_key = _hidden_key(rec.output, bounds[0], n)
+    hs = hidden_states_of(rec.output, hs_key) if hs_key else None
     _check_inplace_resid_mid(model, blocks_path, plans, inputs)
     sites: dict = {}
     absent: dict = {}
@@ -409,13 +475,14 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     if emb_path is not None and recs.get(emb_path) is not None and recs[emb_path].calls == 1 and not vlm:
         sites["embed"] = Site(emb_path)
     else:
-        sites["embed"] = Site(f"{blocks_path}.0", kind="input")  # the (merged) sequence entering layer 0
+        sites["embed"] = plans[0].sites["resid_pre"]  # the (merged) sequence entering layer 0
     hs_last = hs[-1] if isinstance(hs, (tuple, list)) and len(hs) == n + 1 else None
-    fin = _final_norm(model, recs, blocks_path, recs[f"{blocks_path}.{n - 1}"], hs_last)
+    fin = _final_norm(model, recs, blocks_path.rpartition(".")[0] if members else blocks_path, last_rec, hs_last)
     if fin is not None:
         sites["final"] = Site(fin.path)
     else:
         absent["final"] = "no final norm: the last block's output is the final hidden state"
+    out_path = _logits_module(recs, out_path, getattr(rec.output, "logits", None))
     if out_path is not None and recs.get(out_path) is not None and recs[out_path].calls >= 1:
         sites["logits"] = Site(out_path)
     else:
@@ -443,6 +510,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
 
         extra_vlm = {"backend": _vlm}
         spans = vlm_spans.spans  # the family's image/boi/eoi/text ids: hooks/adapters/vlm_spans.py's table
+    _time_first_layouts(sites, plans, recs, tuple(ids.shape))
     return Adapter(
         name=name or f"inferred:{model.config.model_type}",
         layers=blocks_path,
@@ -455,7 +523,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         notes=f"inferred from the module tree ({', '.join(kinds)} blocks)",
         spans=spans,
         extra={**extra_vlm, "layer_sites": [pl.sites for pl in plans], "absent": absent, "composition": comp,
-               "norms": [pl.norms for pl in plans], "inferred": True,
+               "norms": [pl.norms for pl in plans], "inferred": True, "hidden_states": hs_key,
                # the recording forward ran every probed attention through hooks.attention's explicit path:
                # hooks.verify compares its last hidden state with the stock forward's on the same ids
                "explicit_reference": (ids.detach().cpu(), hs[-1].detach().cpu())

@@ -6,7 +6,8 @@
     model = hooks.load("tl:gpt2")                             # TransformerLens HookedTransformer
     model = hooks.wrap(my_hf_model, tokenizer)                # an already-built model
 
-Weights are read from safetensors when the checkpoint has them and otherwise with
+``wrap`` lives in :mod:`hooks.wrapping` (the adapters that build their own models import it from
+there, so no file-level import cycle runs through this module). Weights are read from safetensors when the checkpoint has them and otherwise with
 ``weights_only=True``; ``trust_remote_code`` stays off unless you pass it.
 """
 from __future__ import annotations
@@ -18,42 +19,10 @@ from pathlib import Path
 import torch
 
 from .errors import HookError
-from .model import HookedModel
+from .model import HookedModel  # noqa: F401 (the return annotation of load)
+from .wrapping import wrap  # noqa: F401 (hooks.loading.wrap: the historical spelling)
 
 VLM_TYPES = ("llava", "chameleon", "janus", "emu3", "llava_next", "pixtral")
-
-
-def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, verify: bool = True,
-         prepend_bos=None) -> HookedModel:
-    """Wrap a built model (HF, TransformerLens, fair-esm, or a peft ``PeftModel``) in a :class:`HookedModel`.
-
-    ``verify=True`` runs the load-time self-check (:mod:`hooks.verify`, one forward on a few
-    tokens): residual sites that disagree with the model's own hidden states are removed with a warning.
-    ``prepend_bos``: this wrap's BOS policy for texts (default True: position 0 is BOS; see
-    :mod:`hooks.hf_backend`)."""
-    from .adapters import rebase
-
-    if type(model).__module__.startswith("nnsight") and isinstance(getattr(model, "_module", None), torch.nn.Module):
-        # an nnsight NNsight / LanguageModel: hook the module it wraps, with its own tokenizer
-        tokenizer_or_processor = tokenizer_or_processor or getattr(model, "tokenizer", None)
-        model = model._module
-    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
-        model = model.get_base_model()  # a peft model: the LoRA layers live inside the base model's modules
-    if adapter is not None:
-        adapter = rebase(adapter, model)
-    model.eval()
-    tok = tokenizer_or_processor
-    hm = HookedModel(model, getattr(tok, "tokenizer", tok), adapter)
-    hm.processor = tok if tok is not None and hasattr(tok, "tokenizer") else None
-    if prepend_bos is not None:
-        from .hf_backend import bos_policy
-
-        hm.prepend_bos = bos_policy(hm, prepend_bos)
-    if verify:
-        from .verify import self_check
-
-        self_check(hm)
-    return hm
 
 
 def _dtype(dtype):

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 
 from . import attention, hf_backend
+from . import ops as O
 from . import positions as P
 from . import sites as S
 from .errors import HookError, SpecError
@@ -147,6 +148,7 @@ class HookedModel:
             self._ctx = None
             return None
         B, q = shape
+        O.TOKEN_ROWS.set(B)  # token-flattened sites (MoE router logits) are (B·q, E)
         # Masks are resolved on the CPU (one small copy per forward) so that selecting
         # positions never synchronises the device inside a hook.
         if am is None:  # e.g. transformers' generate drops an all-ones mask: count the cached past
@@ -184,10 +186,10 @@ class HookedModel:
         least as long re-feeds the sequence, as ``use_cache=False`` does)."""
         kind, obj = find_kv_cache(args, kwargs)
         n = cache_length(kind, obj)
-        if kind is not None and n is not None:
-            return n
+        seen = int(self._gen.get("seen", 0)) if self._gen else 0
+        if kind is not None and n is not None and not (n == 0 and 0 < q < seen):
+            return n  # (a cache reading 0 after our own prompt keeps its state elsewhere: RecurrentGemma)
         if self._gen:  # our own generation, no readable cache: the positions fed so far are known
-            seen = int(self._gen.get("seen", 0))
             return seen if 0 < q < seen else 0
         if n is None:
             raise HookError(

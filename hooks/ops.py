@@ -6,16 +6,29 @@ axis second (``q`` = positions in the current window) — and returns a replacem
 """
 from __future__ import annotations
 
+import contextvars
+
 import torch
 
 from . import positions as P
-from .errors import PositionError, ShapeMismatchError
+from .errors import HookError, PositionError, ShapeMismatchError
 
 
 # -- layouts -------------------------------------------------------------------
+# rows of the batch in the forward now running (set by HookedModel's batch context): the "tokens"
+# layout — an MoE router's (B·P, E) logits, tokens flattened — is viewed as (B, P, E) with it
+TOKEN_ROWS: contextvars.ContextVar = contextvars.ContextVar("hooks_token_rows", default=None)
+
+
 def to_canon(t: torch.Tensor, layout: str, n_heads=None) -> torch.Tensor:
     if layout == "BPD":
         return t
+    if layout == "tokens":
+        rows = TOKEN_ROWS.get()
+        if rows is None or t.dim() != 2 or t.shape[0] % rows:
+            raise HookError(f"a token-flattened site ({tuple(t.shape)}) needs the batch's shape: run the model "
+                            "through HookedModel (hm.run / hm.trace / hm.generate)")
+        return t.reshape(rows, t.shape[0] // rows, t.shape[-1])
     if layout == "PBD":
         return t.transpose(0, 1)
     if layout == "heads":
@@ -31,6 +44,8 @@ def to_canon(t: torch.Tensor, layout: str, n_heads=None) -> torch.Tensor:
 def from_canon(t: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == "BPD":
         return t
+    if layout == "tokens":
+        return t.reshape(-1, t.shape[-1])
     if layout == "PBD":
         return t.transpose(0, 1)
     if layout == "heads":
@@ -109,6 +124,10 @@ class Sel:
 class Op:
     def __init__(self, binding, positions, apply_to):
         self.binding, self.positions, self.apply_to = binding, positions, apply_to
+        if getattr(binding, "readonly", False) and not isinstance(self, CacheOp):
+            raise HookError(f"{binding.name} can be cached but not edited: the module computes its result (e.g. an "
+                            "MoE router's expert choice) before returning this tensor, so a change here would not reach "
+                            "the model. Edit the module's input or the block's output instead.")
         self._hidx = None
 
     def head_index(self, x: torch.Tensor):

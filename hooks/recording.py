@@ -70,6 +70,8 @@ class Rec:
     inp: Optional[torch.Tensor] = None
     out: Optional[torch.Tensor] = None
     attn_calls: int = 0
+    out_tuple: bool = False  # the module returned a tuple (its first element is ``out``)
+    out_list: Optional[torch.Tensor] = None  # first element of a returned *list* (no output site can edit it)
 
 
 @dataclass
@@ -134,6 +136,9 @@ def record(model, paths: list, inputs: dict, probe: bool = True) -> Recording:
                 r.end = tick()
                 t = first_output(output)
                 r.out = t.detach().clone() if _float(t) else None
+                r.out_tuple = isinstance(output, tuple)
+                if isinstance(output, list) and output and _float(output[0]):
+                    r.out_list = output[0].detach().clone()
 
         handles.append(mod.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(mod.register_forward_hook(post, with_kwargs=True))
@@ -155,6 +160,19 @@ def record(model, paths: list, inputs: dict, probe: bool = True) -> Recording:
         for mod, probe in probes:
             attention.remove_handler(mod, probe)
     return rec
+
+
+HIDDEN_KEYS = ("hidden_states", "encoder_hidden_states", "decoder_hidden_states")
+
+
+def hidden_states_of(output, key: Optional[str] = None):
+    """The ``output_hidden_states`` tuple of a model output: ``output.<key>`` when given (an
+    encoder-decoder's ``encoder_hidden_states``), else the first of :data:`HIDDEN_KEYS` present."""
+    for k in ((key,) if key else HIDDEN_KEYS):
+        hs = getattr(output, k, None)
+        if isinstance(hs, (tuple, list)) and hs:
+            return hs
+    return None
 
 
 def accepts(model, name: str) -> bool:

@@ -28,13 +28,14 @@ class Binding:
     inplace: bool = False
     layer: Optional[int] = None
     n_heads: Optional[int] = None
+    readonly: bool = False  # caching only (see Site.readonly)
 
     def __hash__(self):
         return hash((self.name, id(self.module), self.kind))
 
 
 LAYER_ORDER = ("resid_pre", "attn_scores", "attn_pattern", "head_out", "attn_out", "mixer_out", "resid_mid",
-               "mlp_out", "resid_post")
+               "router_logits", "mlp_out", "resid_post")
 
 
 class SiteTable(dict):
@@ -71,7 +72,8 @@ def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
             if spec.optional:
                 return
             raise AttributeError(f"adapter {adapter.name}: site {name} expects module {path!r}, which is missing")
-        table[name] = Binding(name, get_module(root, path), spec.kind, spec.layout, spec.inplace, layer, nh)
+        table[name] = Binding(name, get_module(root, path), spec.kind, spec.layout, spec.inplace, layer, nh,
+                              spec.readonly)
 
     if "embed" in adapter.sites:
         add("embed", adapter.sites["embed"])

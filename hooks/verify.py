@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from .recording import first_output, restoring_capture_hooks
+from .recording import first_output, hidden_states_of, restoring_capture_hooks
 
 
 class SiteCheckWarning(UserWarning):
@@ -63,6 +63,14 @@ def normalised(x, h) -> bool:
         if bool((cos > 1 - 1e-5).all()):
             return True
     return False
+
+
+def _as_sequence(norm):
+    """``norm`` applied to real-token rows ``(N, D)`` of a padded batch as one ``(1, N, D)`` sequence
+    (I-BERT's integer layer norm reduces over axis 2), or to a ``(B, P, D)`` tensor as it is."""
+    def call(t):
+        return first_output(norm(t[None])).squeeze(0) if t.dim() == 2 else first_output(norm(t))
+    return call
 
 
 def _batch(hm):
@@ -114,7 +122,17 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
         hm.site_report = report
         return report
     c = res.cache
-    hs = getattr(res.output, "hidden_states", None) if kw else None
+    real = batch.get("attention_mask") if isinstance(batch, dict) else None
+    if isinstance(real, torch.Tensor) and real.dim() == 2 and not bool(real.all()):
+        # a padded batch: compare at real tokens only (padding rows are the model's business, e.g. XLM
+        # zeroes them after each layer while its layer norm's output does not)
+        real = real.bool()
+        c = {k: (v[real.to(v.device)] if v.shape[:2] == real.shape else v) for k, v in c.items()}
+    else:
+        real = None
+    hs = hidden_states_of(res.output, hm.adapter.extra.get("hidden_states") or "hidden_states") if kw else None
+    if real is not None and isinstance(hs, (tuple, list)):
+        hs = [h[real.to(h.device)] if h.shape[:2] == real.shape else h for h in hs]
     n = hm.n_layers
     bad: dict = {}
 
@@ -185,12 +203,12 @@ def self_check(hm, *, warn: bool = True, batch=None) -> dict:
                 fail(first_name, why)
                 fail(f"mlp_out.{L}", why)
         elif kind == "post_norm" and norms is not None and len(norms[L]) == 2:
-            n1, n2 = (hm.model.get_submodule(p) for p in norms[L])
+            n1, n2 = (_as_sequence(hm.model.get_submodule(p)) for p in norms[L])
             try:
                 with torch.no_grad():
-                    if first is not None and mid is not None and not same(first_output(n1(pre + first)), mid):
+                    if first is not None and mid is not None and not same(n1(pre + first), mid):
                         fail(first_name, f"LN1(resid_pre + attn_out) != resid_mid ({norms[L][0]})")
-                    if mlp is not None and mid is not None and not same(first_output(n2(mid + mlp)), post):
+                    if mlp is not None and mid is not None and not same(n2(mid + mlp), post):
                         fail(f"mlp_out.{L}", f"LN2(resid_mid + mlp_out) != resid_post ({norms[L][1]})")
             except Exception as e:  # noqa: BLE001 - a norm that cannot be called alone: unproven, so removed
                 for k in (first_name, f"mlp_out.{L}"):

@@ -16,9 +16,13 @@ Checks (name: known answer):
 * ``knockout``: ``Knockout(keys="others", mode="mask")`` on every layer leaves each real query
   attending only to itself (``attn_pattern`` is the identity); eligible where attention sites exist;
 * ``steer``: ``Steer`` at scale 0 is the identity on the logits, a large scale changes them;
-* ``padding``: left- and right-padded batches give the same logits at real tokens (decoders);
-* ``generate``: ``generate`` with ``Steer(apply_to="new")`` leaves the first new token (predicted
-  from the prompt alone) unchanged and changes a later one (decoders that can generate).
+* ``padding``: left- and right-padded batches give the same logits at real tokens (decoders; not
+  eligible where the unwrapped model, given position ids from the mask, already differs);
+* ``generate``: ``generate`` with ``Steer(apply_to="new")`` at scale 0 changes nothing; at a large
+  scale it leaves the first new token (predicted from the prompt alone) unchanged and changes a
+  later one (models that can generate; where the first forward is longer than the prompt, e.g.
+  XLM's appended ``[MASK]`` query, the first token is read at a new position and only "changes a
+  token" is required; encoder-decoder models are not eligible: their sites are on the encoder).
 
 A model is *buildable* when its tiny config builds and a plain forward (no hooks) runs; the
 percentages are over buildable models. Every failure and skip is written with its reason.
@@ -78,6 +82,7 @@ def check_model(model_type: str, registry: str) -> dict:
     import hooks
     from hooks import Cache, Knockout, Steer
     from hooks import verify as V
+    from hooks.recording import hidden_states_of
     from tools.tiny_configs import build
 
     row = {"model_type": model_type, "registry": registry, "buildable": False, "checks": {}}
@@ -139,7 +144,7 @@ def check_model(model_type: str, registry: str) -> dict:
         if not want:
             return "skip: no residual sites"
         res = hm.run(inp, [Cache(want, "all", layout="padded")], output_hidden_states=True)
-        hs = getattr(res.output, "hidden_states", None)
+        hs = hidden_states_of(res.output, hm.adapter.extra.get("hidden_states") or "hidden_states")
         if not isinstance(hs, (tuple, list)) or len(hs) != n + 1:
             return f"skip: the model returns {None if hs is None else len(hs)} hidden states for {n} layers"
         c = res.cache
@@ -194,7 +199,7 @@ def check_model(model_type: str, registry: str) -> dict:
         if site is None:
             return "skip: no residual site"
         clean = hm.run(inp).logits
-        d = hm.run(inp, [Cache(site, "last")]).cache[site].shape[-1]
+        d = hm.run(inp, [Cache(site, "last")]).cache[site].shape[1:]  # (D,), or (streams, D) for multi-stream residuals
         v = torch.randn(d, generator=torch.Generator().manual_seed(0))
         zero = hm.run(inp, [Steer(site, vector=v, scale=0.0)]).logits
         big = hm.run(inp, [Steer(site, vector=v, scale=100.0)]).logits
@@ -214,9 +219,17 @@ def check_model(model_type: str, registry: str) -> dict:
         if not hm.adapter.position_ids:
             return "skip: the model takes no position_ids, so left padding shifts its absolute positions"
         left = _ragged(model, side="left")
+        lr = left["attention_mask"].bool()
+        with torch.no_grad():  # the known answer holds only where the model itself is padding-invariant
+            pos = {k: (b["attention_mask"].cumsum(-1) - 1).clamp(min=0) for k, b in (("r", inp), ("l", left))}
+            ra = model(**inp, position_ids=pos["r"], use_cache=False).logits
+            la = model(**left, position_ids=pos["l"], use_cache=False).logits
+        if not _close(ra[real], la[lr], 1e-4):
+            err = float((ra[real] - la[lr]).abs().max())
+            return (f"skip: the unwrapped model (position ids from the mask) already differs between left and right "
+                    f"padding at real tokens (max |Δlogit| = {err:.2e}): a property of the model (e.g. recurrent or convolutional layers reading the padding), not of the wrapping")
         a = hm.run(inp).logits
         b = hm.run(left).logits
-        lr = left["attention_mask"].bool()
         if not _close(a[real], b[lr], 1e-4):
             err = float((a[real] - b[lr]).abs().max())
             return f"fail: left vs right padding differ at real tokens (max |Δlogit| = {err:.2e})"
@@ -227,17 +240,32 @@ def check_model(model_type: str, registry: str) -> dict:
             return "skip: the model cannot generate"
         if site is None:
             return "skip: no residual site"
+        if hm.adapter.extra.get("hidden_states") == "encoder_hidden_states":
+            return ("skip: the sites are on the encoder of an encoder-decoder model, which runs once over the prompt; "
+                    "generated tokens pass only through the decoder, whose sites are not exposed")
         prompt = _ragged(model, B=1, P=5)["input_ids"]
-        d = hm.run(prompt, [Cache(site, "last")]).cache[site].shape[-1]
+        d = hm.run(prompt, [Cache(site, "last")]).cache[site].shape[1:]
         v = torch.randn(d, generator=torch.Generator().manual_seed(1))
         kw = dict(max_new_tokens=4, min_new_tokens=4)
-        clean = hm.generate(prompt, **kw).sequences
+        seen = []  # the length of the first forward's input ids: XLM appends a [MASK] query position to the prompt
+
+        def first_len(m, args, kwargs):
+            t = kwargs.get("input_ids", args[0] if args else None)
+            if not seen and isinstance(t, torch.Tensor):
+                seen.append(t.shape[-1])
+
+        h = model.register_forward_pre_hook(first_len, with_kwargs=True)
+        try:
+            clean = hm.generate(prompt, **kw).sequences
+        finally:
+            h.remove()
         zero = hm.generate(prompt, [Steer(site, vector=v, scale=0.0, apply_to="new")], **kw).sequences
         big = hm.generate(prompt, [Steer(site, vector=v, scale=1000.0, apply_to="new")], **kw).sequences
         P = prompt.shape[1]
         if not torch.equal(zero, clean):
             return "fail: Steer(scale=0, apply_to='new') changed the generation"
-        if not torch.equal(big[:, : P + 1], clean[:, : P + 1]):
+        query = bool(seen) and seen[0] > P  # the first new token is read at an appended (new) position
+        if not query and not torch.equal(big[:, : P + 1], clean[:, : P + 1]):
             return "fail: Steer(apply_to='new') changed the first new token (it acted on the prompt)"
         if torch.equal(big, clean):
             return "fail: a large Steer(apply_to='new') changed no generated token"
@@ -369,6 +397,11 @@ def write(rows, out_dir: Path, meta: dict) -> None:
         top, n = gen.most_common(1)[0]
         lines += ["", f"`generate` fails on {sum(gen.values())} models; the most common reason ({n}) is \"{top[6:]}\". "
                   "Each failing model's reason is in its section below and in the JSON."]
+    lines += ["", "Notes: encoder-decoder models (BART, mBART, MVP, Florence-2...) expose the sites of their "
+              "encoder (hidden states checked against `encoder_hidden_states`); their decoder's sites are not exposed, so "
+              "`generate` (new tokens pass through the decoder only) is not eligible there. `padding` is not eligible "
+              "where the unwrapped model itself gives different logits for left and right padding. MoE blocks expose "
+              "`router_logits.L` (read-only where the router has already chosen its experts when it returns them)."]
     lines += ["", "Checks: " + "; ".join(f"`{c}`" for c in CHECKS) + " (see the docstring of `tools/coverage.py` for "
               "each known answer). `✓` pass, `–` not eligible (reason in the JSON), `✗` fail (reason below).", ""]
     for reg in summ:

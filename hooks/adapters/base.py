@@ -16,13 +16,19 @@ An adapter says, for one architecture, where each canonical site lives::
 ``Site.kind`` is ``"output"`` (forward hook, tensor or first tuple element) or ``"input"``
 (forward pre-hook on the first positional argument / ``hidden_states`` keyword).
 ``layout`` is ``"BPD"`` (batch, position, features), ``"PBD"`` (fair-esm's time-first
-layout) or ``"heads"`` (last dimension split into ``(n_heads, head_dim)``).
+layout), ``"heads"`` (last dimension split into ``(n_heads, head_dim)``) or ``"tokens"``
+(batch and positions flattened, ``(B·P, E)``: an MoE router's logits, viewed as ``(B, P, E)``).
 ``inplace=True`` marks sites whose hooked tensor is also the residual stream kept by the
 surrounding code (e.g. ``resid_mid`` read as the input of a norm): edits there are written
 into the tensor so both branches see them.
 
 To add an architecture, write ``hooks/adapters/<family>.py`` with an ``ADAPTER`` (or a
-list ``ADAPTERS``) and add the module name to ``hooks.adapters.FAMILIES``.
+list ``ADAPTERS``) and add the module name to ``hooks.adapters.FAMILIES``. Most transformers
+models need none (structural inference, :mod:`hooks.infer`); where inference cannot know
+something (ESM's CLS/EOS spans), ``extends_inferred=True`` makes the file a thin override::
+
+    ADAPTER = Adapter(name="esm", model_types=("esm",), bases=("esm", ""), layers="encoder.layer",
+                      sites={"embed": Site("embeddings")}, spans=esm_spans, extends_inferred=True)
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from typing import Callable, Optional
 
 import torch
 
-LAYER_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out")
+LAYER_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out", "router_logits")
 ATTENTION_SITES = ("attn_scores", "attn_pattern")
 GLOBAL_SITES = ("embed", "final", "logits")
 
@@ -45,6 +51,7 @@ class Site:
     layout: str = "BPD"  # "BPD" | "PBD" | "heads" | "heads_PBD"
     inplace: bool = False
     optional: bool = False  # skip silently when the module is absent (e.g. logits on a base model)
+    readonly: bool = False  # readable only: an edit would not reach the model (a router that already routed)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class Adapter:
     notes: str = ""
     extra: dict = field(default_factory=dict)
     requires: Optional[Callable] = None  # (model) -> bool: extra predicate (block variant, wrapped LM type)
+    # True: a thin override — the table is structural inference's (hooks.infer) with these sites, spans,
+    # name and notes on top (see hooks.adapters.on_inferred); False: a complete hand-written table
+    extends_inferred: bool = False
 
     def matches(self, model: torch.nn.Module) -> bool:
         cfg = getattr(model, "config", None)

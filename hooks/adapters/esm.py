@@ -1,4 +1,4 @@
-"""ESM-2 through transformers (``EsmForMaskedLM`` / ``EsmModel``), pre-LN blocks.
+"""ESM-2 through transformers (``EsmForMaskedLM`` / ``EsmModel``): a thin override on the inferred table.
 
 Token layout: ``<cls> residues... <eos> <pad>...``, padded on the right (rotary positions
 count from the first token). Spans: ``"cls"``, ``"eos"``, ``"residues"`` (real tokens that
@@ -19,26 +19,16 @@ def esm_spans(hm, ids, am):
     return {"cls": is_cls, "eos": is_eos, "residues": am & ~is_cls & ~is_eos}
 
 
+# Inference (hooks.infer) finds ESM-2's pre-LN blocks, attention, MLP, final norm and LM head (the
+# table is the one this file spelled out before; tests/hooks/test_inference.py checks it). What it
+# cannot know: the stream entering layer 0 is ``embeddings`` (token dropout rescaling) rather than the
+# word embedding alone, and which tokens are CLS/EOS.
 ADAPTER = Adapter(
     name="esm",
     model_types=("esm",),
     bases=("esm", ""),
     layers="encoder.layer",
-    sites={
-        "embed": Site("embeddings"),
-        "resid_pre": Site("encoder.layer.{L}", kind="input"),
-        "attn_scores": Site("encoder.layer.{L}.attention.self", kind="attn", layout="attn"),
-        "attn_pattern": Site("encoder.layer.{L}.attention.self", kind="attn", layout="attn"),
-        "head_out": Site("encoder.layer.{L}.attention.output.dense", kind="input", layout="heads"),
-        "attn_out": Site("encoder.layer.{L}.attention.output.dense"),
-        "resid_mid": Site("encoder.layer.{L}.LayerNorm", kind="input", inplace=True),
-        "mlp_out": Site("encoder.layer.{L}.output.dense"),
-        "resid_post": Site("encoder.layer.{L}"),
-        "final": Site("encoder.emb_layer_norm_after"),
-        "logits": Site("/lm_head", optional=True),
-    },
-    attention_backend="hf",
-    padding_side="right",
-    position_ids=False,
+    sites={"embed": Site("embeddings")},
     spans=esm_spans,
+    extends_inferred=True,  # (inference also gives right padding and no position ids: ESM cannot generate)
 )

@@ -313,7 +313,7 @@ def load_fair_esm(name_or_path, device=None, *, unsafe_allow_pickle: bool = Fals
     """
     import esm.pretrained
 
-    from ..loading import wrap
+    from ..wrapping import wrap
 
     path = _checkpoint_path(name_or_path)
     data = _torch_load(path, unsafe_allow_pickle)

@@ -4,6 +4,9 @@ For Gemma 2 ``attn_out``/``mlp_out`` are the normalised contributions actually a
 residual stream, so ``resid_mid = resid_pre + attn_out`` holds in both. Gemma 2's ``logits``
 site is the unembedding output *before* final logit soft-capping (``tanh(x/c)·c``), which
 has no module of its own; the model output (``RunResult.logits``) is capped as usual.
+
+Pinned tables: structural inference gives exactly these (tests/hooks/test_inference.py
+``test_hand_written_tables_are_what_inference_gives``); kept so that wrapping skips its forwards.
 """
 from dataclasses import replace
 

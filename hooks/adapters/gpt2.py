@@ -1,4 +1,9 @@
-"""GPT-2 (``GPT2LMHeadModel`` / ``GPT2Model``): post-``ln`` residual blocks ``transformer.h``."""
+"""GPT-2 (``GPT2LMHeadModel`` / ``GPT2Model``): pre-LN residual blocks ``transformer.h``.
+
+A pinned table: structural inference (:mod:`hooks.infer`) gives exactly this one
+(tests/hooks/test_inference.py ``test_hand_written_tables_are_what_inference_gives``); it is kept so
+that wrapping skips inference's recording forwards.
+"""
 from .base import Adapter, Site
 
 ADAPTER = Adapter(

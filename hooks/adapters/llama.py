@@ -1,4 +1,9 @@
-"""Llama family: Llama, Mistral, Qwen2/Qwen3 (pre-RMSNorm blocks ``model.layers``, GQA)."""
+"""Llama family: Llama, Mistral, Qwen2/Qwen3 (pre-RMSNorm blocks ``model.layers``, GQA).
+
+A pinned table: structural inference (:mod:`hooks.infer`) gives exactly this one
+(tests/hooks/test_inference.py ``test_hand_written_tables_are_what_inference_gives``); it is kept so
+that wrapping skips inference's recording forwards, and the VLM adapters reuse ``SITES``.
+"""
 from .base import Adapter, Site
 
 SITES = {

@@ -211,7 +211,7 @@ ADAPTER = Adapter(
 # -- loading ------------------------------------------------------------------------------------
 def load_tl(name_or_model, *, dtype=None, device=None, **from_pretrained_kwargs):
     """``HookedTransformer.from_pretrained(name)`` (or a built HookedTransformer) as a HookedModel."""
-    from ..loading import wrap
+    from ..wrapping import wrap
 
     if isinstance(name_or_model, torch.nn.Module):
         model = name_or_model

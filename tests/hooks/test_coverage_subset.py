@@ -2,8 +2,10 @@
 
 Families are chosen to span the block kinds structural inference must read: parallel residual
 (GPT-NeoX, Falcon, Phi, GPT-J), sandwich norms (OLMo-2), MoE (Mixtral, Llama 4's flattened MoE),
-hybrids (Jamba, LFM2), state-space (Mamba), ALiBi (Bloom), flattened MLP (OPT),
-post-norm encoders (BERT, RoBERTa, DeBERTa-v2, ModernBERT, DistilBERT) and VLMs (LLaVA-NeXT,
+hybrids (Jamba, LFM2), state-space (Mamba), ALiBi (Bloom), flattened MLP (OPT), blocks returning
+a list (OpenAI-GPT), a recurrent cache that reads 0 positions (RecurrentGemma), a multi-stream
+residual (HY-V4), post-norm encoders (BERT, RoBERTa, DeBERTa-v2, ModernBERT, DistilBERT), an
+encoder-decoder (BART, sites on the encoder) and VLMs (LLaVA-NeXT,
 PaliGemma, Idefics3, Mistral3). Each runs every known-answer check it is eligible for
 (:func:`tools.coverage.check_model`).
 """
@@ -15,8 +17,9 @@ SUBSET = [
     ("causal", "gpt_neox"), ("causal", "falcon"), ("causal", "phi"), ("causal", "gptj"),
     ("causal", "olmo2"), ("causal", "mixtral"), ("causal", "llama4_text"),
     ("causal", "jamba"), ("causal", "lfm2"), ("causal", "mamba"), ("causal", "bloom"), ("causal", "opt"),
+    ("causal", "openai-gpt"), ("causal", "recurrent_gemma"), ("causal", "hy_v4"),
     ("masked", "bert"), ("masked", "roberta"), ("masked", "deberta-v2"), ("masked", "modernbert"),
-    ("masked", "distilbert"),
+    ("masked", "distilbert"), ("masked", "bart"),
     ("image_text", "llava_next"), ("image_text", "paligemma"), ("image_text", "idefics3"),
     ("image_text", "mistral3"),
 ]

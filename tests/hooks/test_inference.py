@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import hooks
-from hooks import Cache, UnknownSiteError
+from hooks import Cache, HookError, Steer, UnknownSiteError
 from hooks.adapters.base import Adapter, Site
 from hooks.verify import SiteCheckWarning
 
@@ -213,3 +213,111 @@ def test_nnsight_model_is_wrapped_through_its_module():
     hm = hooks.wrap(nnsight.NNsight(model))
     assert hm.model is model and hm.adapter.name == "gpt2"
     assert torch.equal(hm.run(ids, [Cache("resid_post.1")]).cache["resid_post.1"], want)
+
+
+def _moe(kind):
+    import transformers as T
+
+    torch.manual_seed(0)
+    base = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=64,
+                max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2, num_key_value_heads=2)
+    if kind == "mixtral":
+        return T.MixtralForCausalLM(T.MixtralConfig(**base, num_local_experts=4, num_experts_per_tok=2)).eval()
+    return T.Qwen2MoeForCausalLM(T.Qwen2MoeConfig(**base, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
+                                                  shared_expert_intermediate_size=16)).eval()
+
+
+@pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe"])
+def test_router_logits_site_equals_output_router_logits(kind):
+    """Known answer: ``router_logits.L`` (the router module's (B·P, E) output viewed as (B, P, E))
+    is what the model itself returns with ``output_router_logits=True``."""
+    model = _moe(kind)
+    hm = hooks.wrap(model)
+    assert [k for k in hm.site_names if k.startswith("router_logits")] == ["router_logits.0", "router_logits.1"]
+    assert "Router" in type(hm._table["router_logits.0"].module).__name__
+    ids = torch.randint(3, 60, (2, 5), generator=torch.Generator().manual_seed(0))
+    am = torch.ones_like(ids)
+    am[1, 3:] = 0
+    res = hm.run({"input_ids": ids, "attention_mask": am}, [Cache("router_logits.*", "all", layout="padded")],
+                 output_router_logits=True)
+    for L in range(2):
+        got, want = res.cache[f"router_logits.{L}"], res.output.router_logits[L].view(2, 5, 4)
+        assert got.shape == (2, 5, 4)
+        assert torch.equal(got[am.bool()], want[am.bool()])
+    # the router returns (logits, scores, indices): it has routed before the site is seen, so edits are refused
+    assert hm._table["router_logits.0"].readonly
+    with pytest.raises(HookError, match="cached but not edited"):
+        hm.run({"input_ids": ids, "attention_mask": am}, [Steer("router_logits.1", vector=torch.ones(4), scale=1.0)])
+
+
+def _table(model, adapter):
+    from hooks import sites as S
+
+    names = {id(m): n for n, m in model.named_modules()}
+    return {k: (names.get(id(b.module)), b.kind, b.layout, b.inplace) for k, b in S.build_table(model, adapter).items()}
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "qwen3", "gemma", "gemma2"])
+def test_hand_written_tables_are_what_inference_gives(model_type):
+    """The pinned tables of gpt2.py / llama.py / gemma.py (kept: they skip inference's recording
+    forwards at wrap, and the VLM adapters reuse them) are exactly the inferred ones: every site
+    name, module path, hook kind, layout and in-place flag."""
+    from hooks.adapters import find_adapter
+    from hooks.infer import infer_adapter
+    from tools.tiny_configs import build
+
+    model = build(model_type, "causal")
+    hand = find_adapter(model)
+    assert not hand.name.startswith("inferred") and not hand.extends_inferred
+    assert _table(model, hand) == _table(model, infer_adapter(model))
+    assert (hand.position_ids, hand.padding_side) == (True, None)
+
+
+def test_esm_is_a_thin_override_with_the_old_table():
+    """ESM keeps only what inference cannot know (the embeddings module, CLS/EOS spans); the table
+    is the one the hand-written adapter spelled out."""
+    from hooks.adapters import esm
+    from tools.tiny_configs import build
+
+    model = build("esm", "masked")
+    hm = hooks.wrap(model)
+    assert hm.adapter.name == "esm" and hm.adapter.spans is esm.esm_spans
+    assert (hm.adapter.padding_side, hm.adapter.position_ids) == ("right", False)
+    got = _table(model, hm.adapter)
+    old = {"embed": "esm.embeddings", "final": "esm.encoder.emb_layer_norm_after", "logits": "lm_head"}
+    for L in range(hm.n_layers):
+        p = f"esm.encoder.layer.{L}"
+        old.update({f"resid_pre.{L}": p, f"attn_scores.{L}": f"{p}.attention.self", f"attn_pattern.{L}": f"{p}.attention.self",
+                    f"head_out.{L}": f"{p}.attention.output.dense", f"attn_out.{L}": f"{p}.attention.output.dense",
+                    f"resid_mid.{L}": f"{p}.LayerNorm", f"mlp_out.{L}": f"{p}.output.dense", f"resid_post.{L}": p})
+    assert {k: v[0] for k, v in got.items()} == old
+    assert got["resid_mid.0"][1:] == ("input", "BPD", True) and got["head_out.0"][1:] == ("input", "heads", False)
+    explicit = hooks.wrap(model, adapter=esm.ADAPTER)  # passed by hand: still the override on inference
+    assert _table(model, explicit.adapter) == got
+
+
+def test_layers_spread_over_parallel_lists_xlm():
+    """XLM keeps ``attentions[L]``, ``layer_norm1[L]``, ``ffns[L]``, ``layer_norm2[L]`` side by side
+    (no block module): each layer is read as one post-norm block, and every residual site equals
+    ``output_hidden_states`` at real tokens of a padded batch (XLM zeroes padding after each layer)."""
+    import transformers as T
+
+    torch.manual_seed(0)
+    cfg = T.XLMConfig(vocab_size=64, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64, pad_index=2)
+    model = T.XLMWithLMHeadModel(cfg).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SiteCheckWarning)
+        hm = hooks.wrap(model)
+    a = hm.adapter
+    assert a.extra["composition"] == ["post_norm", "post_norm"]
+    assert a.extra["layer_sites"][1]["resid_pre"].path == "transformer.attentions.1"
+    assert a.extra["layer_sites"][1]["resid_post"].path == "transformer.layer_norm2.1"
+    assert a.extra["layer_sites"][1]["mlp_out"].path == "transformer.ffns.1"
+    ids = torch.randint(5, 60, (2, 6), generator=torch.Generator().manual_seed(0))
+    am = torch.ones_like(ids)
+    am[1, 4:] = 0
+    res = hm.run({"input_ids": ids, "attention_mask": am}, [Cache("resid_post.*", "all", layout="padded")],
+                 output_hidden_states=True)
+    real = am.bool()
+    for L in range(2):
+        assert torch.allclose(res.cache[f"resid_post.{L}"][real], res.output.hidden_states[L + 1][real], atol=1e-6)
