@@ -13,7 +13,7 @@ runs it (diegodoimo/geometry_representations):
   ``compute_id_from_mus``: mean and ``std / sqrt(n_iter)``); ``n_iter`` defaults to
   ``1 / decimation`` (DADApy's default, one pass over the data in expectation);
 * **layer choice**: the relative ID minimum after the first peak, beyond the error bars
-  (:func:`interp.geometry.select_layers_by_id`, ``n_err = 3`` as their ``plot_id_overlap.py``).
+  (:func:`geometry.select_layers_by_id`, ``n_err = 3`` as their ``plot_id_overlap.py``).
 
 ``--pool last`` (the last real token), ``--fraction``, ``--decimation 1`` (all points) and
 ``--site resid_post.*`` change that::

@@ -2,7 +2,7 @@
 
 Reproduces Doimo, Serra, Ansuini, Cazzaniga, "The representation landscape of few-shot
 learning and fine-tuning in large language models" (NeurIPS 2024) on the hook registry and
-:mod:`interp.geometry`: MMLU-format questions (Hendrycks et al., ICLR 2021) are asked with
+:mod:`geometry`: MMLU-format questions (Hendrycks et al., ICLR 2021) are asked with
 k-shot prompts (shots shuffled per question, seeded) and to a LoRA fine-tuned model (Hu et al.,
 ICLR 2022; the paper's recipe); the last prompt token's representation where the authors' code
 reads it — each block's input-norm output, the final norm and the logits, labelled 1..L+1

@@ -1,7 +1,7 @@
 """The density landscape of one layer, and of every layer of a condition, as a tidy table.
 
 Per layer (the recipe of Doimo et al., "The representation landscape of few-shot learning and
-fine-tuning in large language models", NeurIPS 2024, computed with :mod:`interp.geometry`):
+fine-tuning in large language models", NeurIPS 2024, computed with :mod:`geometry`):
 
 1. identical points are removed (first occurrence kept; labels subset alike), per layer;
 2. exact neighbours up to ``maxk`` (paper: 1000; ADP scans all of them);
@@ -46,10 +46,10 @@ class LandscapeConfig:
         Z: ADP merging threshold.
         maxk: neighbours stored per layer (ADP depends on it; capped at N - 1).
         class_fraction: neighbourhood size of the label overlap, as a fraction of the class size.
-        metric, precision, device, chunk_size: see :func:`interp.geometry.knn`
+        metric, precision, device, chunk_size: see :func:`geometry.knn`
             (``device=None``: CUDA when available).
         neighbors: ``"auto"`` (exact blocked float64 search for maxk >= 256, else
-            ``interp.geometry.knn``), ``"blocked"`` or ``"geometry"``; same table either way
+            ``geometry.knn``), ``"blocked"`` or ``"geometry"``; same table either way
             (see :mod:`interp.landscape.neighbors`).
     """
 

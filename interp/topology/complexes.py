@@ -12,7 +12,7 @@ Language Models", as the authors' code builds it (YuriGardinazzi/conferenceProje
   simplices up to dimension ``max_dim`` (``dim=4`` in the paper: H0..H3 are valid, H4 bars
   are truncation artefacts because no 5-simplex can fill a 4-cycle).
 
-Here the neighbours come from the project's exact kNN (:func:`interp.geometry.knn`, ties
+Here the neighbours come from the project's exact kNN (:func:`geometry.knn`, ties
 broken by index, no N x N matrix) and the cliques are enumerated with vectorised numpy
 (no simplex tree)::
 
@@ -36,7 +36,7 @@ def knn_edges(points, k: int = 5, *, device=None, on_duplicates: str = "raise") 
     An edge ``{i, j}`` exists when ``j`` is among the ``k`` nearest neighbours of ``i`` or
     ``i`` among those of ``j`` (the symmetrisation of the authors' simplex tree). The
     neighbours are exact (float64 answer, ties broken by index) from
-    :func:`interp.geometry.knn`; identical points raise (``on_duplicates="raise"``) since
+    :func:`geometry.knn`; identical points raise (``on_duplicates="raise"``) since
     they make the graph depend on tie-breaking.
     """
     from geometry import knn

@@ -22,7 +22,7 @@ tokens from the task prompt itself (BOS included), cosine over same-example pair
 
 Examples need an ``image`` and a text (``captions`` joined, else ``question``, else
 ``label_name``), or ready prompts ``image_text`` / ``text_image`` (the toy world ships them).
-Uses :mod:`interp.geometry` (imported here, lazily) for Gride, densities and ADP.
+Uses :mod:`geometry` (imported here, lazily) for Gride, densities and ADP.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ image token, and the mean of the image tokens. In native models the class become
 
     loc = semantic_localisation(hm, examples, k=30)   # DataFrame: layer × {eoi, last_image, mean_image}
 
-Uses :func:`interp.geometry.label_overlap` (imported lazily).
+Uses :func:`geometry.label_overlap` (imported lazily).
 """
 from __future__ import annotations
 

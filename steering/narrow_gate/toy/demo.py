@@ -22,7 +22,7 @@ def run_toy_world(n: int = 400, seed: int = 1, n_pairs: int = 100, out=None, kin
     """Flow, ablation table and EOI patching for each toy model; ``models`` overrides the shipped ones.
 
     ``n_draws``: random draws averaged in the ``random`` row (the authors' 5).
-    ``geometry=True`` adds the modality gap and the label overlap at the gate (``interp.geometry``).
+    ``geometry=True`` adds the modality gap and the label overlap at the gate (:mod:`geometry`).
     ``out``: per-model CSV/PNG files and ``report.md`` (``res["written"]``: the paths).
     ``progress``: show the stages (model × flow / ablation / patching / geometry) as they run
     (:mod:`hooks.progress`: a bar on a terminal, plain lines elsewhere), or a rich Console to draw on.
