@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Known answers and attribution-vs-activation agreement on the demo-lm induction model, over
-three training seeds (each ~7 s to train), for ``bench/RESULTS_patching.md``.
+three training seeds (each ~10 s to train), for ``bench/RESULTS_attribution.md``.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python bench/patching_agreement.py
 
