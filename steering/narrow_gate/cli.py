@@ -1,6 +1,6 @@
 """Shell commands of the narrow-gate analyses, added to the ``interp`` app by :func:`register`.
 
-    interp gate flow   --model MODEL --data DATA [--n 2000 --seed 42] --out DIR   # flow shares, gate, gap
+    interp gate flow   --model MODEL --data DATA [--limit 2000 --seed 42] --out DIR   # flow shares, gate, gap
     interp gate ablate --model MODEL --data DATA [--windows 8,16] --out DIR      # Table 1: none/[EOI]/img→text/random
     interp gate steer  --model MODEL --data DATA [--layers 8,16] --out DIR       # EOI patching flip rates
     interp gate toy                                                              # the planted-gate toy world
@@ -118,7 +118,7 @@ def flow(model: str = MODEL_OPT, data: str = DATA_OPT, out: Path = opt_out("gate
             con.print(f"semantic step skipped: only {labelled} of {len(examples)} examples carry a class label")
         elif semantic and labelled and labelled <= 30:
             con.print(f"semantic step skipped: label overlap (k=30) needs at least 31 labelled examples, "
-                      f"got {labelled} (use --n 31 or more)")
+                      f"got {labelled} (use --limit 31 or more)")
         elif semantic and labelled:
             from .semantic import semantic_localisation
 

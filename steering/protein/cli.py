@@ -1,7 +1,7 @@
 """``interp proteins read|fetch`` and ``interp toy train-protein-model``; wired in by ``register(app)``.
 
     interp proteins read /work/shared/data/tmbed/alpha.fasta --out alpha.parquet
-    interp proteins fetch --query "reviewed:true AND ft_zn_fing:C2H2" --out znf.parquet --max 1000
+    interp proteins fetch --query "reviewed:true AND ft_zn_fing:C2H2" --out znf.parquet --limit 1000
     interp toy train-protein-model --device cuda --minutes 5 --batch-size 256 --n-train 50000 \\
         --warmup 500 --results-md bench/RESULTS_protein_model.md
 

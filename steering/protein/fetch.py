@@ -2,7 +2,7 @@
 
     ds = fetch_uniprot("reviewed:true AND ft_zn_fing:C2H2 AND length:[50 TO 300]",
                        out="znf.parquet", max_results=2000)
-    interp proteins fetch --query "reviewed:true AND ft_zn_fing:C2H2" --out znf.parquet --max 2000
+    interp proteins fetch --query "reviewed:true AND ft_zn_fing:C2H2" --out znf.parquet --limit 2000
 
 Pages come from ``https://rest.uniprot.org/uniprotkb/search?query=...&format=json&size=N``;
 the next page's URL is in the ``Link: <...>; rel="next"`` response header (UniProt REST
