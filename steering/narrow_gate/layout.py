@@ -134,8 +134,9 @@ def image_layout(hm, inputs: dict) -> ImageLayout:
     if "image" not in spans:
         raise ImageSpanError(
             f"Model {type(hm.model).__name__} (adapter {hm.adapter.name!r}) has no image span: the narrow-gate "
-            "analyses need a vision-language model whose adapter marks image tokens (LLaVA, Chameleon, Janus, "
-            "Emu3, or the toy models 'toy:gated' / 'toy:free')."
+            "analyses need a vision-language model whose image tokens are marked (the families of "
+            "hooks/adapters/vlm_spans.py: LLaVA, Pixtral, Qwen-VL, Idefics, Gemma-3, ...; Chameleon, Janus, Emu3; "
+            "or the toy models 'toy:gated' / 'toy:free')."
         )
     image = spans["image"].bool() & am
     counts = image.sum(1)
