@@ -1,7 +1,7 @@
 """Previous-token and induction scores per attention head, read from the attention weights.
 
     from interp.head_scores import score_heads
-    df = score_heads("runs/demo/model", symbols=range(3, 67), bos=1)   # path or a HF causal LM
+    df = score_heads("runs/demo-lm/model", symbols=range(3, 67), bos=1)   # path or a HF causal LM
     df   # layer, head, prev_token, induction ; df.attrs: chance levels, sequence length
 
 Both scores are averages of attention *weights* on a probe batch of random tokens repeated

@@ -10,7 +10,7 @@ and an induction head in layer 1 attends from the current token to the position 
 earlier occurrence and copies that token. :mod:`interp.head_scores` measures both from the
 attention weights; ``tests/circuits/test_induction.py`` checks that patching finds them.
 
-    path = build_toy_lm("runs/demo/model", seed=0)   # trains (~10 s of CPU) and saves
+    path = build_toy_lm("runs/demo-lm/model", seed=0)   # trains (~10 s of CPU) and saves
     model = hooks.load(path)
     rows = induction_pairs(16)                       # clean/corrupt prompts with answers
 
