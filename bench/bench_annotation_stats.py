@@ -224,7 +224,7 @@ def main(argv=None):
               "Building each batch (sparse → dense on the device) is excluded from our time "
               f"({', '.join(f'{k}: {v[1]:.1f}s' for k, v in results.items())}); the reference's column "
               "extraction from a CSC matrix is included in its time."]
-    from interp.io import write_text_atomic
+    from hooks.io import write_text_atomic
 
     write_text_atomic(Path(a.out), "\n".join(lines) + "\n")
     print(f"wrote {a.out}")

@@ -67,7 +67,7 @@ def run_meta(seeds=None, argv=None, **extra) -> dict:
 
 def write_meta_sidecar(path, seeds=None, **extra) -> Path:
     """Write ``PATH.meta.json`` (atomically) describing how ``path`` (a CSV, PNG, ...) was made."""
-    from .io import write_json_atomic
+    from hooks.io import write_json_atomic
 
     side = Path(str(path) + ".meta.json")
     write_json_atomic(side, run_meta(seeds=seeds, file=Path(path).name, **extra))
@@ -85,7 +85,7 @@ def stamp_out_dir(out, seeds=None, since: float | None = None, **extra) -> Path 
     directory."""
     import json
 
-    from .io import write_json_atomic
+    from hooks.io import write_json_atomic
 
     out = Path(out)
     if not out.is_dir():

@@ -112,7 +112,7 @@ def run(
         _fail(str(e))
     _print_summary(res["summary"], f"{model} · {Path(spec).name}")
     from ._meta import run_meta
-    from .io import write_csv_atomic, write_json_atomic
+    from hooks.io import write_csv_atomic, write_json_atomic
 
     write_json_atomic(out / "results.json", {"model": model, "data": data, "spec": [i.to_dict() for i in ivs],
                                              "summary": res["summary"], "batches": res["batches"],

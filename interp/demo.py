@@ -32,7 +32,7 @@ def run_demo(out: Path, *, seed: int = 0, console=None) -> dict:
     import hooks
 
     from .evaluate import compare
-    from .io import write_json_atomic, write_text_atomic
+    from hooks.io import write_json_atomic, write_text_atomic
     from .toy_lm import build_toy_lm, induction_pairs
 
     log = console.print if console else print

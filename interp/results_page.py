@@ -94,7 +94,7 @@ def write_results_page(folder, *, out=None, title=None, max_rows: int = 2000, la
     from saes.dashboard.html import page
     from saes.dashboard.site import copy_assets
 
-    from .io import write_text_atomic
+    from hooks.io import write_text_atomic
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -164,7 +164,7 @@ def render_more(out_dir) -> list:
 
 def render_all(out_dir, suffix: str = "", width: int | None = None) -> dict:
     """``{name: png path}`` for the gallery figures, written to ``out_dir/<name>{_suffix}.png``."""
-    from interp.geometry.profile import plot_profile
+    from geometry.profile import plot_profile
     from interp.landscape.plots import plot_landscape
     from interp.patching.plots import heatmaps
     from interp.topology.report import plot_results

@@ -114,7 +114,7 @@ def run_landscape(model, data, *, shots: Sequence[int] | str = (0, 1, 2, 5), sft
     import hooks
     import pandas as pd
 
-    from interp.io import write_json_atomic, write_text_atomic
+    from hooks.io import write_json_atomic, write_text_atomic
 
     t_start = time.time()
     say = log or (lambda *_: None)

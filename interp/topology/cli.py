@@ -162,7 +162,7 @@ def register(app) -> None:
 
         from steering.cli_common import console, fail
 
-        from interp.io import write_json_atomic
+        from hooks.io import write_json_atomic
 
         from .pruning import pruned_loss, pruned_metric, random_cuts
 

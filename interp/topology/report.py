@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hooks.plot_style import figure, layer_axis, legend_outside, line_styles, save_figure, styled, title_from
-from interp.io import write_csv_atomic, write_json_atomic
+from hooks.io import write_csv_atomic, write_json_atomic
 
 __all__ = ["write_results", "plot_results"]
 

@@ -27,7 +27,8 @@ class LayerWindowError(NarrowGateError):
 
 
 class TaskError(NarrowGateError):
-    """An unknown task or metric, or examples without what the task needs (answers, labels)."""
+    """An unknown task, metric or option value (e.g. a flow normalisation), or examples without what the
+    task needs (answers, labels)."""
 
 
 class MissingDependencyError(NarrowGateError):

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ImageSpanError
+from .errors import DatasetError, ImageSpanError, TaskError
 
 GROUPS = ("special", "image", "last_image", "eoi")
 NORMALIZE = ("authors", "per_example")
@@ -115,7 +115,7 @@ class FlowResult:
         """The key with the largest mean share over ``layers`` (default all), layers weighted by
         ``side_mass`` (``weights="mass"``, default) or equally (``"uniform"``)."""
         if weights not in ("mass", "uniform"):
-            raise ImageSpanError(f"gate(weights=...) must be 'mass' or 'uniform', got {weights!r}.")
+            raise TaskError(f"gate(weights=...) must be 'mass' or 'uniform', got {weights!r}.")
         sel = [self.layers.index(L) for L in layers] if layers is not None else list(range(len(self.layers)))
         names, offs, vals = self._candidates()
         w = np.asarray(self.side_mass, dtype=float)[sel] if weights == "mass" else np.ones(len(sel))
@@ -250,12 +250,12 @@ def attention_flow(hm, examples, *, layers=None, batch_size: int = 8, task: str 
     from .tasks import encode
 
     if normalize not in NORMALIZE:
-        raise ImageSpanError(f"Unknown flow normalisation {normalize!r}; use one of {NORMALIZE}.")
+        raise TaskError(f"Unknown flow normalisation {normalize!r}; use one of {NORMALIZE}.")
     if backend not in BACKENDS:
-        raise ImageSpanError(f"Unknown flow backend {backend!r}; use one of {BACKENDS}.")
+        raise TaskError(f"Unknown flow backend {backend!r}; use one of {BACKENDS}.")
     layers = layer_window(hm.n_layers, layers=layers)
     if not examples:
-        raise ImageSpanError("No examples to measure the attention flow on.")
+        raise DatasetError("No examples to measure the attention flow on.")
     acc = _Accumulator(len(layers), normalize)
     names, lay = None, None
     from hooks.progress import track
