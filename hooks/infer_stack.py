@@ -20,6 +20,16 @@ def _depth(path: str) -> int:
     return len(path.split("."))
 
 
+def _common(a: str, b: str) -> int:
+    """Number of leading path components ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a.split("."), b.split(".")):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root + ".")
 
