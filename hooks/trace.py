@@ -213,7 +213,10 @@ class Trace:
             stage = "scores" if binding.name.startswith("attn_scores") else "pattern"
 
             def handler(st, t, _b=binding, _ops=ops_list, _stage=stage):
-                return self._apply(_b, _ops, t) if st == _stage and at_call() else None
+                return self._apply(_b, _ops, t) if st == _stage else None
+
+            if binding.call is not None:
+                handler.active = at_call  # other calls of the module keep the stock attention
 
             attention.add_handler(binding.module, handler)
             remover = (lambda m=binding.module, h=handler: attention.remove_handler(m, h))
