@@ -65,7 +65,7 @@ import torch
 from .adapters.base import Adapter, Site
 from .infer_shared import find_shared_block, last_call, per_call_plans, scope_of
 from .infer_stack import (_common, _depth, _final_norm, _hidden_key, _logits_module, _parallel_lists,  # noqa: F401
-                          _time_first_layouts, _under, close)
+                          _time_first_layouts, _token_offsets, _under, close)
 from .recording import (Rec, _first_int, accepts, call, first_input, first_output,  # noqa: F401 (re-exported)
                         hidden_states_of, n_heads_of, probe_ids, record, restoring_capture_hooks, text_config)
 
@@ -502,6 +502,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     # encoders are padded on the right and keep their own positions: position ids computed from the mask
     # would move the padding's positions, which leaks into real tokens where padding is not masked (FNet, ConvBERT)
     pos = pos and can_gen
+    offset = _token_offsets(sites, plans, recs, bounds[0], hs[0] if isinstance(hs, (tuple, list)) and hs else None)
     for L, pl in enumerate(plans):
         if not explicit_ok:
             for k in ("attn_scores", "attn_pattern"):
@@ -533,7 +534,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         spans=spans,
         extra={**extra_vlm, "layer_sites": [pl.sites for pl in plans], "absent": absent, "composition": comp,
                "norms": [pl.norms for pl in plans], "inferred": True, "hidden_states": hs_key,
-               "shared_block": no_list is not None,
+               "shared_block": no_list is not None, "token_offset": offset,
                # the recording forward ran every probed attention through hooks.attention's explicit path:
                # hooks.verify compares its last hidden state with the stock forward's on the same ids
                "explicit_reference": (ids.detach().cpu(), hs[-1].detach().cpu())

@@ -31,6 +31,7 @@ class Binding:
     readonly: bool = False  # caching only (see Site.readonly)
     call: Optional[int] = None  # only the call-th call of module within each forward of scope (Site.call)
     scope: Optional[torch.nn.Module] = None
+    token_offset: Optional[int] = None  # the tokens are positions [offset, offset + P) of a longer stream
 
     def __hash__(self):
         return hash((self.name, id(self.module), self.kind))
@@ -79,7 +80,8 @@ def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
                 return
             raise AttributeError(f"adapter {adapter.name}: site {name} expects module {path!r}, which is missing")
         table[name] = Binding(name, get_module(root, path), spec.kind, spec.layout, spec.inplace, layer, nh,
-                              spec.readonly, spec.call, get_module(root, spec.scope) if spec.call is not None else None)
+                              spec.readonly, spec.call, get_module(root, spec.scope) if spec.call is not None else None,
+                              spec.token_offset)
 
     if "embed" in adapter.sites:
         add("embed", adapter.sites["embed"])

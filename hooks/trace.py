@@ -263,6 +263,10 @@ class Trace:
         x = O.to_canon(native, binding.layout, binding.n_heads)
         if ctx is None or ctx.attention_mask.shape[0] != x.shape[0]:
             ctx = hm._fallback_context(x)
+        full, off = None, binding.token_offset
+        if off is not None and ctx is hm._ctx and x.shape[1] > ctx.length - ctx.window_start:
+            # a stream longer than the input (Site.token_offset): ops see the tokens' positions only
+            full, x = x, x[:, off:off + ctx.length - ctx.window_start]
         changed = False
         for op in ops_list:
             y = op(x, ctx)
@@ -270,6 +274,10 @@ class Trace:
                 x, changed = y, True
         if not changed:
             return None
+        if full is not None:
+            full = full.clone()
+            full[:, off:off + x.shape[1]] = x
+            x = full
         new = O.from_canon(x, binding.layout)
         if binding.inplace:
             if torch.is_grad_enabled():

@@ -58,6 +58,9 @@ class Site:
     # ``call``-th call (0-based) within each forward of ``scope`` (a module that runs once per forward; "" the root)
     call: Optional[int] = None
     scope: str = ""
+    # a stream longer than the input (Longformer pads to its attention window, CPM-Ant prepends a learned
+    # prompt, ProphetNet appends its n-gram streams): the tokens are positions [token_offset, token_offset + P)
+    token_offset: Optional[int] = None
 
 
 @dataclass(frozen=True)
