@@ -80,7 +80,7 @@ class InferenceError(RuntimeError):
     """Structural inference could not find the canonical sites (the message says what was missing)."""
 
 
-class NoBlockListError(InferenceError):
+class _NoBlockList(InferenceError):
     """No ``ModuleList`` of the config's layer count: the layers may be one shared module (ALBERT)."""
 
 
@@ -109,7 +109,7 @@ def find_blocks(model) -> str:
                 continue
             cands.append(name)
     if not cands:
-        raise NoBlockListError(f"no ModuleList of length {n} (the config's layer count) outside vision/audio towers")
+        raise _NoBlockList(f"no ModuleList of length {n} (the config's layer count) outside vision/audio towers")
     if emb is not None:
         cands.sort(key=lambda p: (-_common(p, emb), len(p.split("."))))
     else:
@@ -440,7 +440,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     try:
         blocks_path, no_list = find_blocks(model), None
         n = len(model.get_submodule(blocks_path))
-    except NoBlockListError as e:  # perhaps one shared layer module run once per layer (hooks.infer_shared)
+    except _NoBlockList as e:  # perhaps one shared layer module run once per layer (hooks.infer_shared)
         blocks_path, no_list = None, e
         n = _first_int(text_config(model), LAYER_KEYS)
     emb_mod = model.get_input_embeddings()
