@@ -173,7 +173,7 @@ class Trace:
         at_call = self._at_call(b)
 
         def stop(mod, args, output=None, _t=self):
-            if at_call():
+            if at_call is None or at_call():
                 raise _StopForward(_t)
 
         if b.kind == "input":
@@ -190,11 +190,11 @@ class Trace:
 
     # -- hooks -----------------------------------------------------------------
     def _at_call(self, binding):
-        """``() -> bool``: is the module's call in progress the one ``binding`` names? Always True
-        for ordinary bindings; for a per-call binding (``binding.call``: a module that runs once per
+        """``() -> bool``: is the module's call in progress the one ``binding`` names? None (every
+        call) for ordinary bindings; for a per-call binding (``binding.call``: a module that runs once per
         layer, ALBERT) through one :class:`~hooks.calls.CallCounter` per module and trace."""
         if binding.call is None:
-            return lambda: True
+            return None
         key = id(binding.module)
         counter = self._counters.get(key)
         if counter is None:
@@ -215,7 +215,7 @@ class Trace:
             def handler(st, t, _b=binding, _ops=ops_list, _stage=stage):
                 return self._apply(_b, _ops, t) if st == _stage else None
 
-            if binding.call is not None:
+            if at_call is not None:
                 handler.active = at_call  # other calls of the module keep the stock attention
 
             attention.add_handler(binding.module, handler)
@@ -223,7 +223,7 @@ class Trace:
         elif binding.kind == "output":
 
             def fwd_hook(mod, args, output, _b=binding, _ops=ops_list):
-                if not at_call():
+                if at_call is not None and not at_call():
                     return None
                 t = output[0] if isinstance(output, tuple) else output
                 if not isinstance(t, torch.Tensor):
@@ -237,7 +237,7 @@ class Trace:
         elif binding.kind == "input":
 
             def pre_hook(mod, args, kwargs, _b=binding, _ops=ops_list):
-                if not at_call():
+                if at_call is not None and not at_call():
                     return None
                 if args and isinstance(args[0], torch.Tensor):
                     new = self._apply(_b, _ops, args[0])

@@ -378,6 +378,10 @@ WHY = {
     "(models/prophetnet/modeling_prophetnet.py ProphetNetForCausalLM: predict_logits[:, 0]), while the sites hold the "
     "main stream that output_hidden_states returns: the last layer's main-stream output (resid_post.1 of 2) feeds no logit",
     ("prophetnet", "generate"): "as for steer: the steered last-layer main stream feeds no logit",
+    ("xlnet", "generate"): "XLNet's generate asks for the next token through target_mapping, so the logits are read "
+    "from the query stream (models/xlnet/modeling_xlnet.py XLNetModel.forward: output_g if output_g is not None), while "
+    "the sites hold the content stream that output_hidden_states returns: the last layer's content stream (resid_post.1 "
+    "of 2) feeds no logit there",
     ("funnel", "wrap"): "Funnel pools the sequence between its block groups (models/funnel/modeling_funnel.py "
     "FunnelEncoder: block_sizes, pooling_type), so no per-token residual stream of one length runs through its layers",
     ("perceiver", "wrap"): "Perceiver's layers run on a fixed latent array that cross-attends to the tokens "
