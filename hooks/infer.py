@@ -63,7 +63,7 @@ from typing import Optional
 import torch
 
 from .adapters.base import Adapter, Site
-from .infer_shared import find_shared_block, last_call, per_call_plans, scope_of
+from .infer_shared import find_shared_blocks, last_call, per_call_plans, scope_of
 from .infer_stack import (_common, _depth, _final_norm, _hidden_key, _logits_module, _parallel_lists,  # noqa: F401
                           _time_first_layouts, _token_offsets, _under, close)
 from .recording import (Rec, _first_int, accepts, call, first_input, first_output,  # noqa: F401 (re-exported)
@@ -463,13 +463,15 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     recs = rec.recs
     nh = n_heads_of(model)
     if no_list is not None:
-        blocks_path = find_shared_block(recs, n, emb_path)
-        if blocks_path is None:
+        found = find_shared_blocks(recs, n, emb_path)
+        if found is None:
             raise InferenceError(f"{no_list}, and no module runs {n} times feeding its own output back in "
                                  "(a layer shared across layers)")
-        plan = analyse_block(blocks_path, recs, nh, n_experts=_first_int(text_config(model), EXPERT_KEYS))
-        plans, members = per_call_plans(plan, recs, n, scope_of(blocks_path, recs)), None
-        bounds, last_rec = [recs[blocks_path]], last_call(recs[blocks_path])
+        blocks_path, shared = found
+        ne = _first_int(text_config(model), EXPERT_KEYS)
+        plans = per_call_plans([(analyse_block(p, recs, nh, n_experts=ne), k) for p, k in shared], recs,
+                               scope_of(shared[0][0], recs))
+        members, bounds, last_rec = None, [recs[shared[0][0]]], last_call(recs[shared[-1][0]])
     else:
         plans, members = _plans(model, blocks_path, n, recs, nh)
         bounds = [recs[m[0]] for m in members] if members else [recs[f"{blocks_path}.{L}"] for L in range(n)]

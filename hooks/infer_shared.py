@@ -6,7 +6,8 @@ which calls ``albert_layer_groups[group_idx]`` ``num_hidden_layers`` times) has 
 of ``num_hidden_layers`` blocks: :func:`hooks.infer.find_blocks` fails, and the block is found in
 the recording forward instead, as the module that
 
-* runs exactly ``n`` times (the config's layer count),
+* runs exactly ``n`` times (the config's layer count) — or, with several groups of shared layers,
+  the children of a ``ModuleList`` run in turn, ``n`` calls in all,
 * maps a ``(B, P, D)`` tensor to one of the same shape, and
 * chains: its first call's output is its second call's input.
 
@@ -15,8 +16,8 @@ reads them) bound to the ``L``-th call of each module (``Site.call``; hooks fire
 call, :mod:`hooks.calls`), counted within each forward of the nearest enclosing module that runs
 once per forward (the ``scope``: ALBERT's encoder)::
 
-    path = find_shared_block(model, recs, n=12, emb_path="albert.embeddings.word_embeddings")
-    plans = per_call_plans(analyse_block(path, recs, nh), recs, n, scope_of(path, recs))
+    layers, blocks = find_shared_blocks(recs, n=12, emb_path="albert.embeddings.word_embeddings")
+    plans = per_call_plans([(analyse_block(p, recs, nh), k) for p, k in blocks], recs, scope_of(blocks[0][0], recs))
 """
 from __future__ import annotations
 
@@ -26,17 +27,40 @@ from typing import Optional
 from .infer_stack import _common, _depth, close
 
 
-def find_shared_block(recs: dict, n: int, emb_path: Optional[str]) -> Optional[str]:
-    """Path of the module that runs ``n`` times and feeds itself (see the module docstring), nearest
-    the input embeddings, outermost first (ALBERT: the layer group, which holds the layer); else None."""
+def _chains(r) -> bool:
+    """A module whose first call's output is its second call's input (or that runs once)."""
+    return r.calls == 1 or close(r.out, r.inp_next)
+
+
+def find_shared_blocks(recs: dict, n: int, emb_path: Optional[str]) -> Optional[tuple]:
+    """``(layers_path, [(block path, calls), ...])``: the blocks in run order whose calls, ``n`` in all,
+    are the layers, each call feeding the next (see the module docstring), nearest the input
+    embeddings, outermost first; else None. Either one module run ``n`` times (ALBERT: the layer
+    group, which holds the layer) or the children of a ``ModuleList`` run in turn, each several
+    times (ALBERT with ``num_hidden_groups > 1``: layers ``0..n/g-1`` are group 0's calls)."""
     if n < 2:
         return None
-    cands = [p for p, r in recs.items()
-             if p and r.calls == n and r.inp is not None and r.out is not None and r.inp.dim() == 3
-             and r.inp.shape == r.out.shape and close(r.out, r.inp_next)]
+
+    def ok(r):
+        return (r is not None and r.calls >= 1 and r.inp is not None and r.out is not None and r.inp.dim() == 3
+                and r.inp.shape == r.out.shape and _chains(r))
+
+    cands = [(p, [(p, n)]) for p, r in recs.items() if p and r.calls == n and ok(r)]
+    parents = {p.rpartition(".")[0] for p in recs if p.rpartition(".")[2].isdigit()}
+    for q in parents:
+        kids, i = [], 0
+        while f"{q}.{i}" in recs:
+            kids.append(recs[f"{q}.{i}"])
+            i += 1
+        if len(kids) < 2 or not all(ok(r) for r in kids) or sum(r.calls for r in kids) != n:
+            continue
+        kids.sort(key=lambda r: r.start)
+        prev_out = [r.out_last if r.out_last is not None else r.out for r in kids]
+        if all(close(prev_out[j], kids[j + 1].inp) for j in range(len(kids) - 1)):
+            cands.append((q, [(r.path, r.calls) for r in kids]))
     if not cands:
         return None
-    cands.sort(key=lambda p: (-_common(p, emb_path or ""), _depth(p)))
+    cands.sort(key=lambda c: (-_common(c[0], emb_path or ""), _depth(c[0])))
     return cands[0]
 
 
@@ -51,17 +75,19 @@ def scope_of(block_path: str, recs: dict) -> str:
     return ""
 
 
-def per_call_plans(plan, recs: dict, n: int, scope: str) -> list:
-    """One plan per layer from the shared block's plan: every site bound to its module's call in layer
-    ``L`` (a module that runs ``k`` times per layer: call ``L·k``, its first call in that layer)."""
+def per_call_plans(blocks: list, recs: dict, scope: str) -> list:
+    """One plan per layer from ``[(plan of a block's first call, its calls), ...]`` (run order): every
+    site bound to its module's call in that layer (a module run ``k`` times per block call: call
+    ``c·k`` in the block's call ``c``, its first call there)."""
     out = []
-    for L in range(n):
-        sites = {}
-        for kind, site in plan.sites.items():
-            r = recs.get(site.path)
-            k = max(1, (r.calls if r is not None else n) // n)
-            sites[kind] = replace(site, call=L * k, scope=scope)
-        out.append(replace(plan, sites=sites, absent=dict(plan.absent)))
+    for plan, calls in blocks:
+        for c in range(calls):
+            sites = {}
+            for kind, site in plan.sites.items():
+                r = recs.get(site.path)
+                k = max(1, (r.calls if r is not None else calls) // calls)
+                sites[kind] = replace(site, call=c * k, scope=scope)
+            out.append(replace(plan, sites=sites, absent=dict(plan.absent)))
     return out
 
 

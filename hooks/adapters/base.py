@@ -68,7 +68,7 @@ class Adapter:
     """Declarative description of one architecture family."""
 
     name: str
-    layers: str  # path of the ModuleList of blocks
+    layers: str  # path of the ModuleList of blocks (extra['shared_block']: of the one block run once per layer)
     sites: dict
     model_types: tuple = ()  # HF config.model_type values
     class_names: tuple = ()  # root class names (non-HF models)

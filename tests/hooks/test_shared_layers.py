@@ -143,3 +143,42 @@ def test_call_count_restarts_after_a_failed_or_stopped_forward(albert):
             block(clean["resid_pre.0"])
         tr.run(ids)
     assert all(torch.equal(c[f"resid_post.{L}"], clean[f"resid_post.{L}"]) for L in range(N))
+
+
+def test_distinct_blocks_get_no_call_counting():
+    """Models whose blocks are distinct modules keep plain module hooks: no binding is per-call and
+    a trace adds exactly one hook per site (no counters)."""
+    from .tiny_models import build
+
+    hm = hooks.wrap(build("llama"))
+    assert not hm.adapter.extra.get("shared_block")
+    assert all(b.call is None for b in hm._table.values())
+    n0 = _hooks(hm.model)
+    with hm.trace() as tr:
+        tr.cache(["resid_pre.*", "resid_post.*"])
+        assert _hooks(hm.model) - n0 == 1 + 2 * hm.n_layers  # (+1: the batch-context hook of the root)
+        assert tr._counters == {}
+    assert _hooks(hm.model) == n0
+
+
+def test_groups_of_shared_layers_run_in_turn():
+    """``num_hidden_groups=2`` over 4 layers: layers 0-1 are group 0's two calls, 2-3 group 1's."""
+    import transformers as T
+
+    torch.manual_seed(0)
+    cfg = T.AlbertConfig(vocab_size=64, embedding_size=16, hidden_size=32, num_hidden_layers=4, num_hidden_groups=2,
+                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=64, pad_token_id=0)
+    model = T.AlbertForMaskedLM(cfg).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SiteCheckWarning)
+        hm = hooks.wrap(model)
+    groups = model.albert.encoder.albert_layer_groups
+    got = [(hm.resolve_sites(f"resid_post.{L}")[0].module, hm.resolve_sites(f"resid_post.{L}")[0].call) for L in range(4)]
+    assert got == [(groups[0], 0), (groups[0], 1), (groups[1], 0), (groups[1], 1)]
+    ids = _ids(4)
+    clean, out = _cache(hm, ids)
+    for L in range(4):
+        assert torch.allclose(clean[f"resid_post.{L}"], out.hidden_states[L + 1], atol=1e-6)
+    steered, _ = _cache(hm, ids, Steer("resid_post.2", vector=torch.ones(32), scale=3.0))
+    assert all(torch.equal(steered[f"resid_post.{L}"], clean[f"resid_post.{L}"]) for L in range(2))
+    assert all(not torch.allclose(steered[f"resid_post.{L}"], clean[f"resid_post.{L}"]) for L in range(2, 4))
