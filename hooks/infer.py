@@ -473,6 +473,12 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
                                scope_of(shared[0][0], recs))
         members, bounds, last_rec = None, [recs[shared[0][0]]], last_call(recs[shared[-1][0]])
     else:
+        again = [L for L in range(n) if recs[f"{blocks_path}.{L}"].calls > 1]
+        if again:  # e.g. ALBERT with inner_group_num > 1: each of these modules is several layers, interleaved
+            raise InferenceError(
+                f"the blocks of {blocks_path} run more than once per forward (block {again[0]}: "
+                f"{recs[f'{blocks_path}.{again[0]}'].calls} calls), so its {n} modules are not the config's {n} "
+                "layers; module hooks would mix their calls")
         plans, members = _plans(model, blocks_path, n, recs, nh)
         bounds = [recs[m[0]] for m in members] if members else [recs[f"{blocks_path}.{L}"] for L in range(n)]
         last_rec = recs[members[-1][-1]] if members else bounds[-1]
