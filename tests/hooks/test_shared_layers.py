@@ -182,3 +182,17 @@ def test_groups_of_shared_layers_run_in_turn():
     steered, _ = _cache(hm, ids, Steer("resid_post.2", vector=torch.ones(32), scale=3.0))
     assert all(torch.equal(steered[f"resid_post.{L}"], clean[f"resid_post.{L}"]) for L in range(2))
     assert all(not torch.allclose(steered[f"resid_post.{L}"], clean[f"resid_post.{L}"]) for L in range(2, 4))
+
+
+def test_blocks_that_each_run_several_times_are_refused():
+    """``inner_group_num=2``: a ModuleList of 2 layers, each run twice per forward, interleaved. Its
+    modules are not the config's layers; plain module hooks would mix calls, so wrapping refuses."""
+    import transformers as T
+
+    from hooks.errors import UnsupportedModelError
+
+    torch.manual_seed(0)
+    cfg = T.AlbertConfig(vocab_size=64, embedding_size=16, hidden_size=32, num_hidden_layers=2, inner_group_num=2,
+                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    with pytest.raises(UnsupportedModelError, match="run more than once per forward"):
+        hooks.wrap(T.AlbertForMaskedLM(cfg).eval())
