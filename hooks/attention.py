@@ -39,6 +39,8 @@ def handlers_for(module: torch.nn.Module) -> list:
 
 
 def add_handler(module: torch.nn.Module, fn) -> None:
+    """Call ``fn(stage, tensor)`` in ``module``'s attention. ``fn.active`` (optional, ``() -> bool``)
+    says whether it applies to the call in progress (a per-call site of a shared layer)."""
     _HANDLERS.setdefault(id(module), []).append(fn)
 
 
@@ -132,6 +134,8 @@ def _make(base: str):
 
     def interp_attention(module, query, key, value, attention_mask, **kwargs):
         handlers = _HANDLERS.get(id(module))
+        if handlers:  # a handler for another call of a shared module (hooks.calls) leaves this one stock
+            handlers = [h for h in handlers if getattr(h, "active", None) is None or h.active()]
         if not handlers:
             fn = resolved.get(type(module))
             if fn is None:

@@ -63,8 +63,9 @@ from typing import Optional
 import torch
 
 from .adapters.base import Adapter, Site
-from .infer_stack import (_depth, _final_norm, _hidden_key, _logits_module, _parallel_lists,  # noqa: F401
-                          _time_first_layouts, _under, close)
+from .infer_shared import find_shared_blocks, last_call, per_call_plans, scope_of
+from .infer_stack import (_common, _depth, _final_norm, _hidden_key, _logits_module, _parallel_lists,  # noqa: F401
+                          _time_first_layouts, _token_offsets, _under, close)
 from .recording import (Rec, _first_int, accepts, call, first_input, first_output,  # noqa: F401 (re-exported)
                         hidden_states_of, n_heads_of, probe_ids, record, restoring_capture_hooks, text_config)
 
@@ -79,6 +80,10 @@ class InferenceError(RuntimeError):
     """Structural inference could not find the canonical sites (the message says what was missing)."""
 
 
+class _NoBlockList(InferenceError):
+    """No ``ModuleList`` of the config's layer count: the layers may be one shared module (ALBERT)."""
+
+
 # -- tree helpers ------------------------------------------------------------------------------
 def _path_of(model, module) -> Optional[str]:
     if module is None:
@@ -87,15 +92,6 @@ def _path_of(model, module) -> Optional[str]:
         if m is module:
             return name
     return None
-
-
-def _common(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a.split("."), b.split(".")):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def find_blocks(model) -> str:
@@ -113,7 +109,7 @@ def find_blocks(model) -> str:
                 continue
             cands.append(name)
     if not cands:
-        raise InferenceError(f"no ModuleList of length {n} (the config's layer count) outside vision/audio towers")
+        raise _NoBlockList(f"no ModuleList of length {n} (the config's layer count) outside vision/audio towers")
     if emb is not None:
         cands.sort(key=lambda p: (-_common(p, emb), len(p.split("."))))
     else:
@@ -151,14 +147,14 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optio
         inner = [r for p, r in recs.items() if p != bpath and _under(p, bpath) and r.calls >= 1]
         if block.out is None and block.out_list is not None:  # OpenAI-GPT's Block returns [h, ...]: a list
             block = Rec(bpath, block.module, 1, block.start, block.end, block.inp, block.out_list)
-            last = [r for r in inner if r.calls == 1 and r.out is not None and close(r.out, block.out)]
+            last = [r for r in inner if r.calls == block.calls and r.out is not None and close(r.out, block.out)]
             if not last:
                 raise InferenceError(f"block {bpath} returns a list and no module inside it gives its first element")
             post_site = Site(max(last, key=lambda r: (r.end, -_depth(r.path))).path)
     x, y = block.inp, block.out
     if x is None or y is None or x.shape != y.shape:
         raise InferenceError(f"block {bpath} does not map a (B, P, D) tensor to one of the same shape")
-    once = [r for r in inner if r.calls == 1]
+    once = [r for r in inner if r.calls == block.calls]  # once per block call (a shared block runs n times)
     cands = sorted([r for r in once if r.out is not None and r.out.shape == x.shape], key=lambda r: r.end)
     readers = sorted([r for r in once if r.inp is not None and r.inp.shape == x.shape], key=lambda r: r.start)
     probed = [r for r in inner if r.attn_calls > 0]
@@ -166,7 +162,7 @@ def analyse_block(bpath: str, recs: dict, n_heads: Optional[int], members: Optio
     attn_mods = probed or named
     attn = min(attn_mods, key=lambda r: (_depth(r.path), r.start)) if attn_mods else None
     reachable = bool(probed)
-    twice = attn is not None and attn.attn_calls > 1  # e.g. differential attention: two softmaxes per layer
+    twice = attn is not None and attn.attn_calls > block.calls  # e.g. differential attention: two softmaxes per layer
     sites: dict = {"resid_pre": pre_site, "resid_post": post_site}
     absent: dict = {}
 
@@ -441,9 +437,12 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     if not hasattr(model, "config") or not hasattr(model, "get_input_embeddings"):
         raise InferenceError(f"{type(model).__name__} is not a transformers PreTrainedModel")
     attention.enable(model)
-    blocks_path = find_blocks(model)
-    blocks = model.get_submodule(blocks_path)
-    n = len(blocks)
+    try:
+        blocks_path, no_list = find_blocks(model), None
+        n = len(model.get_submodule(blocks_path))
+    except _NoBlockList as e:  # perhaps one shared layer module run once per layer (hooks.infer_shared)
+        blocks_path, no_list = None, e
+        n = _first_int(text_config(model), LAYER_KEYS)
     emb_mod = model.get_input_embeddings()
     emb_path = _path_of(model, emb_mod)
     out_mod = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -463,12 +462,30 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         model.train(was_training)
     recs = rec.recs
     nh = n_heads_of(model)
-    plans, members = _plans(model, blocks_path, n, recs, nh)
-    bounds = [recs[m[0]] for m in members] if members else [recs[f"{blocks_path}.{L}"] for L in range(n)]
-    last_rec = recs[members[-1][-1]] if members else bounds[-1]
+    if no_list is not None:
+        found = find_shared_blocks(recs, n, emb_path)
+        if found is None:
+            raise InferenceError(f"{no_list}, and no module runs {n} times feeding its own output back in "
+                                 "(a layer shared across layers)")
+        blocks_path, shared = found
+        ne = _first_int(text_config(model), EXPERT_KEYS)
+        plans = per_call_plans([(analyse_block(p, recs, nh, n_experts=ne), k) for p, k in shared], recs,
+                               scope_of(shared[0][0], recs))
+        members, bounds, last_rec = None, [recs[shared[0][0]]], last_call(recs[shared[-1][0]])
+    else:
+        again = [L for L in range(n) if recs[f"{blocks_path}.{L}"].calls > 1]
+        if again:  # e.g. ALBERT with inner_group_num > 1: each of these modules is several layers, interleaved
+            raise InferenceError(
+                f"the blocks of {blocks_path} run more than once per forward (block {again[0]}: "
+                f"{recs[f'{blocks_path}.{again[0]}'].calls} calls), so its {n} modules are not the config's {n} "
+                "layers; module hooks would mix their calls")
+        plans, members = _plans(model, blocks_path, n, recs, nh)
+        bounds = [recs[m[0]] for m in members] if members else [recs[f"{blocks_path}.{L}"] for L in range(n)]
+        last_rec = recs[members[-1][-1]] if members else bounds[-1]
+        # (a block run once per layer is hooked per call: path hooks could not tell its layers apart)
+        _check_inplace_resid_mid(model, blocks_path, plans, inputs)
     hs_key = _hidden_key(rec.output, bounds[0], n)
     hs = hidden_states_of(rec.output, hs_key) if hs_key else None
-    _check_inplace_resid_mid(model, blocks_path, plans, inputs)
     sites: dict = {}
     absent: dict = {}
     vlm = hasattr(model.config, "vision_config") or getattr(model.config, "image_token_id", None) is not None
@@ -493,6 +510,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
     # encoders are padded on the right and keep their own positions: position ids computed from the mask
     # would move the padding's positions, which leaks into real tokens where padding is not masked (FNet, ConvBERT)
     pos = pos and can_gen
+    offset = _token_offsets(sites, plans, recs, bounds[0], hs[0] if isinstance(hs, (tuple, list)) and hs else None)
     for L, pl in enumerate(plans):
         if not explicit_ok:
             for k in ("attn_scores", "attn_pattern"):
@@ -524,6 +542,7 @@ def infer_adapter(model, name: Optional[str] = None) -> Adapter:
         spans=spans,
         extra={**extra_vlm, "layer_sites": [pl.sites for pl in plans], "absent": absent, "composition": comp,
                "norms": [pl.norms for pl in plans], "inferred": True, "hidden_states": hs_key,
+               "shared_block": no_list is not None, "token_offset": offset,
                # the recording forward ran every probed attention through hooks.attention's explicit path:
                # hooks.verify compares its last hidden state with the stock forward's on the same ids
                "explicit_reference": (ids.detach().cpu(), hs[-1].detach().cpu())

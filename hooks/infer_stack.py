@@ -20,6 +20,16 @@ def _depth(path: str) -> int:
     return len(path.split("."))
 
 
+def _common(a: str, b: str) -> int:
+    """Number of leading path components ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a.split("."), b.split(".")):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root + ".")
 
@@ -122,3 +132,41 @@ def _hidden_key(output, first, n):
         if first is None or key == "hidden_states" or close(hs[0], first.inp) or close(hs[1], first.out):
             return key
     return None
+
+
+def _token_offsets(sites: dict, plans: list, recs: dict, first, hs0) -> Optional[int]:
+    """Blocks that run on a stream longer than the input (Longformer pads it to a multiple of its
+    attention window, models/longformer/modeling_longformer.py ``_pad_to_window_size``; CPM-Ant
+    prepends a learned prompt, models/cpmant/modeling_cpmant.py ``CpmAntModel.forward``; ProphetNet's
+    decoder appends its n-gram predicting streams, models/prophetnet/modeling_prophetnet.py) while
+    ``output_hidden_states`` keep the tokens only: where ``hidden_states[0]`` is the slice
+    ``[off, off + P)`` of the first block's input, every site on that stream gets ``token_offset=off``
+    (its ops see the tokens' positions only; edits leave the rest as the model made it) and the
+    attention sites, whose query/key axes run over the whole stream, are absent. Returns ``off`` or None."""
+    x = None if first is None else first.inp
+    if x is None or hs0 is None or x.dim() != 3 or hs0.dim() != 3 or x.shape[1] <= hs0.shape[1]:
+        return None
+    P, S = hs0.shape[1], x.shape[1]
+    off = next((o for o in range(S - P + 1) if close(x[:, o:o + P], hs0)), None)
+    if off is None:
+        return None
+
+    def fix(site):
+        r = recs.get(site.path)
+        t = None if r is None else (r.inp if site.kind == "input" else r.out)
+        if t is not None and t.dim() >= 2 and t.shape[1] == S and site.layout in ("BPD", "heads"):
+            return replace(site, token_offset=off)
+        return site
+
+    for k, v in list(sites.items()):
+        sites[k] = fix(v)
+    why = (f"the attention runs over a stream of {S} positions for {P} tokens (internal padding, a prompt or "
+           "extra streams): its patterns are not token × token")
+    for pl in plans:
+        for k, v in list(pl.sites.items()):
+            if v.kind == "attn":
+                del pl.sites[k]
+                pl.absent[k] = why
+            else:
+                pl.sites[k] = fix(v)
+    return off

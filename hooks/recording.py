@@ -72,6 +72,9 @@ class Rec:
     attn_calls: int = 0
     out_tuple: bool = False  # the module returned a tuple (its first element is ``out``)
     out_list: Optional[torch.Tensor] = None  # first element of a returned *list* (no output site can edit it)
+    # modules that run several times (a shared layer, hooks.calls): the second call's input, the last call's output
+    inp_next: Optional[torch.Tensor] = None
+    out_last: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -130,8 +133,14 @@ def record(model, paths: list, inputs: dict, probe: bool = True) -> Recording:
                 r.start = tick()
                 t = first_input(args, kwargs)
                 r.inp = t.detach().clone() if _float(t) else None
+            elif r.calls == 2:
+                t = first_input(args, kwargs)
+                r.inp_next = t.detach().clone() if _float(t) else None
 
         def post(m, args, kwargs, output, r=r):
+            if r.calls > 1:
+                t = first_output(output)
+                r.out_last = t.detach().clone() if _float(t) else None
             if r.calls == 1 and r.end < 0:
                 r.end = tick()
                 t = first_output(output)

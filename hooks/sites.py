@@ -29,6 +29,9 @@ class Binding:
     layer: Optional[int] = None
     n_heads: Optional[int] = None
     readonly: bool = False  # caching only (see Site.readonly)
+    call: Optional[int] = None  # only the call-th call of module within each forward of scope (Site.call)
+    scope: Optional[torch.nn.Module] = None
+    token_offset: Optional[int] = None  # the tokens are positions [offset, offset + P) of a longer stream
 
     def __hash__(self):
         return hash((self.name, id(self.module), self.kind))
@@ -49,6 +52,9 @@ class SiteTable(dict):
 
 
 def n_layers(root: torch.nn.Module, adapter: Adapter) -> int:
+    per_layer = adapter.extra.get("layer_sites")
+    if per_layer is not None:  # (a shared block: adapter.layers is one module that runs once per layer)
+        return len(per_layer)
     return len(get_module(root, adapter.layers))
 
 
@@ -66,14 +72,16 @@ def build_table(root: torch.nn.Module, adapter: Adapter) -> dict:
         if spec.kind == "attn":
             if not has_module(root, path):
                 return
-            table[name] = Binding(name, get_module(root, path), "attn", spec.layout, False, layer, nh)
+            table[name] = Binding(name, get_module(root, path), "attn", spec.layout, False, layer, nh, False,
+                                  spec.call, get_module(root, spec.scope) if spec.call is not None else None)
             return
         if not has_module(root, path):
             if spec.optional:
                 return
             raise AttributeError(f"adapter {adapter.name}: site {name} expects module {path!r}, which is missing")
         table[name] = Binding(name, get_module(root, path), spec.kind, spec.layout, spec.inplace, layer, nh,
-                              spec.readonly)
+                              spec.readonly, spec.call, get_module(root, spec.scope) if spec.call is not None else None,
+                              spec.token_offset)
 
     if "embed" in adapter.sites:
         add("embed", adapter.sites["embed"])

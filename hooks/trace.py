@@ -27,6 +27,7 @@ from typing import Optional
 import torch
 
 from . import attention, ops as O
+from .calls import CallCounter
 from .errors import HookError
 from .interventions import Ablate, Cache, Edit, Intervention, Knockout, Patch, Steer
 
@@ -48,6 +49,7 @@ class Trace:
         self.output = None
         self.inputs = None
         self._entries: dict = {}  # binding name -> (binding, ops, remover)
+        self._counters: dict = {}  # id(module) -> CallCounter, for per-call bindings (hooks.calls)
         self._stores: list = []
         self._active = False
         self._ran = False
@@ -73,9 +75,12 @@ class Trace:
             return
         self._active = False
         entries, self._entries = self._entries, {}
+        counters, self._counters = self._counters, {}
         try:
             for _, _, remover in entries.values():
                 remover()
+            for c in counters.values():
+                c.remove()
         finally:
             self.hm._release_context_hook()
 
@@ -165,9 +170,11 @@ class Trace:
         """A forward hook that ends the forward after ``stop_after`` (registered last, so every
         intervention at that site has run)."""
         b = self.hm.resolve_sites(self.stop_after)[-1]
+        at_call = self._at_call(b)
 
         def stop(mod, args, output=None, _t=self):
-            raise _StopForward(_t)
+            if at_call is None or at_call():
+                raise _StopForward(_t)
 
         if b.kind == "input":
             return b.module.register_forward_pre_hook(lambda m, a: stop(m, a))
@@ -182,12 +189,25 @@ class Trace:
             s.finalize()
 
     # -- hooks -----------------------------------------------------------------
+    def _at_call(self, binding):
+        """``() -> bool``: is the module's call in progress the one ``binding`` names? None (every
+        call) for ordinary bindings; for a per-call binding (``binding.call``: a module that runs once per
+        layer, ALBERT) through one :class:`~hooks.calls.CallCounter` per module and trace."""
+        if binding.call is None:
+            return None
+        key = id(binding.module)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = CallCounter(binding.module, binding.scope or self.hm.model)
+        return lambda _c=counter, _i=binding.call: _c.index == _i
+
     def _install(self, binding, op) -> None:
         entry = self._entries.get(binding.name)
         if entry is not None:
             entry[1].append(op)
             return
         ops_list = [op]
+        at_call = self._at_call(binding)
         if binding.kind == "attn":
             attention.require(self.hm.model, self.hm.attention_enabled)
             stage = "scores" if binding.name.startswith("attn_scores") else "pattern"
@@ -195,11 +215,16 @@ class Trace:
             def handler(st, t, _b=binding, _ops=ops_list, _stage=stage):
                 return self._apply(_b, _ops, t) if st == _stage else None
 
+            if at_call is not None:
+                handler.active = at_call  # other calls of the module keep the stock attention
+
             attention.add_handler(binding.module, handler)
             remover = (lambda m=binding.module, h=handler: attention.remove_handler(m, h))
         elif binding.kind == "output":
 
             def fwd_hook(mod, args, output, _b=binding, _ops=ops_list):
+                if at_call is not None and not at_call():
+                    return None
                 t = output[0] if isinstance(output, tuple) else output
                 if not isinstance(t, torch.Tensor):
                     raise HookError(f"Site {_b.name} returns {type(t).__name__}, not a tensor; hook a submodule.")
@@ -212,6 +237,8 @@ class Trace:
         elif binding.kind == "input":
 
             def pre_hook(mod, args, kwargs, _b=binding, _ops=ops_list):
+                if at_call is not None and not at_call():
+                    return None
                 if args and isinstance(args[0], torch.Tensor):
                     new = self._apply(_b, _ops, args[0])
                     return None if new is None else ((new, *args[1:]), kwargs)
@@ -236,6 +263,10 @@ class Trace:
         x = O.to_canon(native, binding.layout, binding.n_heads)
         if ctx is None or ctx.attention_mask.shape[0] != x.shape[0]:
             ctx = hm._fallback_context(x)
+        full, off = None, binding.token_offset
+        if off is not None and ctx is hm._ctx and x.shape[1] > ctx.length - ctx.window_start:
+            # a stream longer than the input (Site.token_offset): ops see the tokens' positions only
+            full, x = x, x[:, off:off + ctx.length - ctx.window_start]
         changed = False
         for op in ops_list:
             y = op(x, ctx)
@@ -243,6 +274,10 @@ class Trace:
                 x, changed = y, True
         if not changed:
             return None
+        if full is not None:
+            full = full.clone()
+            full[:, off:off + x.shape[1]] = x
+            x = full
         new = O.from_canon(x, binding.layout)
         if binding.inplace:
             if torch.is_grad_enabled():

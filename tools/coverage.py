@@ -371,6 +371,24 @@ def summarize(rows) -> dict:
     return out
 
 
+# What a failing check cannot know: the model's own reason, read in its transformers code (v5.25).
+# Shown after the failure; the check still counts as failed.
+WHY = {
+    ("prophetnet", "steer"): "ProphetNet's logits are read from its first n-gram predicting stream "
+    "(models/prophetnet/modeling_prophetnet.py ProphetNetForCausalLM: predict_logits[:, 0]), while the sites hold the "
+    "main stream that output_hidden_states returns: the last layer's main-stream output (resid_post.1 of 2) feeds no logit",
+    ("prophetnet", "generate"): "as for steer: the steered last-layer main stream feeds no logit",
+    ("xlnet", "generate"): "XLNet's generate asks for the next token through target_mapping, so the logits are read "
+    "from the query stream (models/xlnet/modeling_xlnet.py XLNetModel.forward: output_g if output_g is not None), while "
+    "the sites hold the content stream that output_hidden_states returns: the last layer's content stream (resid_post.1 "
+    "of 2) feeds no logit there",
+    ("funnel", "wrap"): "Funnel pools the sequence between its block groups (models/funnel/modeling_funnel.py "
+    "FunnelEncoder: block_sizes, pooling_type), so no per-token residual stream of one length runs through its layers",
+    ("perceiver", "wrap"): "Perceiver's layers run on a fixed latent array that cross-attends to the tokens "
+    "(models/perceiver/modeling_perceiver.py PerceiverEncoder): there is no per-token residual stream",
+}
+
+
 def write(rows, out_dir: Path, meta: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     summ = summarize(rows)
@@ -401,7 +419,11 @@ def write(rows, out_dir: Path, meta: dict) -> None:
               "encoder (hidden states checked against `encoder_hidden_states`); their decoder's sites are not exposed, so "
               "`generate` (new tokens pass through the decoder only) is not eligible there. `padding` is not eligible "
               "where the unwrapped model itself gives different logits for left and right padding. MoE blocks expose "
-              "`router_logits.L` (read-only where the router has already chosen its experts when it returns them)."]
+              "`router_logits.L` (read-only where the router has already chosen its experts when it returns them). "
+              "A layer module run once per layer (ALBERT's shared layer) is hooked at its L-th call (`hooks.calls`). "
+              "Blocks that run on a stream longer than the input (Longformer's window padding, CPM-Ant's prompt, "
+              "ProphetNet's n-gram streams) expose the tokens' slice (`Site.token_offset`); their attention sites are "
+              "absent."]
     lines += ["", "Checks: " + "; ".join(f"`{c}`" for c in CHECKS) + " (see the docstring of `tools/coverage.py` for "
               "each known answer). `✓` pass, `–` not eligible (reason in the JSON), `✗` fail (reason below).", ""]
     for reg in summ:
@@ -420,7 +442,9 @@ def write(rows, out_dir: Path, meta: dict) -> None:
         fails = [(r, c, v) for r in rs if r["buildable"] for c, v in r["checks"].items() if v.startswith("fail")]
         if fails:
             lines += ["", "Failures:", ""]
-            lines += [f"- `{r['model_type']}` {c}: {v[6:].replace('|', '/')}" for r, c, v in fails]
+            lines += [f"- `{r['model_type']}` {c}: {v[6:].replace('|', '/')}"
+                      + (f" — why: {WHY[r['model_type'], c]}" if (r["model_type"], c) in WHY else "")
+                      for r, c, v in fails]
         nb = [r for r in rs if not r["buildable"]]
         if nb:
             lines += ["", f"Not buildable from a tiny default config ({len(nb)}):", ""]

@@ -18,6 +18,8 @@ An adapter says, for one architecture, where each canonical site lives::
 ``layout`` is ``"BPD"`` (batch, position, features), ``"PBD"`` (fair-esm's time-first
 layout), ``"heads"`` (last dimension split into ``(n_heads, head_dim)``) or ``"tokens"``
 (batch and positions flattened, ``(B·P, E)``: an MoE router's logits, viewed as ``(B, P, E)``).
+``call=L`` (with ``scope``) binds a site to the ``L``-th call of a module that runs several times per
+forward (ALBERT shares one layer module across all its layers; see :mod:`hooks.calls`).
 ``inplace=True`` marks sites whose hooked tensor is also the residual stream kept by the
 surrounding code (e.g. ``resid_mid`` read as the input of a norm): edits there are written
 into the tensor so both branches see them.
@@ -52,6 +54,13 @@ class Site:
     inplace: bool = False
     optional: bool = False  # skip silently when the module is absent (e.g. logits on a base model)
     readonly: bool = False  # readable only: an edit would not reach the model (a router that already routed)
+    # a module that runs several times per forward (ALBERT's one layer, shared by every layer): the site is its
+    # ``call``-th call (0-based) within each forward of ``scope`` (a module that runs once per forward; "" the root)
+    call: Optional[int] = None
+    scope: str = ""
+    # a stream longer than the input (Longformer pads to its attention window, CPM-Ant prepends a learned
+    # prompt, ProphetNet appends its n-gram streams): the tokens are positions [token_offset, token_offset + P)
+    token_offset: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class Adapter:
     """Declarative description of one architecture family."""
 
     name: str
-    layers: str  # path of the ModuleList of blocks
+    layers: str  # path of the ModuleList of blocks (extra['shared_block']: of the one block run once per layer)
     sites: dict
     model_types: tuple = ()  # HF config.model_type values
     class_names: tuple = ()  # root class names (non-HF models)
@@ -101,7 +110,7 @@ def rebase(adapter: Adapter, model: torch.nn.Module) -> Adapter:
             return path[1:]
         return f"{base}.{path}" if base and path else (base or path)
 
-    sites = {k: replace(v, path=fix(v.path)) for k, v in adapter.sites.items()}
+    sites = {k: replace(v, path=fix(v.path), scope=fix(v.scope) if v.scope else "") for k, v in adapter.sites.items()}
     return replace(adapter, layers=layers, sites=sites, bases=("",),
                    attention=fix(adapter.attention) if adapter.attention else None)
 
