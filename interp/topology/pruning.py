@@ -144,7 +144,12 @@ def skip_blocks(hm, blocks):
         for i in sorted(set(int(b) for b in blocks)):
             if not 0 <= i < hm.n_layers:
                 raise HookError(f"block {i} does not exist: the model has blocks 0..{hm.n_layers - 1}.")
-            mod = hm.resolve_sites(f"resid_post.{i}")[0].module
+            b = hm.resolve_sites(f"resid_post.{i}")[0]
+            if getattr(b, "call", None) is not None:
+                raise HookError(f"skip_blocks: the model's layers share one module (resid_post.{i} is call {b.call} of "
+                                f"{type(b.module).__name__}, e.g. ALBERT), and a hook on it would skip every layer; "
+                                "block removal is supported only on models with one module per layer.")
+            mod = b.module
             store = {}
 
             def pre(m, args, kwargs, _s=store):
