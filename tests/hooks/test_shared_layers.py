@@ -196,3 +196,16 @@ def test_blocks_that_each_run_several_times_are_refused():
                          num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
     with pytest.raises(UnsupportedModelError, match="run more than once per forward"):
         hooks.wrap(T.AlbertForMaskedLM(cfg).eval())
+
+
+def test_block_removal_is_refused_on_a_shared_layer(albert):
+    """interp.topology.skip_blocks hooks the block module itself: on ALBERT that would skip every
+    layer, so it is refused with the reason (and leaves no hook behind)."""
+    from hooks.errors import HookError
+    from interp.topology.pruning import skip_blocks
+
+    before = _hooks(albert.model)
+    with pytest.raises(HookError, match="share one module"):
+        with skip_blocks(albert, [1]):
+            pass
+    assert _hooks(albert.model) == before
