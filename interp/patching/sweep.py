@@ -47,6 +47,7 @@ from hooks import Cache, Edit
 from hooks.errors import HookError, SpecError
 
 from .common import Pairs, flat_cache, parse_by, prepare_pairs, site_family, take_rows
+from .prefix import find
 from .replay import record
 
 COLUMNS = ["site", "layer", "head", "position", "effect"]
@@ -54,11 +55,12 @@ COLUMNS = ["site", "layer", "head", "position", "effect"]
 
 def activation_patching(model, clean, corrupt, *, sites="attn_out", by="layer,position", metric="logit_diff",
                         answers=None, distractors=None, direction: str = "denoising", normalize: bool = False,
-                        memory_budget: float = 1 << 30, max_variants=None, fast: bool = True):
+                        memory_budget: float = 1 << 30, max_variants=None, fast: bool = True, prefix: bool = True):
     """A tidy ``pandas.DataFrame`` of patching effects; ``df.attrs`` holds the baselines and counts."""
     pairs = prepare_pairs(model, clean, corrupt, sites=sites, metric=metric, answers=answers,
                           distractors=distractors, direction=direction)
-    return sweep(pairs, by, normalize=normalize, memory_budget=memory_budget, max_variants=max_variants, fast=fast)
+    return sweep(pairs, by, normalize=normalize, memory_budget=memory_budget, max_variants=max_variants, fast=fast,
+                 prefix=prefix)
 
 
 def variants(pairs: Pairs, keys: tuple, shapes: dict) -> list:
@@ -95,12 +97,21 @@ class _Layout:
         self.row = torch.arange(self.B)[:, None].expand_as(am)[am]  # base row of each flat row
         self.lengths = am.sum(1)
         self.starts = self.lengths.cumsum(0) - self.lengths
+        self.width = am.shape[1]
+        self.fcol = am.nonzero()[:, 1]  # padded column of each flat row
+        self.col = torch.full((self.B, self.n_pos), self.width, dtype=torch.long)  # padded column of each rank
+        self.col[self.row, self.rank] = am.nonzero()[:, 1]
 
-    def tokens(self, rows: torch.Tensor) -> torch.Tensor:
-        """Flat indices of the real tokens of ``rows`` (stacked in that order)."""
+    def tokens(self, rows: torch.Tensor, cut: int = 0) -> tuple:
+        """Flat indices of the real tokens of ``rows`` (stacked in that order) at padded columns
+        ``>= cut``, and how many each row has."""
         n = self.lengths[rows]
         within = torch.arange(int(n.sum())) - torch.repeat_interleave(n.cumsum(0) - n, n)
-        return torch.repeat_interleave(self.starts[rows], n) + within
+        tok = torch.repeat_interleave(self.starts[rows], n) + within
+        if not cut:
+            return tok, n
+        keep = self.fcol[tok] >= cut
+        return tok[keep], torch.bincount(torch.repeat_interleave(torch.arange(len(rows)), n)[keep], minlength=len(rows))
 
     def has_pos(self) -> torch.Tensor:
         """``(n_pos, B)``: which rows have a real token at each position."""
@@ -116,6 +127,13 @@ def _heads(shape) -> int:
 def changed_rows(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tensor:
     """``(n_cells, B)`` bool: the rows where a cell's source values differ from the base run's;
     elsewhere patching writes the values already there, and the row equals the base run."""
+    return first_changed(cells, src, base, lay) < lay.width
+
+
+def first_changed(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tensor:
+    """``(n_cells, B)`` long: the first padded column where patching a cell changes a row (its
+    source values differ from the base run's there); the padded width where it changes nothing.
+    Every column before it is, in a causal model, the base run's at every layer."""
     per_site = {}
     for s in dict.fromkeys(c[0] for c in cells):
         H = _heads(src[s].shape[1:])
@@ -123,23 +141,29 @@ def changed_rows(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tens
         t = torch.zeros(lay.B, lay.n_pos, H, dtype=torch.bool)
         t[lay.row, lay.rank] = d
         per_site[s] = t
-    out = torch.zeros(len(cells), lay.B, dtype=torch.bool)
+    none = lay.width
+    out = torch.full((len(cells), lay.B), none, dtype=torch.long)
     for i, (s, _, h, p) in enumerate(cells):
         t = per_site[s]
-        t = t.any(1) if p is None else t[:, p]
-        out[i] = t.any(-1) if h is None else t[:, h]
+        t = t.any(-1) if h is None else t[..., h]  # (B, n_pos)
+        if p is not None:
+            t = torch.zeros_like(t).index_fill_(1, torch.tensor([p]), True) & t
+        out[i] = torch.where(t, lay.col, none).min(1).values
     return out
 
 
 def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_budget: float = 1 << 30,
-          max_variants=None, fast: bool = True):
+          max_variants=None, fast: bool = True, prefix: bool = True):
     """Run every cell of the sweep, ``memory_budget`` bytes of activations per forward.
 
     ``fast=True`` (default) computes only what a patch can change, exactly: rows whose source
     values equal the base run's at the patched cell are not run (their metric is the base
-    run's), and each site's variants skip the modules that return before the site's hook
-    (blocks below its layer; see :mod:`interp.patching.replay`), where the model allows it.
-    ``fast=False`` runs every variant's full batch through the whole model (the reference)."""
+    run's); in a causal model with a usable KV cache (``prefix=True``, checked on the base run:
+    :mod:`interp.patching.prefix`) only the columns from the first one a patch changes are run,
+    on the base run's cached prefix; elsewhere each site's variants skip the modules that
+    return before the site's hook (blocks below its layer; see :mod:`interp.patching.replay`),
+    where the model allows it. ``fast=False`` runs every variant's full batch through the
+    whole model (the reference)."""
     keys = parse_by(by)
     model, B = pairs.model, pairs.n
     lay = _Layout(pairs)
@@ -148,33 +172,67 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     rep, why, base = base_replay(pairs, last_only) if fast else (None, "fast=False", None)
     shapes = {s: tuple(v.shape[1:]) for s, v in src.items()}
     cells = variants(pairs, keys, shapes)
-    active = changed_rows(cells, src, base, lay) if fast else torch.ones(len(cells), B, dtype=torch.bool)
+    first = first_changed(cells, src, base, lay) if fast else torch.zeros(len(cells), B, dtype=torch.long)
+    active = first < lay.width
+    pre, pre_why = None, "fast=False" if not fast else "prefix=False"
+    if fast and prefix:
+        pre, pre_why = find_prefix(pairs, [int(c) for c in first[active & (first > 0)].unique()], last_only)
     max_rows = max(1, int(memory_budget // max(row_bytes(model, pairs.base), 1)))
     kmax = len(cells) if max_variants is None else max(1, int(max_variants))
-    groups = ([[i for i, c in enumerate(cells) if c[0] == s] for s in pairs.sites] if fast else [list(range(len(cells)))])
+    if fast:
+        batches = _fast_batches(cells, active, first if pre is not None else torch.zeros_like(first), max_rows, kmax)
+    else:
+        batches = ((torch.cat([torch.full((B,), i) for i in chunk]), torch.arange(B).repeat(len(chunk)), 0)
+                   for chunk in _chunks(list(range(len(cells))), active, B * max(1, max_rows // B), kmax))
     vals = pairs.rows["base"][None].repeat(len(cells), 1)  # (cells, B): unchanged rows keep the base metric
-    forwards = 0
-    for group in groups:
-        for chunk in _chunks([i for i in group if active[i].any()], active, max_rows if fast else B * max(1, max_rows // B), kmax):
-            cell_of = torch.cat([torch.full((int(active[i].sum()),), i) for i in chunk])
-            rows = torch.cat([active[i].nonzero()[:, 0] for i in chunk])
-            tok = lay.tokens(rows)
-            edits = [Edit(s, "all", fn=_writer(s, cells, cell_of, rows, tok, lay, src[s])) for s in
-                     dict.fromkeys(cells[i][0] for i in chunk)]
-            site = cells[chunk[0]][0]
+    forwards = tokens = 0
+    for cell_of, rows, c in batches:
+        tok, n = lay.tokens(rows, c)
+        edits = [Edit(s, "all", fn=_writer(s, cells, cell_of, n, tok, lay, src[s])) for s in
+                 dict.fromkeys(cells[int(i)][0] for i in cell_of.unique())]
+        site = cells[int(cell_of[0])][0]
+        if c > 0:
+            inputs, kw = pre.suffix(rows, c)
+            ctx = contextlib.nullcontext()
+        else:
+            inputs, kw = take_rows(pairs.base, rows), {}
             ctx = rep.replaying(site, rows) if rep is not None and rep.plan(site) else contextlib.nullcontext()
-            vals[cell_of, rows] = _metric_rows(pairs, rows, edits, ctx, last_only)
-            forwards += 1
+        vals[cell_of, rows] = _metric_rows(pairs, rows, inputs, kw, edits, ctx, last_only, c)
+        forwards += 1
+        tokens += len(rows) * (lay.width - c)
     has_pos = lay.has_pos()
     effects = [effect_of(vals[i], pairs.rows, torch.ones(B, dtype=torch.bool) if p is None else has_pos[p], normalize)
                for i, (s, L, h, p) in enumerate(cells)]
     attrs = {"forwards": forwards, "last_token_logits_only": last_only, "fast": fast,
-             "rows_run": int(active.sum()), "rows_total": len(cells) * B}
+             "rows_run": int(active.sum()), "rows_total": len(cells) * B, "padded_tokens_run": tokens}
     if fast:
         attrs["rows_equal_to_base"] = attrs["rows_total"] - attrs["rows_run"]
         attrs["replayed_modules"] = {s: len(rep.plan(s)) for s in pairs.sites} if rep is not None else {}
         attrs["replay_off"] = why or (dict(rep.reasons) if rep is not None else {})
+        attrs["prefix"] = pre.describe() if pre is not None else ""
+        attrs["prefix_off"] = pre_why
     return effects_frame(cells, effects, pairs, keys, normalize, **attrs)
+
+
+def _fast_batches(cells: list, active: torch.Tensor, cut: torch.Tensor, max_rows: int, kmax: int):
+    """``(cell of each stacked row, base row of each, prefix cut)`` per forward: per site, the
+    active (cell, row) pairs grouped by their cut (the first column a patch changes when prefix
+    reuse is on, else 0), at most ``max_rows`` rows and ``kmax`` cells per forward."""
+    for s in dict.fromkeys(c[0] for c in cells):
+        ids = torch.tensor([i for i, c in enumerate(cells) if c[0] == s])
+        cell_of, rows = active[ids].nonzero(as_tuple=True)
+        cell_of = ids[cell_of]
+        cuts = cut[cell_of, rows]
+        for c in cuts.unique().tolist():
+            sel = cuts == c
+            co, ro = cell_of[sel], rows[sel]
+            start = 0
+            while start < len(co):
+                end = min(len(co), start + max_rows)
+                distinct = torch.cumsum(torch.cat([torch.ones(1, dtype=torch.long), (co[start + 1:end] != co[start:end - 1]).long()]), 0)
+                end = start + int((distinct <= kmax).sum())
+                yield co[start:end], ro[start:end], int(c)
+                start = end
 
 
 def _chunks(ids: list, active: torch.Tensor, max_rows: int, kmax: int):
@@ -189,6 +247,19 @@ def _chunks(ids: list, active: torch.Tensor, max_rows: int, kmax: int):
         n += k
     if chunk:
         yield chunk
+
+
+def find_prefix(pairs: Pairs, cuts: list, last_only: bool):
+    """A checked :class:`~interp.patching.prefix.Prefix` for the base run, or ``(None, why)``."""
+    want = _base_logits(pairs, last_only)
+
+    def check(inputs, kw, rows, c):
+        got = _logits(pairs.model, inputs, [], last_only, None, kw)
+        ref = want.index_select(0, rows.to(want.device))
+        ref = ref if last_only else ref[:, c:]
+        return got.shape == ref.shape and bool(torch.allclose(got, ref, rtol=1e-4, atol=1e-5, equal_nan=True))
+
+    return find(pairs.model, pairs.base, check, cuts)
 
 
 def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None):
@@ -209,15 +280,21 @@ def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None):
     return rep, why, base
 
 
-def _logits(model, inputs, edits, last_only: bool, ctx=None):
+def _logits(model, inputs, edits, last_only: bool, ctx=None, kw=None):
+    kw = kw or {}
     with torch.no_grad(), (ctx or contextlib.nullcontext()):
-        return _last_logits(model, inputs, edits) if last_only else model.run(inputs, edits).logits
+        return _last_logits(model, inputs, edits, **kw) if last_only else model.run(inputs, edits, **kw).logits
 
 
-def _metric_rows(pairs: Pairs, rows: torch.Tensor, edits: list, ctx, last_only: bool) -> torch.Tensor:
-    """The metric of the base rows ``rows`` (stacked, one per patched variant) under ``edits``."""
+def _metric_rows(pairs: Pairs, rows: torch.Tensor, inputs: dict, kw: dict, edits: list, ctx, last_only: bool,
+                 cut: int = 0) -> torch.Tensor:
+    """The metric of the base rows ``rows`` (stacked, one per patched variant) under ``edits``;
+    ``inputs`` start at padded column ``cut`` (the columns before it are the base run's)."""
     mb = take_rows(pairs.batch, rows)
-    logits = _logits(pairs.model, take_rows(pairs.base, rows), edits, last_only, ctx)
+    logits = _logits(pairs.model, inputs, edits, last_only, ctx, kw)
+    if cut and not last_only:
+        before = _base_logits(pairs, False).index_select(0, rows.to(logits.device))[:, :cut]
+        logits = torch.cat([before.to(logits.dtype), logits], 1)
     return pairs.metric(logits, _at_last(mb) if last_only else mb).cpu()
 
 
@@ -239,10 +316,10 @@ def effects_frame(cells: list, effects: list, pairs: Pairs, keys, normalize: boo
     return df
 
 
-def _last_logits(model, inputs, edits) -> torch.Tensor:
+def _last_logits(model, inputs, edits, **kw) -> torch.Tensor:
     """``(N, 1, vocab)`` logits at the last real token only: the forward stops after the final
     norm and only those rows go through the unembedding (less compute, no ``N×P×vocab`` tensor)."""
-    res = model.run(inputs, [*edits, Cache("final", "last", device=None)], stop_after="final")
+    res = model.run(inputs, [*edits, Cache("final", "last", device=None)], stop_after="final", **kw)
     head = model.resolve_sites("logits")[0].module
     return head(res.cache["final"])[:, None]
 
@@ -278,13 +355,13 @@ def _last_token_logits_ok(pairs: Pairs) -> bool:
     return got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-5, atol=1e-6))
 
 
-def _writer(site, cells, cell_of, rows, tok, lay: _Layout, src):
+def _writer(site, cells, cell_of, n, tok, lay: _Layout, src):
     """An Edit function for ``site``: each stacked row (a base row copied for one cell) takes the
-    source values at its cell (its head and/or position), if the cell is at ``site``."""
+    source values at its cell (its head and/or position), if the cell is at ``site``; ``n``:
+    the real tokens each stacked row has in the forward, ``tok``: their flat indices."""
     H = _heads(src.shape[1:])
     info = torch.tensor([[c[0] == site, -1 if c[3] is None else c[3], -1 if c[2] is None else c[2]] for c in cells])
     per_row = info[cell_of]  # (M, 3): at this site, position, head
-    n = lay.lengths[rows]
     on, pos, head = (torch.repeat_interleave(per_row[:, j], n) for j in range(3))
     at = on.bool() & ((pos < 0) | (lay.rank[tok] == pos))
     mask = at[:, None] & ((head[:, None] < 0) | (torch.arange(H)[None] == head[:, None]))
