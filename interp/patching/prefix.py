@@ -139,7 +139,9 @@ class Prefix:
                     dev = inp["attention_mask"].device
                     got = cls.init_cache(self.model.model.cfg, dev, self.B)
                     self.model.forward(inp, **{self.name: got})
-            self._caches = {c: got}  # one prefix length at a time (the sweep runs them in order)
+            if len(self._caches) >= 4:  # a few prefixes at a time (the sweep runs them in order)
+                self._caches.pop(next(iter(self._caches)))
+            self._caches[c] = got
         return self._caches[c]
 
     def suffix(self, rows: torch.Tensor, c: int):

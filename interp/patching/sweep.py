@@ -177,10 +177,12 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     pre, pre_why = None, "fast=False" if not fast else "prefix=False"
     if fast and prefix:
         pre, pre_why = find_prefix(pairs, [int(c) for c in first[active & (first > 0)].unique()], last_only)
+    both = _replay_with_prefix(pairs, rep, pre, first[active & (first > 0)], last_only) if pre is not None else set()
     max_rows = max(1, int(memory_budget // max(row_bytes(model, pairs.base), 1)))
     kmax = len(cells) if max_variants is None else max(1, int(max_variants))
     if fast:
-        batches = _fast_batches(cells, active, first if pre is not None else torch.zeros_like(first), max_rows, kmax)
+        batches = _fast_batches(cells, active, first if pre is not None else torch.zeros_like(first), max_rows, kmax,
+                                lay.width, B)
     else:
         batches = ((torch.cat([torch.full((B,), i) for i in chunk]), torch.arange(B).repeat(len(chunk)), 0)
                    for chunk in _chunks(list(range(len(cells))), active, B * max(1, max_rows // B), kmax))
@@ -193,7 +195,7 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
         site = cells[int(cell_of[0])][0]
         if c > 0:
             inputs, kw = pre.suffix(rows, c)
-            ctx = contextlib.nullcontext()
+            ctx = rep.replaying(site, rows, c) if site in both else contextlib.nullcontext()
         else:
             inputs, kw = take_rows(pairs.base, rows), {}
             ctx = rep.replaying(site, rows) if rep is not None and rep.plan(site) else contextlib.nullcontext()
@@ -210,29 +212,80 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
         attrs["replayed_modules"] = {s: len(rep.plan(s)) for s in pairs.sites} if rep is not None else {}
         attrs["replay_off"] = why or (dict(rep.reasons) if rep is not None else {})
         attrs["prefix"] = pre.describe() if pre is not None else ""
+        attrs["prefix_with_replay"] = sorted(both)
         attrs["prefix_off"] = pre_why
     return effects_frame(cells, effects, pairs, keys, normalize, **attrs)
 
 
-def _fast_batches(cells: list, active: torch.Tensor, cut: torch.Tensor, max_rows: int, kmax: int):
+def _fast_batches(cells: list, active: torch.Tensor, cut: torch.Tensor, max_rows: int, kmax: int, width: int,
+                  base_rows: int):
     """``(cell of each stacked row, base row of each, prefix cut)`` per forward: per site, the
     active (cell, row) pairs grouped by their cut (the first column a patch changes when prefix
-    reuse is on, else 0), at most ``max_rows`` rows and ``kmax`` cells per forward."""
-    for s in dict.fromkeys(c[0] for c in cells):
-        ids = torch.tensor([i for i, c in enumerate(cells) if c[0] == s])
-        cell_of, rows = active[ids].nonzero(as_tuple=True)
-        cell_of = ids[cell_of]
-        cuts = cut[cell_of, rows]
-        for c in cuts.unique().tolist():
-            sel = cuts == c
-            co, ro = cell_of[sel], rows[sel]
+    reuse is on, else 0), at most ``max_rows`` rows and ``kmax`` cells per forward. Adjacent
+    cuts share a forward (at the smaller cut) where that costs fewer token-rows than a forward
+    of its own, counted as one base batch (``base_rows`` × ``width``): :func:`merge_cuts`."""
+    names = list(dict.fromkeys(c[0] for c in cells))
+    site_of = torch.tensor([names.index(c[0]) for c in cells])
+    cell_all, row_all = active.nonzero(as_tuple=True)
+    cut_all = cut[cell_all, row_all]
+    for k in range(len(names)):
+        here = site_of[cell_all] == k
+        cuts, counts = cut_all[here].unique(return_counts=True)
+        for lo, hi in merge_cuts(cuts.tolist(), counts.tolist(), width, base_rows * width):
+            sel = here & (cut_all >= lo) & (cut_all <= hi)
+            co, ro = cell_all[sel], row_all[sel]
+            order = torch.argsort(co, stable=True)
+            co, ro = co[order], ro[order]
             start = 0
             while start < len(co):
                 end = min(len(co), start + max_rows)
                 distinct = torch.cumsum(torch.cat([torch.ones(1, dtype=torch.long), (co[start + 1:end] != co[start:end - 1]).long()]), 0)
                 end = start + int((distinct <= kmax).sum())
-                yield co[start:end], ro[start:end], int(c)
+                yield co[start:end], ro[start:end], int(lo)
                 start = end
+
+
+def merge_cuts(cuts: list, rows: list, width: int, overhead: int) -> list:
+    """Split sorted cuts into runs ``[(lo, hi), ...]`` minimising the sum over runs of
+    ``overhead + (rows in the run) × (width - lo)`` (token-rows computed; dynamic programming)."""
+    n = len(cuts)
+    best, back = [0.0] + [math.inf] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        total = 0
+        for i in range(j, 0, -1):  # run = cuts[i-1 .. j-1], computed from cuts[i-1]
+            total += rows[i - 1]
+            cost = best[i - 1] + overhead + total * (width - cuts[i - 1])
+            if cost < best[j]:
+                best[j], back[j] = cost, i - 1
+    out, j = [], n
+    while j > 0:
+        out.append((cuts[back[j]], cuts[j - 1]))
+        j = back[j]
+    return out[::-1]
+
+
+def _replay_with_prefix(pairs: Pairs, rep, pre, cuts: torch.Tensor, last_only: bool) -> set:
+    """The sites whose blocks below may be replayed (at the suffix's columns) on top of prefix
+    reuse: checked per site at the smallest and largest cut against the base run."""
+    if rep is None or not len(cuts):
+        return set()
+    want = _base_logits(pairs, last_only)
+    am = pairs.base["attention_mask"].bool().cpu()
+    ok = set()
+    for s in [s for s in pairs.sites if rep.plan(s)]:
+        good = True
+        for c in [int(cuts.min())]:
+            rows = am[:, c:].any(1).nonzero()[:, 0].flip(0)
+            inputs, kw = pre.suffix(rows, c)
+            try:
+                got = _logits(pairs.model, inputs, [], last_only, rep.replaying(s, rows, c), kw)
+            except Exception:  # noqa: BLE001 - any failure: no replay with the prefix at this site
+                good = False
+                break
+            good = good and _matches(got, want, rows, c, last_only)
+        if good:
+            ok.add(s)
+    return ok
 
 
 def _chunks(ids: list, active: torch.Tensor, max_rows: int, kmax: int):
@@ -254,12 +307,16 @@ def find_prefix(pairs: Pairs, cuts: list, last_only: bool):
     want = _base_logits(pairs, last_only)
 
     def check(inputs, kw, rows, c):
-        got = _logits(pairs.model, inputs, [], last_only, None, kw)
-        ref = want.index_select(0, rows.to(want.device))
-        ref = ref if last_only else ref[:, c:]
-        return got.shape == ref.shape and bool(torch.allclose(got, ref, rtol=1e-4, atol=1e-5, equal_nan=True))
+        return _matches(_logits(pairs.model, inputs, [], last_only, None, kw), want, rows, c, last_only)
 
     return find(pairs.model, pairs.base, check, cuts)
+
+
+def _matches(got, want, rows, cut: int, last_only: bool) -> bool:
+    """Do suffix logits (from padded column ``cut`` on) of base rows ``rows`` equal the base run's?"""
+    ref = want.index_select(0, rows.to(want.device))
+    ref = ref if last_only else ref[:, cut:]
+    return got.shape == ref.shape and bool(torch.allclose(got, ref, rtol=1e-4, atol=1e-5, equal_nan=True))
 
 
 def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None):
