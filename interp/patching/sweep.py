@@ -185,7 +185,7 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
                                 lay.width, B)
     else:
         batches = ((torch.cat([torch.full((B,), i) for i in chunk]), torch.arange(B).repeat(len(chunk)), 0)
-                   for chunk in _chunks(list(range(len(cells))), active, B * max(1, max_rows // B), kmax))
+                   for chunk in _chunks(list(range(len(cells))), lambda i: B, B * max(1, max_rows // B), kmax))
     vals = pairs.rows["base"][None].repeat(len(cells), 1)  # (cells, B): unchanged rows keep the base metric
     forwards = tokens = 0
     for cell_of, rows, c in batches:
@@ -236,13 +236,12 @@ def _fast_batches(cells: list, active: torch.Tensor, cut: torch.Tensor, max_rows
             co, ro = cell_all[sel], row_all[sel]
             order = torch.argsort(co, stable=True)
             co, ro = co[order], ro[order]
-            start = 0
-            while start < len(co):
-                end = min(len(co), start + max_rows)
-                distinct = torch.cumsum(torch.cat([torch.ones(1, dtype=torch.long), (co[start + 1:end] != co[start:end - 1]).long()]), 0)
-                end = start + int((distinct <= kmax).sum())
-                yield co[start:end], ro[start:end], int(lo)
-                start = end
+            ids, counts = co.unique_consecutive(return_counts=True)
+            ends = counts.cumsum(0)
+            at = dict(zip(ids.tolist(), zip((ends - counts).tolist(), ends.tolist())))
+            for chunk in _chunks(ids.tolist(), lambda i: at[i][1] - at[i][0], max_rows, kmax):
+                a, b = at[chunk[0]][0], at[chunk[-1]][1]
+                yield co[a:b], ro[a:b], int(lo)
 
 
 def merge_cuts(cuts: list, rows: list, width: int, overhead: int) -> list:
@@ -288,11 +287,12 @@ def _replay_with_prefix(pairs: Pairs, rep, pre, cuts: torch.Tensor, last_only: b
     return ok
 
 
-def _chunks(ids: list, active: torch.Tensor, max_rows: int, kmax: int):
-    """Consecutive cells, at most ``kmax`` and ``max_rows`` stacked rows per forward (at least one cell)."""
+def _chunks(ids: list, size, max_rows: int, kmax: int):
+    """Consecutive cells (``size(i)`` stacked rows each), at most ``kmax`` cells and ``max_rows``
+    rows per forward (at least one cell)."""
     chunk, n = [], 0
     for i in ids:
-        k = int(active[i].sum())
+        k = size(i)
         if chunk and (n + k > max_rows or len(chunk) >= kmax):
             yield chunk
             chunk, n = [], 0
