@@ -156,7 +156,18 @@ class Prefix:
         kw = {self.name: select_rows(cache, self.B, rows, type(cache).__module__.split(".")[0])}
         if self.how == "returned" and "use_cache" in _params(self.model):
             kw["use_cache"] = True
+        forget_previous_window(self.model)
         return inp, kw
+
+
+def forget_previous_window(model) -> None:
+    """Workaround: ``hooks.model.HookedModel`` continues the token ids of a generation across
+    forwards (a forward whose window starts where the previous one's ids ended is taken as its
+    continuation and the ids are concatenated), which a suffix run of other rows is not.
+    hooks has no public reset yet (it is another helper's module); until it has, the stored
+    ids are cleared here before every suffix run."""
+    if hasattr(model, "_prev_ids"):
+        model._prev_ids = None
 
 
 def refused(model) -> str:

@@ -48,7 +48,7 @@ from hooks.errors import HookError, SpecError
 
 from .common import Pairs, flat_cache, parse_by, prepare_pairs, site_family, take_rows
 from .prefix import find
-from .replay import record
+from .replay import blocks_of, record
 
 COLUMNS = ["site", "layer", "head", "position", "effect"]
 
@@ -270,8 +270,8 @@ def _replay_with_prefix(pairs: Pairs, rep, pre, cuts: torch.Tensor, last_only: b
         return set()
     want = _base_logits(pairs, last_only)
     am = pairs.base["attention_mask"].bool().cpu()
-    ok = set()
-    for s in [s for s in pairs.sites if rep.plan(s)]:
+    ok, blocks = set(), set(blocks_of(pairs.model))
+    for s in [s for s in pairs.sites if any(m in blocks for m in rep.plan(s))]:
         good = True
         for c in [int(cuts.min())]:
             rows = am[:, c:].any(1).nonzero()[:, 0].flip(0)
