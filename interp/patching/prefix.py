@@ -27,7 +27,7 @@ Found by what the model is, not by transformers' argument names (which change: 5
 
 Causality and every choice above are *checked*, not assumed: :func:`find` keeps a mechanism
 only if a suffix run (rows permuted, one duplicated) reproduces the base run's last-token
-logits to 1e-5, at the smallest, middle and largest prefix the sweep will use (a
+logits to 1e-5, at the smallest and largest prefix the sweep will use (a
 bidirectional model fails: its prefix depends on the suffix). Models whose config says
 ``is_decoder=False`` and that are not causal LMs are refused before trying. Anything else
 (no cache argument, an error, a mismatch) returns ``None`` with the reason, and the sweep
@@ -194,7 +194,7 @@ def find(model, base: dict, check, cuts: list):
         return None, why or "no patched position after the first column"
     params = _params(model)
     cuts = sorted(set(cuts))
-    probe = [cuts[0], cuts[len(cuts) // 2], cuts[-1]]
+    probe = [cuts[0], cuts[-1]]
     am = base["attention_mask"].bool().cpu()
 
     def rows_at(c):  # the rows with real tokens from column c on, reversed, the first one repeated

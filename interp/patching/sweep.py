@@ -169,7 +169,7 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     lay = _Layout(pairs)
     last_only = _last_token_logits_ok(pairs)
     src = flat_cache(model, pairs.source, pairs.sites)
-    rep, why, base = base_replay(pairs, last_only) if fast else (None, "fast=False", None)
+    rep, why, base = base_replay(pairs, last_only, check=False) if fast else (None, "fast=False", None)
     shapes = {s: tuple(v.shape[1:]) for s, v in src.items()}
     cells = variants(pairs, keys, shapes)
     first = first_changed(cells, src, base, lay) if fast else torch.zeros(len(cells), B, dtype=torch.long)
@@ -178,11 +178,13 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     if fast and prefix:
         pre, pre_why = find_prefix(pairs, [int(c) for c in first[active & (first > 0)].unique()], last_only)
     both = _replay_with_prefix(pairs, rep, pre, first[active & (first > 0)], last_only) if pre is not None else set()
+    cut = first if pre is not None else torch.zeros_like(first)
+    whole = [s for s in pairs.sites if bool((active & (cut == 0))[[i for i, c in enumerate(cells) if c[0] == s]].any())]
+    check_replay(pairs, rep, whole, last_only)  # replay at full width only where some forward runs whole rows
     max_rows = max(1, int(memory_budget // max(row_bytes(model, pairs.base), 1)))
     kmax = len(cells) if max_variants is None else max(1, int(max_variants))
     if fast:
-        batches = _fast_batches(cells, active, first if pre is not None else torch.zeros_like(first), max_rows, kmax,
-                                lay.width, B)
+        batches = _fast_batches(cells, active, cut, max_rows, kmax, lay.width, B)
     else:
         batches = ((torch.cat([torch.full((B,), i) for i in chunk]), torch.arange(B).repeat(len(chunk)), 0)
                    for chunk in _chunks(list(range(len(cells))), lambda i: B, B * max(1, max_rows // B), kmax))
@@ -198,7 +200,8 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
             ctx = rep.replaying(site, rows, c) if site in both else contextlib.nullcontext()
         else:
             inputs, kw = take_rows(pairs.base, rows), {}
-            ctx = rep.replaying(site, rows) if rep is not None and rep.plan(site) else contextlib.nullcontext()
+            ctx = rep.replaying(site, rows) if rep is not None and site in whole and rep.plan(site) else \
+                contextlib.nullcontext()
         vals[cell_of, rows] = _metric_rows(pairs, rows, inputs, kw, edits, ctx, last_only, c)
         forwards += 1
         tokens += len(rows) * (lay.width - c)
@@ -209,7 +212,7 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
              "rows_run": int(active.sum()), "rows_total": len(cells) * B, "padded_tokens_run": tokens}
     if fast:
         attrs["rows_equal_to_base"] = attrs["rows_total"] - attrs["rows_run"]
-        attrs["replayed_modules"] = {s: len(rep.plan(s)) for s in pairs.sites} if rep is not None else {}
+        attrs["replayed_modules"] = {s: len(rep.plan(s)) for s in pairs.sites} if rep is not None else {}  # planned
         attrs["replay_off"] = why or (dict(rep.reasons) if rep is not None else {})
         attrs["prefix"] = pre.describe() if pre is not None else ""
         attrs["prefix_with_replay"] = sorted(both)
@@ -222,23 +225,23 @@ def _fast_batches(cells: list, active: torch.Tensor, cut: torch.Tensor, max_rows
     """``(cell of each stacked row, base row of each, prefix cut)`` per forward: per site, the
     active (cell, row) pairs grouped by their cut (the first column a patch changes when prefix
     reuse is on, else 0), at most ``max_rows`` rows and ``kmax`` cells per forward. Adjacent
-    cuts share a forward (at the smaller cut) where that costs fewer token-rows than a forward
-    of its own, counted as one base batch (``base_rows`` × ``width``): :func:`merge_cuts`."""
+    cuts share forwards (at the smaller cut) where that costs fewer token-rows than forwards of
+    their own, each counted as one base batch (``base_rows`` × ``width``): :func:`merge_cuts`."""
     names = list(dict.fromkeys(c[0] for c in cells))
     site_of = torch.tensor([names.index(c[0]) for c in cells])
     cell_all, row_all = active.nonzero(as_tuple=True)
     cut_all = cut[cell_all, row_all]
-    for k in range(len(names)):
-        here = site_of[cell_all] == k
-        cuts, counts = cut_all[here].unique(return_counts=True)
-        for lo, hi in merge_cuts(cuts.tolist(), counts.tolist(), width, base_rows * width):
-            sel = here & (cut_all >= lo) & (cut_all <= hi)
+    cuts, counts = cut_all.unique(return_counts=True)
+    # the same runs of cuts for every site, run-major: each prefix is computed once
+    for lo, hi in merge_cuts(cuts.tolist(), counts.tolist(), width, len(names) * base_rows * width):
+        for k in range(len(names)):
+            sel = (site_of[cell_all] == k) & (cut_all >= lo) & (cut_all <= hi)
             co, ro = cell_all[sel], row_all[sel]
             order = torch.argsort(co, stable=True)
             co, ro = co[order], ro[order]
-            ids, counts = co.unique_consecutive(return_counts=True)
-            ends = counts.cumsum(0)
-            at = dict(zip(ids.tolist(), zip((ends - counts).tolist(), ends.tolist())))
+            ids, counts_k = co.unique_consecutive(return_counts=True)
+            ends = counts_k.cumsum(0)
+            at = dict(zip(ids.tolist(), zip((ends - counts_k).tolist(), ends.tolist())))
             for chunk in _chunks(ids.tolist(), lambda i: at[i][1] - at[i][0], max_rows, kmax):
                 a, b = at[chunk[0]][0], at[chunk[-1]][1]
                 yield co[a:b], ro[a:b], int(lo)
@@ -319,22 +322,29 @@ def _matches(got, want, rows, cut: int, last_only: bool) -> bool:
     return got.shape == ref.shape and bool(torch.allclose(got, ref, rtol=1e-4, atol=1e-5, equal_nan=True))
 
 
-def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None):
+def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None, check: bool = True):
     """Record the base run for replay (and cache its activations at ``sites``, default the
-    pairs' sites), then check the replay of each site in ``use`` (default: all) against the
-    base run, dropping any that differ: ``(Replay or None, why not, base activations)``."""
+    pairs' sites), then (``check``) check the replay of each site in ``use`` (default: all)
+    against the base run, dropping any that differ: ``(Replay or None, why not, base activations)``."""
     model = pairs.model
     sites = list(pairs.sites if sites is None else sites)
     rep, why, base = record(model, pairs.base, sites, lambda: flat_cache(model, pairs.base, sites))
     if rep is not None:
         for s in [s for s in rep.plans if use is not None and s not in use]:
             rep.plans.pop(s)
-    if rep is not None and rep.plans:
-        want = _base_logits(pairs, last_only)
-        for s in list(rep.plans):
-            rep.check(s, lambda rows, ctx: _logits(model, take_rows(pairs.base, rows), [], last_only, ctx),
-                      lambda rows: want.index_select(0, rows.to(want.device)))
+    if check:
+        check_replay(pairs, rep, list(rep.plans) if rep is not None else [], last_only)
     return rep, why, base
+
+
+def check_replay(pairs: Pairs, rep, sites, last_only: bool) -> None:
+    """Check the full-width replay of ``sites`` against the base run (dropping any that differ)."""
+    if rep is None or not any(rep.plan(s) for s in sites):
+        return
+    want = _base_logits(pairs, last_only)
+    for s in [s for s in sites if rep.plan(s)]:
+        rep.check(s, lambda rows, ctx: _logits(pairs.model, take_rows(pairs.base, rows), [], last_only, ctx),
+                  lambda rows: want.index_select(0, rows.to(want.device)))
 
 
 def _logits(model, inputs, edits, last_only: bool, ctx=None, kw=None):
