@@ -20,18 +20,26 @@ Only what a patch can change is computed (``fast=True``, the default; exact, gen
 * a row whose source values equal the base run's at the variant's cell (e.g. positions
   before the corrupted token of a causal model) is not run: patching writes what is already
   there, so its metric is the base run's (:func:`changed_rows`);
-* variants run grouped by site, and the modules that returned before the site's hook fired
-  in the base run (the blocks below its layer; inside its block, e.g. the attention module
-  for ``attn_out.L``) return their recorded base outputs instead of computing
-  (:mod:`interp.patching.replay`), where the model's structure allows it; elsewhere every
-  block runs (``df.attrs["replay_off"]`` says why);
+* in a causal model whose KV cache is found and checked on the base run
+  (:mod:`interp.patching.prefix`; ``prefix=True``), a stacked row runs only the columns from
+  the first one its patch changes, on the base run's cached keys/values of the columns before
+  (they are the base run's at every layer); rows are grouped by that cut, adjacent cuts
+  merged where one forward costs less than two (:func:`~interp.patching.batching.merge_cuts`), and the blocks below the
+  patched layer return their recorded base outputs at the suffix's columns where that is
+  checked to reproduce the base run (``df.attrs["prefix_with_replay"]``);
+* otherwise variants run grouped by site, and the modules that returned before the site's
+  hook fired in the base run (the blocks below its layer; inside its block, e.g. the
+  attention module for ``attn_out.L``) return their recorded base outputs instead of
+  computing (:mod:`interp.patching.replay`), where the model's structure allows it;
+  elsewhere every block runs (``df.attrs["replay_off"]`` says why);
 * metrics that read only the last token unembed only that token.
 
-``fast=False`` is the reference: every variant's full batch through the whole model. Not
-done: reusing the base run's keys/values for the positions before the patch (prefix reuse
-needs the model's KV cache through model-specific arguments; see bench/RESULTS_patching.md).
-``df.attrs``: ``forwards``, ``rows_run`` / ``rows_total`` / ``rows_equal_to_base`` and, per
-site, ``replayed_modules``.
+``fast=False`` is the reference: every variant's full batch through the whole model.
+``df.attrs``: ``forwards``, ``rows_run`` / ``rows_total`` / ``rows_equal_to_base``,
+``padded_tokens_run`` (stacked rows × columns computed), ``prefix`` (the cache mechanism
+used) or ``prefix_off`` (why none), and, per site, ``replayed_modules`` (planned).
+Not done: dropping the columns after the last one the metric reads (it saves nothing for
+last-token metrics, and a metric over all positions reads them all).
 
 Reference: the per-patch loop of TransformerLens ``transformer_lens/patching.py``
 (``generic_activation_patch``), which runs one forward per cell; results are equal.
@@ -47,6 +55,7 @@ from hooks import Cache, Edit
 from hooks.errors import HookError, SpecError
 
 from .common import Pairs, flat_cache, parse_by, prepare_pairs, site_family, take_rows
+from .batching import chunks, fast_batches
 from .prefix import find
 from .replay import blocks_of, record
 
@@ -184,10 +193,10 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     max_rows = max(1, int(memory_budget // max(row_bytes(model, pairs.base), 1)))
     kmax = len(cells) if max_variants is None else max(1, int(max_variants))
     if fast:
-        batches = _fast_batches(cells, active, cut, max_rows, kmax, lay.width, B)
+        batches = fast_batches(cells, active, cut, max_rows, kmax, lay.width, B)
     else:
         batches = ((torch.cat([torch.full((B,), i) for i in chunk]), torch.arange(B).repeat(len(chunk)), 0)
-                   for chunk in _chunks(list(range(len(cells))), lambda i: B, B * max(1, max_rows // B), kmax))
+                   for chunk in chunks(list(range(len(cells))), lambda i: B, B * max(1, max_rows // B), kmax))
     vals = pairs.rows["base"][None].repeat(len(cells), 1)  # (cells, B): unchanged rows keep the base metric
     forwards = tokens = 0
     for cell_of, rows, c in batches:
@@ -220,52 +229,6 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     return effects_frame(cells, effects, pairs, keys, normalize, **attrs)
 
 
-def _fast_batches(cells: list, active: torch.Tensor, cut: torch.Tensor, max_rows: int, kmax: int, width: int,
-                  base_rows: int):
-    """``(cell of each stacked row, base row of each, prefix cut)`` per forward: per site, the
-    active (cell, row) pairs grouped by their cut (the first column a patch changes when prefix
-    reuse is on, else 0), at most ``max_rows`` rows and ``kmax`` cells per forward. Adjacent
-    cuts share forwards (at the smaller cut) where that costs fewer token-rows than forwards of
-    their own, each counted as one base batch (``base_rows`` × ``width``): :func:`merge_cuts`."""
-    names = list(dict.fromkeys(c[0] for c in cells))
-    site_of = torch.tensor([names.index(c[0]) for c in cells])
-    cell_all, row_all = active.nonzero(as_tuple=True)
-    cut_all = cut[cell_all, row_all]
-    cuts, counts = cut_all.unique(return_counts=True)
-    # the same runs of cuts for every site, run-major: each prefix is computed once
-    for lo, hi in merge_cuts(cuts.tolist(), counts.tolist(), width, len(names) * base_rows * width):
-        for k in range(len(names)):
-            sel = (site_of[cell_all] == k) & (cut_all >= lo) & (cut_all <= hi)
-            co, ro = cell_all[sel], row_all[sel]
-            order = torch.argsort(co, stable=True)
-            co, ro = co[order], ro[order]
-            ids, counts_k = co.unique_consecutive(return_counts=True)
-            ends = counts_k.cumsum(0)
-            at = dict(zip(ids.tolist(), zip((ends - counts_k).tolist(), ends.tolist())))
-            for chunk in _chunks(ids.tolist(), lambda i: at[i][1] - at[i][0], max_rows, kmax):
-                a, b = at[chunk[0]][0], at[chunk[-1]][1]
-                yield co[a:b], ro[a:b], int(lo)
-
-
-def merge_cuts(cuts: list, rows: list, width: int, overhead: int) -> list:
-    """Split sorted cuts into runs ``[(lo, hi), ...]`` minimising the sum over runs of
-    ``overhead + (rows in the run) × (width - lo)`` (token-rows computed; dynamic programming)."""
-    n = len(cuts)
-    best, back = [0.0] + [math.inf] * n, [0] * (n + 1)
-    for j in range(1, n + 1):
-        total = 0
-        for i in range(j, 0, -1):  # run = cuts[i-1 .. j-1], computed from cuts[i-1]
-            total += rows[i - 1]
-            cost = best[i - 1] + overhead + total * (width - cuts[i - 1])
-            if cost < best[j]:
-                best[j], back[j] = cost, i - 1
-    out, j = [], n
-    while j > 0:
-        out.append((cuts[back[j]], cuts[j - 1]))
-        j = back[j]
-    return out[::-1]
-
-
 def _replay_with_prefix(pairs: Pairs, rep, pre, cuts: torch.Tensor, last_only: bool) -> set:
     """The sites whose blocks below may be replayed (at the suffix's columns) on top of prefix
     reuse: checked per site at the smallest and largest cut against the base run."""
@@ -288,21 +251,6 @@ def _replay_with_prefix(pairs: Pairs, rep, pre, cuts: torch.Tensor, last_only: b
         if good:
             ok.add(s)
     return ok
-
-
-def _chunks(ids: list, size, max_rows: int, kmax: int):
-    """Consecutive cells (``size(i)`` stacked rows each), at most ``kmax`` cells and ``max_rows``
-    rows per forward (at least one cell)."""
-    chunk, n = [], 0
-    for i in ids:
-        k = size(i)
-        if chunk and (n + k > max_rows or len(chunk) >= kmax):
-            yield chunk
-            chunk, n = [], 0
-        chunk.append(i)
-        n += k
-    if chunk:
-        yield chunk
 
 
 def find_prefix(pairs: Pairs, cuts: list, last_only: bool):

@@ -284,7 +284,7 @@ def test_merge_cuts_is_the_cheapest_split():
     """The dynamic programme against every split of the sorted cuts into runs."""
     import itertools
 
-    from interp.patching.sweep import merge_cuts
+    from interp.patching.batching import merge_cuts
 
     g = torch.Generator().manual_seed(0)
     for trial in range(20):
