@@ -108,10 +108,10 @@ def select_rows(obj, B: int, rows: torch.Tensor, root: str, depth: int = 0):
 class Prefix:
     """One working way to run suffixes of the base rows on top of the base run's cached prefix."""
 
-    def __init__(self, model, base: dict, name: str, how: str, mask: str, pos: bool):
+    def __init__(self, model, base: dict, name: str, how: str, mask: str, pos: bool, caches=None):
         self.model, self.base, self.name, self.how, self.mask, self.pos = model, base, name, how, mask, pos
         self.B, self.P = base["attention_mask"].shape
-        self._caches: dict = {}
+        self._caches: dict = {} if caches is None else caches  # cut -> filled prefix cache (shared by mask modes)
 
     def describe(self) -> str:
         return f"{self.name}= ({self.how}), {self.mask} attention mask" + (", position ids" if self.pos else "")
@@ -201,13 +201,13 @@ def find(model, base: dict, check, cuts: list):
         r = am[:, c:].any(1).nonzero()[:, 0].flip(0)
         return torch.cat([r, r[:1]])
     pos = bool(getattr(model.adapter, "position_ids", False)) and "position_ids" in params
-    errors = []
+    errors, filled = [], {}
     for name in _cache_params(params):
         hows = (["returned"] if "use_cache" in params else []) + \
                (["filled"] if _annotated_class(model, params[name]) is not None else [])
         for how in hows:
             for mask in ("full", "suffix"):
-                pre = Prefix(model, base, name, how, mask, pos)
+                pre = Prefix(model, base, name, how, mask, pos, filled.setdefault((name, how), {}))
                 try:
                     ok = all(check(*pre.suffix(rows_at(c), c), rows_at(c), c) for c in dict.fromkeys(probe))
                 except Exception as e:  # noqa: BLE001 - any failure means: this way does not work

@@ -198,10 +198,11 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
         batches = ((torch.cat([torch.full((B,), i) for i in chunk]), torch.arange(B).repeat(len(chunk)), 0)
                    for chunk in chunks(list(range(len(cells))), lambda i: B, B * max(1, max_rows // B), kmax))
     vals = pairs.rows["base"][None].repeat(len(cells), 1)  # (cells, B): unchanged rows keep the base metric
+    tables = {s: _cell_table(cells, s) for s in pairs.sites}
     forwards = tokens = 0
     for cell_of, rows, c in batches:
         tok, n = lay.tokens(rows, c)
-        edits = [Edit(s, "all", fn=_writer(s, cells, cell_of, n, tok, lay, src[s])) for s in
+        edits = [Edit(s, "all", fn=_writer(s, tables[s], cell_of, n, tok, lay, src[s])) for s in
                  dict.fromkeys(cells[int(i)][0] for i in cell_of.unique())]
         site = cells[int(cell_of[0])][0]
         if c > 0:
@@ -370,13 +371,17 @@ def _last_token_logits_ok(pairs: Pairs) -> bool:
     return got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-5, atol=1e-6))
 
 
-def _writer(site, cells, cell_of, n, tok, lay: _Layout, src):
+def _cell_table(cells: list, site: str) -> torch.Tensor:
+    """``(n_cells, 3)``: is the cell at ``site``, its position, its head (-1 where not swept)."""
+    return torch.tensor([[c[0] == site, -1 if c[3] is None else c[3], -1 if c[2] is None else c[2]] for c in cells])
+
+
+def _writer(site, table, cell_of, n, tok, lay: _Layout, src):
     """An Edit function for ``site``: each stacked row (a base row copied for one cell) takes the
     source values at its cell (its head and/or position), if the cell is at ``site``; ``n``:
     the real tokens each stacked row has in the forward, ``tok``: their flat indices."""
     H = _heads(src.shape[1:])
-    info = torch.tensor([[c[0] == site, -1 if c[3] is None else c[3], -1 if c[2] is None else c[2]] for c in cells])
-    per_row = info[cell_of]  # (M, 3): at this site, position, head
+    per_row = table[cell_of]  # (M, 3): at this site, position, head (``table``: :func:`_cell_table`)
     on, pos, head = (torch.repeat_interleave(per_row[:, j], n) for j in range(3))
     at = on.bool() & ((pos < 0) | (lay.rank[tok] == pos))
     mask = at[:, None] & ((head[:, None] < 0) | (torch.arange(H)[None] == head[:, None]))
