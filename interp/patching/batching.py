@@ -1,6 +1,6 @@
 """Which stacked rows go into which forward of a patching sweep (pure bookkeeping, no model).
 
-    for cell_of, rows, cut in fast_batches(cells, active, cut, max_rows, kmax, width, B):
+    for cell_of, rows, cut in fast_batches(cells, active, cut, max_rows, kmax, width):
         ...   # one forward: base rows ``rows``, each patched at cell ``cell_of``, from column ``cut`` on
 """
 from __future__ import annotations
@@ -9,21 +9,27 @@ import math
 
 import torch
 
+# what one forward costs beyond its rows, in token-rows (stacked rows × columns): the weight
+# :func:`merge_cuts` gives an extra forward against the columns a merge recomputes. Speed only
+# (any split gives the same table); 512 was best or tied among 32-2048 and no split, on
+# bench/bench_patching.py (a 4-layer model, d_model 32 and 128, 8 × 16 tokens) on a 2-core
+# CPU; GPUs and large models may want other values.
+FORWARD_COST = 512
 
-def fast_batches(cells: list, active: torch.Tensor, cut: torch.Tensor, max_rows: int, kmax: int, width: int,
-                 base_rows: int):
+
+def fast_batches(cells: list, active: torch.Tensor, cut: torch.Tensor, max_rows: int, kmax: int, width: int):
     """``(cell of each stacked row, base row of each, prefix cut)`` per forward: per site, the
     active (cell, row) pairs grouped by their cut (the first column a patch changes when prefix
     reuse is on, else 0), at most ``max_rows`` rows and ``kmax`` cells per forward. Adjacent
     cuts share forwards (at the smaller cut) where that costs fewer token-rows than forwards of
-    their own, each counted as one base batch (``base_rows`` × ``width``): :func:`merge_cuts`."""
+    their own, each counted as :data:`FORWARD_COST` token-rows: :func:`merge_cuts`."""
     names = list(dict.fromkeys(c[0] for c in cells))
     site_of = torch.tensor([names.index(c[0]) for c in cells])
     cell_all, row_all = active.nonzero(as_tuple=True)
     cut_all = cut[cell_all, row_all]
     cuts, counts = cut_all.unique(return_counts=True)
     # the same runs of cuts for every site, run-major: each prefix is computed once
-    for lo, hi in merge_cuts(cuts.tolist(), counts.tolist(), width, len(names) * base_rows * width):
+    for lo, hi in merge_cuts(cuts.tolist(), counts.tolist(), width, FORWARD_COST * len(names)):
         for k in range(len(names)):
             sel = (site_of[cell_all] == k) & (cut_all >= lo) & (cut_all <= hi)
             co, ro = cell_all[sel], row_all[sel]

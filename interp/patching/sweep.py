@@ -193,7 +193,7 @@ def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_
     max_rows = max(1, int(memory_budget // max(row_bytes(model, pairs.base), 1)))
     kmax = len(cells) if max_variants is None else max(1, int(max_variants))
     if fast:
-        batches = fast_batches(cells, active, cut, max_rows, kmax, lay.width, B)
+        batches = fast_batches(cells, active, cut, max_rows, kmax, lay.width)
     else:
         batches = ((torch.cat([torch.full((B,), i) for i in chunk]), torch.arange(B).repeat(len(chunk)), 0)
                    for chunk in chunks(list(range(len(cells))), lambda i: B, B * max(1, max_rows // B), kmax))
