@@ -29,7 +29,8 @@ Causality and every choice above are *checked*, not assumed: :func:`find` keeps 
 only if a suffix run (rows permuted, one duplicated) reproduces the base run's last-token
 logits to 1e-5, at the smallest and largest prefix the sweep will use (a
 bidirectional model fails: its prefix depends on the suffix). Models whose config says
-``is_decoder=False`` and that are not causal LMs are refused before trying. Anything else
+``is_decoder=False`` and that are not causal LMs (ESM, BERT as a masked LM), and
+TransformerLens models with ``attention_dir="bidirectional"``, are refused before trying. Anything else
 (no cache argument, an error, a mismatch) returns ``None`` with the reason, and the sweep
 runs full rows (``df.attrs["prefix_off"]``).
 
@@ -175,6 +176,8 @@ def refused(model) -> str:
     cfg = getattr(model.model, "config", None)
     if cfg is not None and getattr(cfg, "is_decoder", None) is False and not _causal_lm(model):
         return "the model's config says is_decoder=False and it is not a causal LM (bidirectional attention)"
+    if getattr(getattr(model.model, "cfg", None), "attention_dir", None) == "bidirectional":  # TransformerLens
+        return "the model's cfg says attention_dir='bidirectional'"
     if not _cache_params(_params(model)):
         return "the model's forward takes no KV-cache argument"
     return ""

@@ -280,6 +280,22 @@ def test_a_bidirectional_model_with_a_cache_argument_fails_the_check_and_falls_b
                                atol=1e-5, rtol=0, equal_nan=True)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_bidirectional_transformer_lens_model_is_refused_with_its_reason():
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_ctx=16, d_head=4, n_heads=4, d_mlp=32, d_vocab=64,
+                                  act_fn="gelu", normalization_type="LN", attention_dir="bidirectional", seed=0)
+    hm = hooks.wrap(HookedTransformer(cfg).eval())
+    clean, corrupt, kw = _data()
+    args = dict(sites="resid_pre", by="layer,position", **kw)
+    fast = activation_patching(hm, clean, corrupt, **args)
+    assert fast.attrs["prefix"] == "" and "bidirectional" in fast.attrs["prefix_off"]
+    ref = activation_patching(hm, clean, corrupt, fast=False, **args)
+    torch.testing.assert_close(torch.tensor(fast["effect"].to_numpy()), torch.tensor(ref["effect"].to_numpy()),
+                               atol=1e-5, rtol=0, equal_nan=True)
+
+
 def test_merge_cuts_is_the_cheapest_split():
     """The dynamic programme against every split of the sorted cuts into runs."""
     import itertools
