@@ -114,8 +114,10 @@ def variants(tl, clean, corrupt, ans, dis):
     return {
         "ours: fast (changed rows only; suffix from the first changed column on, on the base run's KV cache; "
         "1 GiB budget)": lambda: ours(),
-        "ours: fast, prefix=False (round 1: changed rows only, blocks below the patch replayed)": lambda: ours(prefix=False),
-        "ours: before (fast=False: every variant's full batch through the whole model, stacked)": lambda: ours(fast=False),
+        "ours: fast, prefix=False (round 1: changed rows only, blocks below the patch replayed)":
+            lambda: ours(prefix=False),
+        "ours: before (fast=False: every variant's full batch through the whole model, stacked)":
+            lambda: ours(fast=False),
         "TransformerLens patching.get_act_patch_attn_head_out_by_pos": tl_patching,
         "nnsight: one trace per patch": nn_loop,
     }

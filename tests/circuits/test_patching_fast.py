@@ -191,6 +191,8 @@ PREFIX_CASES = [("gpt2", "denoising", HEAD_POS, "head_out", "logit_diff"),
                 ("gpt2", "denoising", "layer", "resid_pre", "logit_diff"),
                 ("llama", "noising", HEAD_POS, "head_out", "logit_diff"),
                 ("llama", "denoising", LAYER_POS, "attn_out", "kl"),
+                ("mistral", "denoising", LAYER_POS, "resid_pre", "logit_diff"),
+                ("gemma2", "noising", HEAD_POS, "head_out", "logit_diff"),  # sliding window, soft-capped logits
                 ("tl", "denoising", HEAD_POS, "head_out", "logit_diff"),
                 ("tl", "noising", LAYER_POS, "mlp_out", "logit_diff")]
 
@@ -198,8 +200,9 @@ PREFIX_CASES = [("gpt2", "denoising", HEAD_POS, "head_out", "logit_diff"),
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("name,direction,by,sites,metric", PREFIX_CASES)
 def test_prefix_reuse_equals_the_reference_path_with_left_padding(name, direction, by, sites, metric):
-    """GPT-2 (learned positions), Llama (rotary) and TransformerLens, left-padded ragged rows (each
-    row's cut is at its own column), both directions, last-token and all-position (KL) metrics."""
+    """GPT-2 (learned positions), Llama (rotary), Mistral, Gemma 2 and TransformerLens, left-padded
+    ragged rows (each row's cut is at its own column), both directions, last-token and
+    all-position (KL) metrics."""
     if name not in _LEFT:
         _LEFT[name] = _left_padded(name)
     hm = _LEFT[name]
