@@ -19,7 +19,7 @@ Only what a patch can change is computed (``fast=True``, the default; exact, gen
 
 * a row whose source values equal the base run's at the variant's cell (e.g. positions
   before the corrupted token of a causal model) is not run: patching writes what is already
-  there, so its metric is the base run's (:func:`changed_rows`);
+  there, so its metric is the base run's (:func:`first_changed`);
 * in a causal model whose KV cache is found and checked on the base run
   (:mod:`interp.patching.prefix`; ``prefix=True``), a stacked row runs only the columns from
   the first one its patch changes, on the base run's cached keys/values of the columns before
@@ -131,12 +131,6 @@ class _Layout:
 
 def _heads(shape) -> int:
     return shape[0] if len(shape) == 2 else 1
-
-
-def changed_rows(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tensor:
-    """``(n_cells, B)`` bool: the rows where a cell's source values differ from the base run's;
-    elsewhere patching writes the values already there, and the row equals the base run."""
-    return first_changed(cells, src, base, lay) < lay.width
 
 
 def first_changed(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tensor:
