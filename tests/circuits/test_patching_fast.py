@@ -225,14 +225,12 @@ def test_prefix_reuse_equals_the_reference_path_with_left_padding(name, directio
 
 def test_prefix_caches_are_not_changed_by_the_suffix_runs():
     """Each forward gets its own row-selected copy of the cache: the base prefix stays as recorded."""
-    from interp.patching.prefix import Prefix, select_rows
+    from interp.patching.prefix import Prefix, _cache_params, _params, select_rows
 
     hm = _left_padded("llama")
     inputs = hm.prepare(_data(P=9)[1])
-    pre = Prefix(hm, inputs, "cache", "returned", "full", True) if "cache" in \
-        __import__("inspect").signature(hm.model.forward).parameters else None
-    if pre is None:
-        pytest.skip("this transformers names its cache argument differently")
+    name = _cache_params(_params(hm))[0]  # whatever this transformers calls it
+    pre = Prefix(hm, inputs, name, "returned", "full", True)
     c = 4
     cache = pre.cache(c)
     before = select_rows(cache, 4, torch.arange(4), "transformers")
