@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Benchmark a full head × position activation-patching sweep on a 4-layer model: ours
-(``fast=True``: only the rows a patch changes, blocks below the patched layer replayed from
-the base run; and ``fast=False``: every variant's full batch stacked through the whole model)
+(``fast=True``: only the rows a patch changes, only the columns from the first one it changes,
+on the base run's KV cache; ``prefix=False``: blocks below the patched layer replayed from the
+base run instead; ``fast=False``: every variant's full batch stacked through the whole model)
 vs TransformerLens's ``patching`` module (one forward per patch) vs nnsight (one trace per
 patch), on the same random-weight TransformerLens model (no downloads).
 
@@ -111,8 +112,12 @@ def variants(tl, clean, corrupt, ans, dis):
         return torch.stack(vals).float()
 
     return {
-        "ours: fast (changed rows only, blocks below the patch replayed; 1 GiB budget)": lambda: ours(),
-        "ours: before (fast=False: every variant's full batch through the whole model, stacked)": lambda: ours(fast=False),
+        "ours: fast (changed rows only; suffix from the first changed column on, on the base run's KV cache; "
+        "1 GiB budget)": lambda: ours(),
+        "ours: fast, prefix=False (round 1: changed rows only, blocks below the patch replayed)":
+            lambda: ours(prefix=False),
+        "ours: before (fast=False: every variant's full batch through the whole model, stacked)":
+            lambda: ours(fast=False),
         "TransformerLens patching.get_act_patch_attn_head_out_by_pos": tl_patching,
         "nnsight: one trace per patch": nn_loop,
     }

@@ -38,6 +38,9 @@ def register(app):
                                                 "or 'resid_pre.1'"),
         normalize: bool = typer.Option(False, help="rescale so that corrupt = 0 and clean = 1"),
         memory_budget_mb: float = typer.Option(1024, help="activation memory for the stacked variants of one forward"),
+        fast: bool = typer.Option(True, "--fast/--no-fast", help="compute only what a patch can change (changed rows, "
+                                  "the columns from the first changed one on the base run's KV cache, replayed "
+                                  "blocks; exact, checked on the base run); --no-fast runs every variant whole"),
         limit: Optional[int] = opt_limit(help="use only the first N pairs (default: all)"),
         device: Optional[str] = opt_device(),
         dtype: Optional[str] = opt_dtype(),
@@ -64,10 +67,11 @@ def register(app):
             hm = hooks.load(model, device=resolve_device(device), dtype=dtype)
             common = dict(metric=metric, answers=ans, distractors=dis, direction=direction, normalize=normalize)
             if method == "path":
-                df = path_patching(hm, clean, corrupt, receivers=receivers.split(","), **common)
+                df = path_patching(hm, clean, corrupt, receivers=receivers.split(","), fast=fast, **common)
             else:
                 fn = activation_patching if method == "activation" else attribution_patching
-                kw = {"memory_budget": memory_budget_mb * 2**20} if method == "activation" else {"method": method}
+                kw = {"memory_budget": memory_budget_mb * 2**20, "fast": fast} if method == "activation" else \
+                    {"method": method}
                 df = fn(hm, clean, corrupt, sites=sites.split(",") if "," in sites else sites, by=by, **common, **kw)
         except (hooks.HookError, ValueError, FileNotFoundError) as e:
             fail(str(e))

@@ -71,14 +71,16 @@ def _supported(out, B: int) -> bool:
     return isinstance(out, _PLAIN)
 
 
-def _take(out, rows: torch.Tensor):
-    """``out`` at batch rows ``rows`` (a fresh tensor: the forward may update it in place)."""
+def _take(out, rows: torch.Tensor, cut: int = 0, width: int = 0):
+    """``out`` at batch rows ``rows`` (a fresh tensor: the forward may update it in place) and,
+    with ``cut``, at sequence columns ``[cut, width)`` of every ``(B, width, ...)`` tensor."""
     if isinstance(out, torch.Tensor):
-        return out.index_select(0, rows.to(out.device))
+        out = out.index_select(0, rows.to(out.device))
+        return out[:, cut:] if cut and out.dim() >= 2 and out.shape[1] == width else out
     if type(out) in (tuple, list):
-        return type(out)(_take(v, rows) for v in out)
+        return type(out)(_take(v, rows, cut, width) for v in out)
     if type(out) is dict:
-        return {k: _take(v, rows) for k, v in out.items()}
+        return {k: _take(v, rows, cut, width) for k, v in out.items()}
     return out
 
 
@@ -102,8 +104,8 @@ def swapped_forward(modules_and_fns):
 class Replay:
     """Recorded outputs of one base run and, per site, the modules that may be replayed."""
 
-    def __init__(self, model, B: int, outputs: dict, plans: dict, reasons: dict):
-        self.model, self.B = model, B
+    def __init__(self, model, B: int, outputs: dict, plans: dict, reasons: dict, width: int = 0):
+        self.model, self.B, self.width = model, B, width
         self.outputs = outputs  # module -> recorded raw forward output
         self.plans = plans  # site -> [modules to replay]
         self.reasons = reasons  # site -> why it gets no plan
@@ -112,12 +114,19 @@ class Replay:
         return self.plans.get(site, [])
 
     @contextlib.contextmanager
-    def replaying(self, site, rows: torch.Tensor):
-        """Within the block, the modules planned for ``site`` return their recorded outputs at ``rows``."""
+    def replaying(self, site, rows: torch.Tensor, cut: int = 0):
+        """Within the block, the modules planned for ``site`` return their recorded outputs at ``rows``.
+
+        ``cut > 0`` (a forward of the columns from ``cut`` on, the prefix in the model's KV cache:
+        :mod:`interp.patching.prefix`): only whole blocks are replayed, their outputs at those
+        columns; the caller checks that this reproduces the base run before relying on it."""
         mods = self.plan(site)
+        if cut:
+            blocks = set(blocks_of(self.model))
+            mods = [m for m in mods if m in blocks]
 
         def replay(out):
-            return lambda *a, **k: _take(out, rows)
+            return lambda *a, **k: _take(out, rows, cut, self.width)
 
         with self.model.lock, swapped_forward([(m, replay(self.outputs[m])) for m in mods]):
             yield
@@ -194,7 +203,7 @@ def record(model, inputs: dict, sites: list, run) -> tuple:
             continue
         if mods:
             plans[s] = mods
-    return Replay(model, B, outputs, plans, reasons), "", result
+    return Replay(model, B, outputs, plans, reasons, inputs["attention_mask"].shape[1]), "", result
 
 
 def _model_precondition(model) -> str:

@@ -19,19 +19,27 @@ Only what a patch can change is computed (``fast=True``, the default; exact, gen
 
 * a row whose source values equal the base run's at the variant's cell (e.g. positions
   before the corrupted token of a causal model) is not run: patching writes what is already
-  there, so its metric is the base run's (:func:`changed_rows`);
-* variants run grouped by site, and the modules that returned before the site's hook fired
-  in the base run (the blocks below its layer; inside its block, e.g. the attention module
-  for ``attn_out.L``) return their recorded base outputs instead of computing
-  (:mod:`interp.patching.replay`), where the model's structure allows it; elsewhere every
-  block runs (``df.attrs["replay_off"]`` says why);
+  there, so its metric is the base run's (:func:`first_changed`);
+* in a causal model whose KV cache is found and checked on the base run
+  (:mod:`interp.patching.prefix`; ``prefix=True``), a stacked row runs only the columns from
+  the first one its patch changes, on the base run's cached keys/values of the columns before
+  (they are the base run's at every layer); rows are grouped by that cut, adjacent cuts
+  merged where one forward costs less than two (:func:`~interp.patching.batching.merge_cuts`), and the blocks below the
+  patched layer return their recorded base outputs at the suffix's columns where that is
+  checked to reproduce the base run (``df.attrs["prefix_with_replay"]``);
+* otherwise variants run grouped by site, and the modules that returned before the site's
+  hook fired in the base run (the blocks below its layer; inside its block, e.g. the
+  attention module for ``attn_out.L``) return their recorded base outputs instead of
+  computing (:mod:`interp.patching.replay`), where the model's structure allows it;
+  elsewhere every block runs (``df.attrs["replay_off"]`` says why);
 * metrics that read only the last token unembed only that token.
 
-``fast=False`` is the reference: every variant's full batch through the whole model. Not
-done: reusing the base run's keys/values for the positions before the patch (prefix reuse
-needs the model's KV cache through model-specific arguments; see bench/RESULTS_patching.md).
-``df.attrs``: ``forwards``, ``rows_run`` / ``rows_total`` / ``rows_equal_to_base`` and, per
-site, ``replayed_modules``.
+``fast=False`` is the reference: every variant's full batch through the whole model.
+``df.attrs``: ``forwards``, ``rows_run`` / ``rows_total`` / ``rows_equal_to_base``,
+``padded_tokens_run`` (stacked rows × columns computed), ``prefix`` (the cache mechanism
+used) or ``prefix_off`` (why none), and, per site, ``replayed_modules`` (planned).
+Not done: dropping the columns after the last one the metric reads (it saves nothing for
+last-token metrics, and a metric over all positions reads them all).
 
 Reference: the per-patch loop of TransformerLens ``transformer_lens/patching.py``
 (``generic_activation_patch``), which runs one forward per cell; results are equal.
@@ -47,18 +55,21 @@ from hooks import Cache, Edit
 from hooks.errors import HookError, SpecError
 
 from .common import Pairs, flat_cache, parse_by, prepare_pairs, site_family, take_rows
-from .replay import record
+from .batching import chunks, fast_batches
+from .prefix import find
+from .replay import blocks_of, record
 
 COLUMNS = ["site", "layer", "head", "position", "effect"]
 
 
 def activation_patching(model, clean, corrupt, *, sites="attn_out", by="layer,position", metric="logit_diff",
                         answers=None, distractors=None, direction: str = "denoising", normalize: bool = False,
-                        memory_budget: float = 1 << 30, max_variants=None, fast: bool = True):
+                        memory_budget: float = 1 << 30, max_variants=None, fast: bool = True, prefix: bool = True):
     """A tidy ``pandas.DataFrame`` of patching effects; ``df.attrs`` holds the baselines and counts."""
     pairs = prepare_pairs(model, clean, corrupt, sites=sites, metric=metric, answers=answers,
                           distractors=distractors, direction=direction)
-    return sweep(pairs, by, normalize=normalize, memory_budget=memory_budget, max_variants=max_variants, fast=fast)
+    return sweep(pairs, by, normalize=normalize, memory_budget=memory_budget, max_variants=max_variants, fast=fast,
+                 prefix=prefix)
 
 
 def variants(pairs: Pairs, keys: tuple, shapes: dict) -> list:
@@ -95,12 +106,21 @@ class _Layout:
         self.row = torch.arange(self.B)[:, None].expand_as(am)[am]  # base row of each flat row
         self.lengths = am.sum(1)
         self.starts = self.lengths.cumsum(0) - self.lengths
+        self.width = am.shape[1]
+        self.fcol = am.nonzero()[:, 1]  # padded column of each flat row
+        self.col = torch.full((self.B, self.n_pos), self.width, dtype=torch.long)  # padded column of each rank
+        self.col[self.row, self.rank] = am.nonzero()[:, 1]
 
-    def tokens(self, rows: torch.Tensor) -> torch.Tensor:
-        """Flat indices of the real tokens of ``rows`` (stacked in that order)."""
+    def tokens(self, rows: torch.Tensor, cut: int = 0) -> tuple:
+        """Flat indices of the real tokens of ``rows`` (stacked in that order) at padded columns
+        ``>= cut``, and how many each row has."""
         n = self.lengths[rows]
         within = torch.arange(int(n.sum())) - torch.repeat_interleave(n.cumsum(0) - n, n)
-        return torch.repeat_interleave(self.starts[rows], n) + within
+        tok = torch.repeat_interleave(self.starts[rows], n) + within
+        if not cut:
+            return tok, n
+        keep = self.fcol[tok] >= cut
+        return tok[keep], torch.bincount(torch.repeat_interleave(torch.arange(len(rows)), n)[keep], minlength=len(rows))
 
     def has_pos(self) -> torch.Tensor:
         """``(n_pos, B)``: which rows have a real token at each position."""
@@ -113,9 +133,10 @@ def _heads(shape) -> int:
     return shape[0] if len(shape) == 2 else 1
 
 
-def changed_rows(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tensor:
-    """``(n_cells, B)`` bool: the rows where a cell's source values differ from the base run's;
-    elsewhere patching writes the values already there, and the row equals the base run."""
+def first_changed(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tensor:
+    """``(n_cells, B)`` long: the first padded column where patching a cell changes a row (its
+    source values differ from the base run's there); the padded width where it changes nothing.
+    Every column before it is, in a causal model, the base run's at every layer."""
     per_site = {}
     for s in dict.fromkeys(c[0] for c in cells):
         H = _heads(src[s].shape[1:])
@@ -123,101 +144,167 @@ def changed_rows(cells: list, src: dict, base: dict, lay: _Layout) -> torch.Tens
         t = torch.zeros(lay.B, lay.n_pos, H, dtype=torch.bool)
         t[lay.row, lay.rank] = d
         per_site[s] = t
-    out = torch.zeros(len(cells), lay.B, dtype=torch.bool)
+    none = lay.width
+    out = torch.full((len(cells), lay.B), none, dtype=torch.long)
     for i, (s, _, h, p) in enumerate(cells):
         t = per_site[s]
-        t = t.any(1) if p is None else t[:, p]
-        out[i] = t.any(-1) if h is None else t[:, h]
+        t = t.any(-1) if h is None else t[..., h]  # (B, n_pos)
+        if p is not None:
+            t = torch.zeros_like(t).index_fill_(1, torch.tensor([p]), True) & t
+        out[i] = torch.where(t, lay.col, none).min(1).values
     return out
 
 
 def sweep(pairs: Pairs, by="layer,position", *, normalize: bool = False, memory_budget: float = 1 << 30,
-          max_variants=None, fast: bool = True):
+          max_variants=None, fast: bool = True, prefix: bool = True):
     """Run every cell of the sweep, ``memory_budget`` bytes of activations per forward.
 
     ``fast=True`` (default) computes only what a patch can change, exactly: rows whose source
     values equal the base run's at the patched cell are not run (their metric is the base
-    run's), and each site's variants skip the modules that return before the site's hook
-    (blocks below its layer; see :mod:`interp.patching.replay`), where the model allows it.
-    ``fast=False`` runs every variant's full batch through the whole model (the reference)."""
+    run's); in a causal model with a usable KV cache (``prefix=True``, checked on the base run:
+    :mod:`interp.patching.prefix`) only the columns from the first one a patch changes are run,
+    on the base run's cached prefix; elsewhere each site's variants skip the modules that
+    return before the site's hook (blocks below its layer; see :mod:`interp.patching.replay`),
+    where the model allows it. ``fast=False`` runs every variant's full batch through the
+    whole model (the reference)."""
     keys = parse_by(by)
     model, B = pairs.model, pairs.n
     lay = _Layout(pairs)
     last_only = _last_token_logits_ok(pairs)
     src = flat_cache(model, pairs.source, pairs.sites)
-    rep, why, base = base_replay(pairs, last_only) if fast else (None, "fast=False", None)
+    rep, why, base = base_replay(pairs, last_only, check=False) if fast else (None, "fast=False", None)
     shapes = {s: tuple(v.shape[1:]) for s, v in src.items()}
     cells = variants(pairs, keys, shapes)
-    active = changed_rows(cells, src, base, lay) if fast else torch.ones(len(cells), B, dtype=torch.bool)
+    first = first_changed(cells, src, base, lay) if fast else torch.zeros(len(cells), B, dtype=torch.long)
+    active = first < lay.width
+    pre, pre_why = None, "fast=False" if not fast else "prefix=False"
+    if fast and prefix:
+        pre, pre_why = find_prefix(pairs, [int(c) for c in first[active & (first > 0)].unique()], last_only)
+    both = _replay_with_prefix(pairs, rep, pre, first[active & (first > 0)], last_only) if pre is not None else set()
+    cut = first if pre is not None else torch.zeros_like(first)
+    whole = [s for s in pairs.sites if bool((active & (cut == 0))[[i for i, c in enumerate(cells) if c[0] == s]].any())]
+    check_replay(pairs, rep, whole, last_only)  # replay at full width only where some forward runs whole rows
     max_rows = max(1, int(memory_budget // max(row_bytes(model, pairs.base), 1)))
     kmax = len(cells) if max_variants is None else max(1, int(max_variants))
-    groups = ([[i for i, c in enumerate(cells) if c[0] == s] for s in pairs.sites] if fast else [list(range(len(cells)))])
+    if fast:
+        batches = fast_batches(cells, active, cut, max_rows, kmax, lay.width)
+    else:
+        batches = ((torch.cat([torch.full((B,), i) for i in chunk]), torch.arange(B).repeat(len(chunk)), 0)
+                   for chunk in chunks(list(range(len(cells))), lambda i: B, B * max(1, max_rows // B), kmax))
     vals = pairs.rows["base"][None].repeat(len(cells), 1)  # (cells, B): unchanged rows keep the base metric
-    forwards = 0
-    for group in groups:
-        for chunk in _chunks([i for i in group if active[i].any()], active, max_rows if fast else B * max(1, max_rows // B), kmax):
-            cell_of = torch.cat([torch.full((int(active[i].sum()),), i) for i in chunk])
-            rows = torch.cat([active[i].nonzero()[:, 0] for i in chunk])
-            tok = lay.tokens(rows)
-            edits = [Edit(s, "all", fn=_writer(s, cells, cell_of, rows, tok, lay, src[s])) for s in
-                     dict.fromkeys(cells[i][0] for i in chunk)]
-            site = cells[chunk[0]][0]
-            ctx = rep.replaying(site, rows) if rep is not None and rep.plan(site) else contextlib.nullcontext()
-            vals[cell_of, rows] = _metric_rows(pairs, rows, edits, ctx, last_only)
-            forwards += 1
+    tables = {s: _cell_table(cells, s) for s in pairs.sites}
+    forwards = tokens = 0
+    for cell_of, rows, c in batches:
+        tok, n = lay.tokens(rows, c)
+        edits = [Edit(s, "all", fn=_writer(s, tables[s], cell_of, n, tok, lay, src[s])) for s in
+                 dict.fromkeys(cells[int(i)][0] for i in cell_of.unique())]
+        site = cells[int(cell_of[0])][0]
+        if c > 0:
+            inputs, kw = pre.suffix(rows, c)
+            ctx = rep.replaying(site, rows, c) if site in both else contextlib.nullcontext()
+        else:
+            inputs, kw = take_rows(pairs.base, rows), {}
+            ctx = rep.replaying(site, rows) if rep is not None and site in whole and rep.plan(site) else \
+                contextlib.nullcontext()
+        vals[cell_of, rows] = _metric_rows(pairs, rows, inputs, kw, edits, ctx, last_only, c)
+        forwards += 1
+        tokens += len(rows) * (lay.width - c)
     has_pos = lay.has_pos()
     effects = [effect_of(vals[i], pairs.rows, torch.ones(B, dtype=torch.bool) if p is None else has_pos[p], normalize)
                for i, (s, L, h, p) in enumerate(cells)]
     attrs = {"forwards": forwards, "last_token_logits_only": last_only, "fast": fast,
-             "rows_run": int(active.sum()), "rows_total": len(cells) * B}
+             "rows_run": int(active.sum()), "rows_total": len(cells) * B, "padded_tokens_run": tokens}
     if fast:
         attrs["rows_equal_to_base"] = attrs["rows_total"] - attrs["rows_run"]
-        attrs["replayed_modules"] = {s: len(rep.plan(s)) for s in pairs.sites} if rep is not None else {}
+        attrs["replayed_modules"] = {s: len(rep.plan(s)) for s in pairs.sites} if rep is not None else {}  # planned
         attrs["replay_off"] = why or (dict(rep.reasons) if rep is not None else {})
+        attrs["prefix"] = pre.describe() if pre is not None else ""
+        attrs["prefix_with_replay"] = sorted(both)
+        attrs["prefix_off"] = pre_why
     return effects_frame(cells, effects, pairs, keys, normalize, **attrs)
 
 
-def _chunks(ids: list, active: torch.Tensor, max_rows: int, kmax: int):
-    """Consecutive cells, at most ``kmax`` and ``max_rows`` stacked rows per forward (at least one cell)."""
-    chunk, n = [], 0
-    for i in ids:
-        k = int(active[i].sum())
-        if chunk and (n + k > max_rows or len(chunk) >= kmax):
-            yield chunk
-            chunk, n = [], 0
-        chunk.append(i)
-        n += k
-    if chunk:
-        yield chunk
+def _replay_with_prefix(pairs: Pairs, rep, pre, cuts: torch.Tensor, last_only: bool) -> set:
+    """The sites whose blocks below may be replayed (at the suffix's columns) on top of prefix
+    reuse: checked per site at the smallest and largest cut against the base run."""
+    if rep is None or not len(cuts):
+        return set()
+    want = _base_logits(pairs, last_only)
+    am = pairs.base["attention_mask"].bool().cpu()
+    ok, blocks = set(), set(blocks_of(pairs.model))
+    for s in [s for s in pairs.sites if any(m in blocks for m in rep.plan(s))]:
+        good = True
+        for c in [int(cuts.min())]:
+            rows = am[:, c:].any(1).nonzero()[:, 0].flip(0)
+            inputs, kw = pre.suffix(rows, c)
+            try:
+                got = _logits(pairs.model, inputs, [], last_only, rep.replaying(s, rows, c), kw)
+            except Exception:  # noqa: BLE001 - any failure: no replay with the prefix at this site
+                good = False
+                break
+            good = good and _matches(got, want, rows, c, last_only)
+        if good:
+            ok.add(s)
+    return ok
 
 
-def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None):
+def find_prefix(pairs: Pairs, cuts: list, last_only: bool):
+    """A checked :class:`~interp.patching.prefix.Prefix` for the base run, or ``(None, why)``."""
+    want = _base_logits(pairs, last_only)
+
+    def check(inputs, kw, rows, c):
+        return _matches(_logits(pairs.model, inputs, [], last_only, None, kw), want, rows, c, last_only)
+
+    return find(pairs.model, pairs.base, check, cuts)
+
+
+def _matches(got, want, rows, cut: int, last_only: bool) -> bool:
+    """Do suffix logits (from padded column ``cut`` on) of base rows ``rows`` equal the base run's?"""
+    ref = want.index_select(0, rows.to(want.device))
+    ref = ref if last_only else ref[:, cut:]
+    return got.shape == ref.shape and bool(torch.allclose(got, ref, rtol=1e-4, atol=1e-5, equal_nan=True))
+
+
+def base_replay(pairs: Pairs, last_only: bool, sites=None, use=None, check: bool = True):
     """Record the base run for replay (and cache its activations at ``sites``, default the
-    pairs' sites), then check the replay of each site in ``use`` (default: all) against the
-    base run, dropping any that differ: ``(Replay or None, why not, base activations)``."""
+    pairs' sites), then (``check``) check the replay of each site in ``use`` (default: all)
+    against the base run, dropping any that differ: ``(Replay or None, why not, base activations)``."""
     model = pairs.model
     sites = list(pairs.sites if sites is None else sites)
     rep, why, base = record(model, pairs.base, sites, lambda: flat_cache(model, pairs.base, sites))
     if rep is not None:
         for s in [s for s in rep.plans if use is not None and s not in use]:
             rep.plans.pop(s)
-    if rep is not None and rep.plans:
-        want = _base_logits(pairs, last_only)
-        for s in list(rep.plans):
-            rep.check(s, lambda rows, ctx: _logits(model, take_rows(pairs.base, rows), [], last_only, ctx),
-                      lambda rows: want.index_select(0, rows.to(want.device)))
+    if check:
+        check_replay(pairs, rep, list(rep.plans) if rep is not None else [], last_only)
     return rep, why, base
 
 
-def _logits(model, inputs, edits, last_only: bool, ctx=None):
+def check_replay(pairs: Pairs, rep, sites, last_only: bool) -> None:
+    """Check the full-width replay of ``sites`` against the base run (dropping any that differ)."""
+    if rep is None or not any(rep.plan(s) for s in sites):
+        return
+    want = _base_logits(pairs, last_only)
+    for s in [s for s in sites if rep.plan(s)]:
+        rep.check(s, lambda rows, ctx: _logits(pairs.model, take_rows(pairs.base, rows), [], last_only, ctx),
+                  lambda rows: want.index_select(0, rows.to(want.device)))
+
+
+def _logits(model, inputs, edits, last_only: bool, ctx=None, kw=None):
+    kw = kw or {}
     with torch.no_grad(), (ctx or contextlib.nullcontext()):
-        return _last_logits(model, inputs, edits) if last_only else model.run(inputs, edits).logits
+        return _last_logits(model, inputs, edits, **kw) if last_only else model.run(inputs, edits, **kw).logits
 
 
-def _metric_rows(pairs: Pairs, rows: torch.Tensor, edits: list, ctx, last_only: bool) -> torch.Tensor:
-    """The metric of the base rows ``rows`` (stacked, one per patched variant) under ``edits``."""
+def _metric_rows(pairs: Pairs, rows: torch.Tensor, inputs: dict, kw: dict, edits: list, ctx, last_only: bool,
+                 cut: int = 0) -> torch.Tensor:
+    """The metric of the base rows ``rows`` (stacked, one per patched variant) under ``edits``;
+    ``inputs`` start at padded column ``cut`` (the columns before it are the base run's)."""
     mb = take_rows(pairs.batch, rows)
-    logits = _logits(pairs.model, take_rows(pairs.base, rows), edits, last_only, ctx)
+    logits = _logits(pairs.model, inputs, edits, last_only, ctx, kw)
+    if cut and not last_only:
+        before = _base_logits(pairs, False).index_select(0, rows.to(logits.device))[:, :cut]
+        logits = torch.cat([before.to(logits.dtype), logits], 1)
     return pairs.metric(logits, _at_last(mb) if last_only else mb).cpu()
 
 
@@ -239,10 +326,10 @@ def effects_frame(cells: list, effects: list, pairs: Pairs, keys, normalize: boo
     return df
 
 
-def _last_logits(model, inputs, edits) -> torch.Tensor:
+def _last_logits(model, inputs, edits, **kw) -> torch.Tensor:
     """``(N, 1, vocab)`` logits at the last real token only: the forward stops after the final
     norm and only those rows go through the unembedding (less compute, no ``N×P×vocab`` tensor)."""
-    res = model.run(inputs, [*edits, Cache("final", "last", device=None)], stop_after="final")
+    res = model.run(inputs, [*edits, Cache("final", "last", device=None)], stop_after="final", **kw)
     head = model.resolve_sites("logits")[0].module
     return head(res.cache["final"])[:, None]
 
@@ -278,13 +365,17 @@ def _last_token_logits_ok(pairs: Pairs) -> bool:
     return got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-5, atol=1e-6))
 
 
-def _writer(site, cells, cell_of, rows, tok, lay: _Layout, src):
+def _cell_table(cells: list, site: str) -> torch.Tensor:
+    """``(n_cells, 3)``: is the cell at ``site``, its position, its head (-1 where not swept)."""
+    return torch.tensor([[c[0] == site, -1 if c[3] is None else c[3], -1 if c[2] is None else c[2]] for c in cells])
+
+
+def _writer(site, table, cell_of, n, tok, lay: _Layout, src):
     """An Edit function for ``site``: each stacked row (a base row copied for one cell) takes the
-    source values at its cell (its head and/or position), if the cell is at ``site``."""
+    source values at its cell (its head and/or position), if the cell is at ``site``; ``n``:
+    the real tokens each stacked row has in the forward, ``tok``: their flat indices."""
     H = _heads(src.shape[1:])
-    info = torch.tensor([[c[0] == site, -1 if c[3] is None else c[3], -1 if c[2] is None else c[2]] for c in cells])
-    per_row = info[cell_of]  # (M, 3): at this site, position, head
-    n = lay.lengths[rows]
+    per_row = table[cell_of]  # (M, 3): at this site, position, head (``table``: :func:`_cell_table`)
     on, pos, head = (torch.repeat_interleave(per_row[:, j], n) for j in range(3))
     at = on.bool() & ((pos < 0) | (lay.rank[tok] == pos))
     mask = at[:, None] & ((head[:, None] < 0) | (torch.arange(H)[None] == head[:, None]))

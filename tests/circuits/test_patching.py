@@ -1,5 +1,7 @@
 """Patching sweeps: batched equals one-forward-per-patch, the known answer on a model linear in its
 residual, and the `interp sweep` shell command (the demo-lm induction circuit: test_induction.py)."""
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -154,6 +156,13 @@ def test_sweep_command_writes_the_same_table_and_heatmaps(demo_lm, pairs_file, t
     torch.testing.assert_close(torch.tensor(df["effect"].to_numpy()), torch.tensor(want["effect"].to_numpy()),
                                atol=1e-5, rtol=0)
     assert (out / "sweep_head_out_layer_head.png").stat().st_size > 0 and (out / "sweep.json").exists()
+    r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--sites", "head_out",
+                                 "--by", "layer,head", "--no-fast", "--out", str(tmp_path / "ref")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "sweep.json").read_text())["fast"] is True
+    assert json.loads((tmp_path / "ref" / "sweep.json").read_text())["fast"] is False
+    torch.testing.assert_close(torch.tensor(pd.read_csv(tmp_path / "ref" / "sweep.csv")["effect"].to_numpy()),
+                               torch.tensor(df["effect"].to_numpy()), atol=1e-5, rtol=0)
     r = CliRunner().invoke(app, ["sweep", "--model", str(demo_lm), "--data", str(pairs_file), "--by", "layer,position",
                                  "--method", "attribution", "--out", str(tmp_path / "atp")])
     assert r.exit_code == 0, r.output
