@@ -130,6 +130,17 @@ class HookedModel:
         return self.resolve_sites([f"{kind}.{L % self.n_layers}" for L in layers])
 
     # -- batch context ------------------------------------------------------------
+    def forget_window(self) -> None:
+        """Forget the token ids seen so far. A forward whose window starts where the previous
+        forward's ids ended (a decode step with a cache) is read as that run's continuation, so
+        ``token()`` selectors and spans see the whole sequence; call this before a cached forward
+        that continues a *different* batch (e.g. a suffix run over a shared prefix).
+
+            hm.forget_window()
+            hm.run({"input_ids": suffix, "attention_mask": mask}, ivs, cache=prefix_cache)
+        """
+        self._prev_ids = None
+
     def _acquire_context_hook(self):
         if self._ctx_users == 0:
             self._ctx_handle = self.model.register_forward_pre_hook(self._set_context, with_kwargs=True)
@@ -160,10 +171,11 @@ class HookedModel:
         if self._gen:
             self._gen["seen"] = L
         if ids is not None:
-            if start == 0 or self._prev_ids is None or self._prev_ids.shape[1] != start:
+            prev = self._prev_ids
+            if start == 0 or prev is None or prev.shape[1] != start or prev.shape[0] != ids.shape[0]:
                 full = ids
             else:
-                full = torch.cat([self._prev_ids.to(ids.device), ids], 1)
+                full = torch.cat([prev.to(ids.device), ids], 1)
             self._prev_ids = full
         else:
             full = None

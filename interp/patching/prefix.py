@@ -162,13 +162,10 @@ class Prefix:
 
 
 def forget_previous_window(model) -> None:
-    """Workaround: ``hooks.model.HookedModel`` continues the token ids of a generation across
-    forwards (a forward whose window starts where the previous one's ids ended is taken as its
-    continuation and the ids are concatenated), which a suffix run of other rows is not.
-    hooks has no public reset yet (it is another helper's module); until it has, the stored
-    ids are cleared here before every suffix run."""
-    if hasattr(model, "_prev_ids"):
-        model._prev_ids = None
+    """A suffix run continues the base prefix of *other* rows: ``hooks`` must not read it as the
+    continuation of the previous forward's ids (:meth:`hooks.model.HookedModel.forget_window`)."""
+    if hasattr(model, "forget_window"):
+        model.forget_window()
 
 
 def refused(model) -> str:
