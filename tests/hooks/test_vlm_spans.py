@@ -25,6 +25,10 @@ def tiny(model_type, text_vocab=None, **overrides):
         setattr(cfg, k, v)
     if text_vocab is not None:  # default configs whose image id lies past the text vocabulary (LLaVA-NeXT)
         cfg.text_config.vocab_size = text_vocab
+    for c in (cfg, getattr(cfg, "text_config", None)):  # a default pad id past the shrunk vocabulary
+        vocab, pad = getattr(c, "vocab_size", None), getattr(c, "pad_token_id", None)
+        if isinstance(vocab, int) and isinstance(pad, int) and pad >= vocab:  # (idefics3 on transformers 5.18)
+            c.pad_token_id = 0
     torch.manual_seed(0)
     m = transformers.AutoModelForImageTextToText.from_config(cfg).float().eval()
     with torch.no_grad():  # some projectors start at zero (Gemma-3): every image would merge the same features
