@@ -365,7 +365,6 @@ def dump_spec(interventions: list, fmt: str = "yaml") -> str:
 def save_spec(interventions: list, path) -> None:
     """Write a spec atomically (temp file then rename); format from the suffix."""
     path = Path(path)
-    text = dump_spec(interventions, "json" if path.suffix == ".json" else "yaml")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from .io import write_text_atomic
+
+    write_text_atomic(path, dump_spec(interventions, "json" if path.suffix == ".json" else "yaml"))

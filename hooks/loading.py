@@ -38,8 +38,11 @@ def _dtype(dtype):
 
 def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_implementation: str = "sdpa",
          trust_remote_code: bool = False, local_files_only: bool | None = None, max_memory=None,
-         offload_folder=None, verify: bool = True) -> HookedModel:
+         offload_folder=None, verify: bool = True, prepend_bos=None) -> HookedModel:
     """Load a model by HF id, local directory, HF cache, fair-esm checkpoint or ``tl:NAME``.
+
+    ``prepend_bos``: the loaded model's BOS policy for texts (None: the default, position 0 is BOS
+    whenever the tokenizer has one; see :mod:`hooks.hf_backend`), as ``hooks.wrap(..., prepend_bos=)``.
 
     ``device_map`` ("auto" or ``{module: device | "cpu" | "disk"}``), ``max_memory`` and ``offload_folder``
     go to accelerate through ``from_pretrained``; every intervention works on the dispatched model
@@ -50,12 +53,12 @@ def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_impleme
     if name.startswith("tl:"):
         from .adapters.transformer_lens import load_tl
 
-        hm = load_tl(name[3:], dtype=dt, device=device)
-        return hm
+        return _with_bos(load_tl(name[3:], dtype=dt, device=device), prepend_bos)
     if name.endswith(".pt") or name.startswith("esm:") or name.startswith("fair-esm:"):
         from .adapters.fair_esm import load_fair_esm
 
-        return load_fair_esm(name.split(":", 1)[-1] if ":" in name and not Path(name).exists() else name, device=device)
+        path = name.split(":", 1)[-1] if ":" in name and not Path(name).exists() else name
+        return _with_bos(load_fair_esm(path, device=device), prepend_bos)
     from transformers import AutoConfig
 
     kw = dict(trust_remote_code=trust_remote_code)
@@ -102,7 +105,15 @@ def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_impleme
     if device is not None and device_map is None:
         model.to(device)
     tok = _tokenizer(name, cfg, kw)
-    return wrap(model, tok, verify=verify)
+    return wrap(model, tok, verify=verify, prepend_bos=prepend_bos)
+
+
+def _with_bos(hm: HookedModel, prepend_bos) -> HookedModel:
+    if prepend_bos is not None:
+        from .hf_backend import bos_policy
+
+        hm.prepend_bos = bos_policy(hm, prepend_bos)
+    return hm
 
 
 def damaged_weights(name) -> tuple | None:

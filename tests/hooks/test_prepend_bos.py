@@ -114,3 +114,16 @@ def test_token_ids_are_never_changed(pair, tok):
     for hm in (hooks.wrap(hf, tok), hooks.wrap(tlm)):
         assert torch.equal(hm.prepare(ids)["input_ids"], ids)
         assert real_rows(hm.prepare([ids[0].tolist()])) == [ids[0].tolist()]
+
+
+def test_policy_at_load(tmp_path, pair, tok):
+    """``hooks.load(path, prepend_bos=...)`` sets the same policy as ``hooks.wrap``."""
+    hf, _ = pair
+    hf.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    off = hooks.load(tmp_path, prepend_bos=False)
+    assert off.prepend_bos is False and real_rows(off.prepare(["the cat"])) == [ids_of(tok, "the cat")]
+    on = hooks.load(tmp_path)
+    assert real_rows(on.prepare(["the cat"])) == [[BOS, *ids_of(tok, "the cat")]]
+    with pytest.raises(HookError, match="prepend_bos must be True or False"):
+        hooks.load(tmp_path, prepend_bos="no")
