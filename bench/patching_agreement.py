@@ -24,12 +24,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def answer_attention(path, rows) -> dict:
+    """Independent of our hooks: transformers' eager attention weights from the last token to the
+    position holding the answer's first occurrence, per layer and head."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    enc = tok([r["clean"] for r in rows], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        att = model(**enc, output_attentions=True).attentions
+    last = enc["attention_mask"].sum(1) - 1
+    src = torch.tensor([r["src"] for r in rows])
+    ar = torch.arange(len(rows))
+    return {(L, h): float(a[ar, h, last, src].mean()) for L, a in enumerate(att) for h in range(a.shape[1])}
+
+
 def main():
     import hooks
     from interp.patching import activation_patching, agreement, attribution_patching
     from interp.toy_lm import build_toy_lm
-    from tests.circuits.conftest import induction_pairs
-    from tests.circuits.test_patching import _copy_scores
+    from interp.toy_lm import induction_pairs
 
     torch.set_num_threads(1)
     out = {}
@@ -56,7 +71,7 @@ def main():
                 for name, est in (("atp", b), ("|atp|", b_abs), ("graddrop", gd)):
                     out.setdefault((by, name), []).append(agreement(a, est))
                 if by == "layer,head":
-                    s = _copy_scores(path, rows)
+                    s = answer_attention(path, rows)
                     top = lambda df: sorted((int(r.layer), int(r.head)) for r in df.sort_values("effect").tail(2).itertuples())  # noqa: E731
                     print(f"seed {seed}: logit diff clean {a.attrs['metric_clean']:.2f} corrupt {a.attrs['metric_corrupt']:.2f}; "
                           f"top-2 heads: patching {top(a)}, attribution {top(b)}, graddrop {top(gd)}, attention to "

@@ -67,22 +67,6 @@ def test_position_sweep_on_ragged_rows_matches_patch_at_that_position(hm):
         assert r.effect == pytest.approx(ref(int(r.position)), abs=1e-4), r
 
 
-def _copy_scores(path, rows):
-    """Independent of our hooks: transformers' eager attention weights from the last token to the
-    position holding the answer's first occurrence, per layer and head."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
-    tok = AutoTokenizer.from_pretrained(path)
-    enc = tok([r["clean"] for r in rows], return_tensors="pt", padding=True)
-    with torch.no_grad():
-        att = model(**enc, output_attentions=True).attentions
-    last = enc["attention_mask"].sum(1) - 1
-    src = torch.tensor([r["src"] for r in rows])
-    ar = torch.arange(len(rows))
-    return {(L, h): float(a[ar, h, last, src].mean()) for L, a in enumerate(att) for h in range(a.shape[1])}
-
-
 def _linear_tl(freeze_attention=True):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
