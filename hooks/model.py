@@ -6,10 +6,13 @@
     res.cache["resid_post.11"].shape              # (1, 768)
     out = model.generate(["Once"], interventions=[Steer("resid_post.6", vector=v, scale=8)],
                          max_new_tokens=20)
+
+The per-forward batch context and generation bookkeeping are in :mod:`hooks.model_context`, the
+clean reference runs of Ablate/Patch in :mod:`hooks.model_references` (mixins of
+:class:`HookedModel`), KV-cache recognition in :mod:`hooks.kv_cache` (re-exported here).
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 
 from dataclasses import dataclass, field
@@ -18,11 +21,13 @@ from typing import Any, Optional
 import torch
 
 from . import attention, hf_backend
-from . import ops as O
 from . import positions as P
 from . import sites as S
-from .errors import HookError, SpecError
+from .errors import SpecError
 from .interventions import Cache, Intervention, Knockout, load_spec
+from .kv_cache import cache_length, find_kv_cache, past_length  # noqa: F401 (re-exported)
+from .model_context import BatchContextMixin
+from .model_references import ReferenceRunsMixin
 from .trace import Trace
 
 
@@ -45,7 +50,7 @@ class GenerateResult:
     cache: dict = field(default_factory=dict)
 
 
-class HookedModel:
+class HookedModel(BatchContextMixin, ReferenceRunsMixin):
     """A model plus its adapter: canonical sites, traces and batched runs."""
 
     def __init__(self, model: torch.nn.Module, tokenizer=None, adapter=None):
@@ -129,97 +134,6 @@ class HookedModel:
             attention.require(self.model, False)
         return self.resolve_sites([f"{kind}.{L % self.n_layers}" for L in layers])
 
-    # -- batch context ------------------------------------------------------------
-    def forget_window(self) -> None:
-        """Forget the token ids seen so far. A forward whose window starts where the previous
-        forward's ids ended (a decode step with a cache) is read as that run's continuation, so
-        ``token()`` selectors and spans see the whole sequence; call this before a cached forward
-        that continues a *different* batch (e.g. a suffix run over a shared prefix).
-
-            hm.forget_window()
-            hm.run({"input_ids": suffix, "attention_mask": mask}, ivs, cache=prefix_cache)
-        """
-        self._prev_ids = None
-
-    def _acquire_context_hook(self):
-        if self._ctx_users == 0:
-            self._ctx_handle = self.model.register_forward_pre_hook(self._set_context, with_kwargs=True)
-        self._ctx_users += 1
-
-    def _release_context_hook(self):
-        self._ctx_users -= 1
-        if self._ctx_users == 0 and self._ctx_handle is not None:
-            self._ctx_handle.remove()
-            self._ctx_handle = None
-            self._ctx = None
-
-    def _set_context(self, module, args, kwargs):
-        ids, am, shape = self.backend.call_inputs(args, kwargs)
-        if shape is None:
-            self._ctx = None
-            return None
-        B, q = shape
-        O.TOKEN_ROWS.set(B)  # token-flattened sites (MoE router logits) are (B·q, E)
-        # Masks are resolved on the CPU (one small copy per forward) so that selecting
-        # positions never synchronises the device inside a hook.
-        if am is None:  # e.g. transformers' generate drops an all-ones mask: count the cached past
-            am = torch.ones(B, self._past_length(args, kwargs, q) + q, dtype=torch.bool)
-        else:
-            am = am.detach().to("cpu", torch.bool)
-        L = am.shape[1]
-        start = L - q
-        if self._gen:
-            self._gen["seen"] = L
-        if ids is not None:
-            prev = self._prev_ids
-            if start == 0 or prev is None or prev.shape[1] != start or prev.shape[0] != ids.shape[0]:
-                full = ids
-            else:
-                full = torch.cat([prev.to(ids.device), ids], 1)
-            self._prev_ids = full
-        else:
-            full = None
-        self._ctx = P.BatchContext(
-            attention_mask=am,
-            input_ids=full,
-            window_start=start,
-            prompt_len=self._gen.get("prompt_len"),
-            span_fn=(lambda f=full, m=am: self.spans(None if f is None else f.cpu(), m)),
-            tokenizer=self.tokenizer,
-        )
-        return None
-
-    def _past_length(self, args, kwargs, q: int) -> int:
-        """Cached positions before this forward when the model got no attention mask.
-
-        Read from the KV cache object whatever transformers calls its argument; inside our
-        own generation (:meth:`generating`) a forward with no visible cache counts the
-        positions fed so far (a window shorter than what was seen continues it; one at
-        least as long re-feeds the sequence, as ``use_cache=False`` does)."""
-        kind, obj = find_kv_cache(args, kwargs)
-        n = cache_length(kind, obj)
-        seen = int(self._gen.get("seen", 0)) if self._gen else 0
-        if kind is not None and n is not None and not (n == 0 and 0 < q < seen):
-            return n  # (a cache reading 0 after our own prompt keeps its state elsewhere: RecurrentGemma)
-        if self._gen:  # our own generation, no readable cache: the positions fed so far are known
-            return seen if 0 < q < seen else 0
-        if n is None:
-            raise HookError(
-                f"This forward got a KV cache of type {type(obj).__name__} without an attention mask, and the "
-                "cache does not say how many positions it holds (get_seq_length() is missing or fails). Pass "
-                "attention_mask covering past + new positions, or use a transformers Cache object."
-            )
-        return 0
-
-    def _fallback_context(self, x: torch.Tensor) -> P.BatchContext:
-        return P.BatchContext(attention_mask=torch.ones(x.shape[:2], dtype=torch.bool))
-
-    def spans(self, input_ids, attention_mask) -> dict:
-        """Named position spans of a batch (VLM modalities, ESM residues/cls/eos)."""
-        if self.adapter.spans is None or input_ids is None:
-            return {}
-        return self.adapter.spans(self, input_ids, attention_mask.bool())
-
     # -- running --------------------------------------------------------------------
     def prepare(self, batch, *, prepend_bos=None) -> dict:
         """Model inputs of a batch; texts follow the BOS policy (``prepend_bos``: this call's, else
@@ -247,17 +161,6 @@ class HookedModel:
         with self.trace(batch, grad=grad, stop_after=stop_after, **forward_kwargs) as tr:
             results = [tr.add(iv) for iv in ivs]
         return RunResult(tr.output, tr.logits, merge_caches(results), tr.inputs)
-
-    @contextlib.contextmanager
-    def generating(self, prompt_len: int):
-        """Mark forwards inside the block as generation steps of a prompt of ``prompt_len``
-        (padded) positions, so ``apply_to`` and windows resolve. Used by custom generators."""
-        old = self._gen
-        self._gen = {"prompt_len": int(prompt_len)}
-        try:
-            yield
-        finally:
-            self._gen = old
 
     def iter_run(self, data, interventions=(), *, batch_size: int = 8, progress: bool = True, text_key=None,
                  grad: bool = False, stop_after=None, **forward_kwargs):
@@ -330,76 +233,6 @@ class HookedModel:
             texts = self.tokenizer.batch_decode(seqs[:, prompt_len:], skip_special_tokens=True)
         return GenerateResult(seqs, texts, prompt_len, cache)
 
-    # -- statistics used by Ablate / Patch -----------------------------------------------
-    def _collect_rows(self, batch, bindings, positions) -> dict:
-        """Per-row selected activations of a clean run: {site: [tensor (n_b, ...)]}."""
-        self._suspended += 1
-        try:
-            with Trace(self, batch, internal=True) as tr:
-                res = tr.add(Cache([b.name for b in bindings], positions, layout="flat"))
-        finally:
-            self._suspended -= 1
-        out = {}
-        for b in bindings:
-            counts = res.masks[b.name].sum(1).tolist()
-            out[b.name] = list(torch.split(res[b.name], counts))
-        return out
-
-    def _reference_stats(self, iv, bindings) -> dict:
-        from .data import iter_batches as _iter
-
-        def iter_batches(ref, **kw):
-            if isinstance(ref, (dict, torch.Tensor)):  # one prepared batch
-                return iter([ref])
-            return _iter(ref, **kw)
-
-        if iv.how == "mean":
-            sums, n = {}, 0
-            for batch in iter_batches(iv.reference, batch_size=8, progress=False):
-                rows = self._collect_rows(batch, bindings, "all")
-                for name, rs in rows.items():
-                    flat = torch.cat(rs).double()
-                    sums[name] = sums.get(name, 0) + flat.sum(0)
-                n += sum(r.shape[0] for r in next(iter(rows.values())))
-            if n == 0:
-                raise SpecError("Ablate(how='mean') got an empty reference.")
-            return {k: (v / n).float() for k, v in sums.items()}
-        rows: dict = {}
-        for batch in iter_batches(iv.reference, batch_size=8, progress=False):
-            for name, rs in self._collect_rows(batch, bindings, "all").items():
-                rows.setdefault(name, []).extend(rs)
-        if not rows or not next(iter(rows.values())):
-            raise SpecError("Ablate(how='resample') got an empty reference.")
-        return rows
-
-    def _patch_source(self, iv, bindings) -> dict:
-        src = iv.source
-        input_keys = {"input_ids", "tokens", "pixel_values", "inputs_embeds", "text", "images"}
-        is_cache = (isinstance(src, dict) and bool(src) and not input_keys & set(src)
-                    and all(isinstance(v, (torch.Tensor, list)) for v in src.values()))
-        if is_cache:
-            masks = getattr(src, "masks", {})
-            out = {}
-            for b in bindings:
-                if b.name not in src:
-                    raise SpecError(f"Patch source cache has no {b.name!r} (it has {sorted(src)}).")
-                t = src[b.name]
-                if isinstance(t, list):
-                    raise SpecError(f"Patch source {b.name!r} holds a list (generation cache); patch from a single forward.")
-                m = masks.get(b.name)
-                if m is not None and m.dim() == 2 and t.dim() >= 2 and t.shape[:2] == m.shape:  # padded
-                    from .ops import to_canon
-
-                    t = to_canon(t, "attn") if b.layout == "attn" else t
-                    out[b.name] = [t[i][m[i].to(t.device)] for i in range(t.shape[0])]
-                elif m is not None and t.shape[0] == int(m.sum()):  # flat
-                    out[b.name] = list(torch.split(t, m.sum(1).tolist()))
-                else:  # one per row
-                    out[b.name] = [t[i : i + 1] for i in range(t.shape[0])]
-            return out
-        positions = iv.source_positions if iv.source_positions is not None else iv.positions
-        return self._collect_rows(src, bindings, positions)
-
     # -- helpers -----------------------------------------------------------------------
     def _dry_run_shapes(self) -> dict:
         dummy = self.adapter.extra.get("dummy_batch")
@@ -423,48 +256,6 @@ class HookedModel:
         cfg = getattr(self.model, "config", None)
         v = getattr(cfg, "vocab_size", None) or getattr(getattr(cfg, "text_config", None), "vocab_size", None)
         return int(v or 10)
-
-
-def find_kv_cache(args, kwargs):
-    """The KV cache among a forward's arguments, recognised by what it is, not by its name.
-
-    transformers renamed the argument (``past_key_values`` -> ``cache`` in 5.25), so we look
-    at every argument: a cache object answers ``get_seq_length()``; the legacy format is a
-    tuple of per-layer ``(key, value)`` tensors of shape ``(B, H, past, D)``. Returns
-    ``(kind, obj)`` with kind ``"cache"``, ``"legacy"``, ``"unknown"`` (an object whose class
-    calls itself a cache but offers neither) or ``(None, None)`` when there is none.
-    """
-    for v in list(kwargs.values()) + list(args):
-        if v is None or isinstance(v, (torch.Tensor, bool, int, float, str)):
-            continue
-        if callable(getattr(v, "get_seq_length", None)):
-            return "cache", v
-        if isinstance(v, (tuple, list)) and v and isinstance(v[0], (tuple, list)) and len(v[0]) >= 2 \
-                and all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in v[0][:2]):
-            return "legacy", v
-        if "cache" in type(v).__name__.lower():
-            return "unknown", v
-    return None, None
-
-
-def cache_length(kind, obj) -> Optional[int]:
-    """Positions held by a cache :func:`find_kv_cache` found: 0 without one, None when unreadable."""
-    if kind == "cache":
-        try:
-            return int(obj.get_seq_length())
-        except Exception:  # noqa: BLE001 - e.g. a cache of only linear-attention/SSM layers (transformers < 5.2x)
-            return None
-    if kind == "legacy":
-        return int(obj[0][0].shape[-2])
-    if kind == "unknown":
-        return None
-    return 0
-
-
-def past_length(args, kwargs) -> Optional[int]:
-    """Positions already in the KV cache of this forward call: 0 without a cache, None when a
-    cache is there but its length cannot be read."""
-    return cache_length(*find_kv_cache(args, kwargs))
 
 
 def merge_caches(results):
