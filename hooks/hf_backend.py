@@ -34,6 +34,13 @@ def bos_policy(hm, prepend_bos=None) -> bool:
     return pb
 
 
+def set_bos_policy(hm, prepend_bos):
+    """Set ``hm``'s BOS policy when ``prepend_bos`` is given (``hooks.wrap``/``hooks.load``); returns ``hm``."""
+    if prepend_bos is not None:
+        hm.prepend_bos = bos_policy(hm, prepend_bos)
+    return hm
+
+
 def with_bos_policy(tok, texts, rows: list, prepend_bos: bool) -> list:
     """``rows`` (the tokenizer's ids of ``texts``, special tokens included) under the BOS policy."""
     bos = getattr(tok, "bos_token_id", None)

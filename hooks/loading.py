@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import HookError
+from .hf_backend import set_bos_policy
 from .model import HookedModel  # noqa: F401 (the return annotation of load)
 from .wrapping import wrap  # noqa: F401 (hooks.loading.wrap: the historical spelling)
 
@@ -53,12 +54,12 @@ def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_impleme
     if name.startswith("tl:"):
         from .adapters.transformer_lens import load_tl
 
-        return _with_bos(load_tl(name[3:], dtype=dt, device=device), prepend_bos)
+        return set_bos_policy(load_tl(name[3:], dtype=dt, device=device), prepend_bos)
     if name.endswith(".pt") or name.startswith("esm:") or name.startswith("fair-esm:"):
         from .adapters.fair_esm import load_fair_esm
 
         path = name.split(":", 1)[-1] if ":" in name and not Path(name).exists() else name
-        return _with_bos(load_fair_esm(path, device=device), prepend_bos)
+        return set_bos_policy(load_fair_esm(path, device=device), prepend_bos)
     from transformers import AutoConfig
 
     kw = dict(trust_remote_code=trust_remote_code)
@@ -106,14 +107,6 @@ def load(name_or_path, *, dtype=None, device=None, device_map=None, attn_impleme
         model.to(device)
     tok = _tokenizer(name, cfg, kw)
     return wrap(model, tok, verify=verify, prepend_bos=prepend_bos)
-
-
-def _with_bos(hm: HookedModel, prepend_bos) -> HookedModel:
-    if prepend_bos is not None:
-        from .hf_backend import bos_policy
-
-        hm.prepend_bos = bos_policy(hm, prepend_bos)
-    return hm
 
 
 def damaged_weights(name) -> tuple | None:

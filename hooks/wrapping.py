@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .adapters.base import rebase
+from .hf_backend import set_bos_policy
 from .model import HookedModel
 
 
@@ -39,10 +40,7 @@ def wrap(model: torch.nn.Module, tokenizer_or_processor=None, *, adapter=None, v
     tok = tokenizer_or_processor
     hm = HookedModel(model, getattr(tok, "tokenizer", tok), adapter)
     hm.processor = tok if tok is not None and hasattr(tok, "tokenizer") else None
-    if prepend_bos is not None:
-        from .hf_backend import bos_policy
-
-        hm.prepend_bos = bos_policy(hm, prepend_bos)
+    set_bos_policy(hm, prepend_bos)
     if verify:
         from .verify import self_check
 

@@ -53,11 +53,9 @@ def site_list(model, sites) -> tuple:
     bindings = model.resolve_sites(names)
     layers = {}
     for b in bindings:
-        tail = b.name.rsplit(".", 1)[-1]
-        layer = b.layer if b.layer is not None else int(tail) if "." in b.name and tail.isdigit() else None  # inferred adapters
-        if layer is None:
+        if b.layer is None:
             raise SpecError(f"Sweeps patch per-layer sites (resid_pre, attn_out, mlp_out, head_out, ...); {b.name} has no layer.")
-        layers[b.name] = layer
+        layers[b.name] = b.layer
     return [b.name for b in bindings], layers
 
 

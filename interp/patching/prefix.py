@@ -157,15 +157,9 @@ class Prefix:
         kw = {self.name: select_rows(cache, self.B, rows, type(cache).__module__.split(".")[0])}
         if self.how == "returned" and "use_cache" in _params(self.model):
             kw["use_cache"] = True
-        forget_previous_window(self.model)
+        # a suffix continues the base prefix of *other* rows: not the previous forward's ids
+        self.model.forget_window()
         return inp, kw
-
-
-def forget_previous_window(model) -> None:
-    """A suffix run continues the base prefix of *other* rows: ``hooks`` must not read it as the
-    continuation of the previous forward's ids (:meth:`hooks.model.HookedModel.forget_window`)."""
-    if hasattr(model, "forget_window"):
-        model.forget_window()
 
 
 def refused(model) -> str:
