@@ -2,8 +2,7 @@
 import os
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+from tests.notebook_run import run_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -13,8 +12,6 @@ def test_notebook_02_runs(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("INTERP_PROTEIN_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("INTERP_NOTEBOOK_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    nb = nbformat.read(ROOT / "notebooks" / "02_protein_sae_steering.ipynb", as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text, _ = run_notebook("02_protein_sae_steering.ipynb", timeout=120)
     assert "annotations: ['COILED', 'TRANSMEM', 'ZN_FING']" in text and "summary ok: True" in text
     assert (tmp_path / "out" / "report.md").exists()
