@@ -79,3 +79,19 @@ def out_proj(family: str, layer: int) -> str:
         "gpt2": f"transformer.h.{layer}.attn.c_proj",
         "esm": f"esm.encoder.layer.{layer}.attention.output.dense",
     }.get(family, f"model.layers.{layer}.self_attn.o_proj")
+
+
+def save_toy_llama(path, n_layers: int = 2, seed: int = 0):
+    """A random 2-layer-style Llama with :mod:`interp.toy_lm`'s word tokenizer, saved at ``path``
+    (safetensors + tokenizer), for CLI tests that load a model by path."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hooks.loading import save_pretrained_atomic
+    from interp.toy_lm import make_tokenizer
+
+    torch.manual_seed(seed)
+    tok = make_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=n_layers,
+                      num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)
+    save_pretrained_atomic(LlamaForCausalLM(cfg), tok, path)
+    return path

@@ -78,17 +78,11 @@ def test_interrupted_save_keeps_the_previous_sae(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cli_model(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from interp.toy_lm import sample_texts
+    from tests.hooks.tiny_models import save_toy_llama
 
-    from hooks.loading import save_pretrained_atomic
-    from interp.toy_lm import make_tokenizer, sample_texts
-
-    torch.manual_seed(0)
-    tok = make_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)
     root = tmp_path_factory.mktemp("cli")
-    save_pretrained_atomic(LlamaForCausalLM(cfg), tok, root / "toy")
+    save_toy_llama(root / "toy")
     (root / "train.txt").write_text("\n".join(sample_texts(120, seed=1)))
     (root / "test.txt").write_text("\n".join(sample_texts(20, seed=2)))
     return root

@@ -19,18 +19,9 @@ pytest.importorskip("dionysus")
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.hooks.tiny_models import save_toy_llama
 
-    from hooks.loading import save_pretrained_atomic
-    from interp.toy_lm import make_tokenizer
-
-    torch.manual_seed(0)
-    tok = make_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)
-    path = tmp_path_factory.mktemp("m") / "toy"
-    save_pretrained_atomic(LlamaForCausalLM(cfg), tok, path)
-    return path
+    return save_toy_llama(tmp_path_factory.mktemp("m") / "toy", n_layers=3)
 
 
 @pytest.fixture(scope="module")
